@@ -1,0 +1,49 @@
+# tingbao: two commands on a fresh Debian/Ubuntu machine (see README.md).
+#   make demo   the main job
+#   make test   the tests (what CI runs through .ci/run)
+# Each installs what is missing first: Debian packages with apt when run as root,
+# and a .venv holding the project.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Servers and system libraries the project starts or loads itself (no systemd needed):
+# mosquitto + influxdb (the local stack), libportaudio2 (sounddevice), and a private
+# PulseAudio server with sox so the live-input path is tested with real audio, not a mock.
+APT_PACKAGES := mosquitto mosquitto-clients influxdb libportaudio2 libsndfile1 \
+                pulseaudio pulseaudio-utils libasound2-plugins sox
+
+.PHONY: demo test lint bench system venv clean
+
+demo: venv system
+	$(BIN)/tingbao demo
+
+test: venv system
+	$(BIN)/ruff check edge collector analysis dashboards tests bench
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python bench/edge_core.py
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing — run: sudo apt-get install -y$$missing"; \
+	  fi; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[edge,server,dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""tingbao.analysis — see ../README.md and DESIGN.md."""

@@ -1,0 +1,1 @@
+"""tingbao.collector — see ../README.md and DESIGN.md."""

@@ -1,0 +1,1 @@
+"""tingbao.dashboards — see ../README.md and DESIGN.md."""
