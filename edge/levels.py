@@ -42,7 +42,8 @@ def leq_from_exposure(exposure, duration):
     exposure = np.asarray(exposure, dtype=float)
     duration = np.asarray(duration, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(duration > 0, level_from_mean_square(exposure / np.where(duration > 0, duration, 1.0)), np.nan)
+        safe = np.where(duration > 0, duration, 1.0)
+        return np.where(duration > 0, level_from_mean_square(exposure / safe), np.nan)
 
 
 def exposure_level(exposure):
