@@ -22,8 +22,16 @@ test: venv system
 	$(BIN)/ruff check edge collector analysis dashboards tests bench
 	$(BIN)/python -m pytest -q
 
-bench: venv
+# The peer (acoustic-toolbox) pins the old `pysoundfile`, which overwrites `soundfile`,
+# so it gets a venv of its own; bench/edge_core.py runs it in a child process.
+PEER := bench/.peer-venv
+bench: venv $(PEER)/.installed
 	$(BIN)/python bench/edge_core.py
+
+$(PEER)/.installed:
+	$(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install -q acoustic-toolbox==0.2.2
+	touch $@
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do \

@@ -1,0 +1,297 @@
+"""Speed, memory and accuracy of the edge meter against the bare limit and a peer, in one run.
+
+Not a test: it prints figures; its last line is one JSON object with
+``rtf_full``, ``rtf_bands``, ``limit_ratio``, ``peer``, ``peer_ratio``, ``peak_rss_mb`` (and
+more). Run with ``make bench`` (which installs the peer, acoustic-toolbox, into the venv).
+
+(a) the bare limit: scipy ``sosfilt`` of a plain bilinear A and C weighting over the audio;
+(b) tingbao's full interval metric set (SoundLevelMeter, 1 s intervals);
+(c) the same with 1/3-octave bands 25 Hz–10 kHz;
+(d) acoustic-toolbox on the metrics it has (LAeq, LAFmax, LCpeak per second). It pins the
+    ancient ``pysoundfile`` package, which overwrites ``soundfile`` and breaks tingbao's venv,
+    so it lives in ``bench/.peer-venv`` (``make bench`` creates it) and this script runs it in
+    a child process on the same synthesised audio, within the same run.
+
+The audio: ``--minutes`` (default 60) of 48 kHz mono, synthesised block by block (pink noise
+with stamping impulses, level varying second to second), never held whole. Times are CPU
+seconds of this process (one thread: BLAS threads are pinned to 1). The peer runs on the first
+``--peer-minutes`` (default 10) and its time is compared per audio second.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy import signal  # noqa: E402
+
+FS = 48_000
+P0 = 20e-6
+PEER_PYTHON = Path(__file__).resolve().parent / ".peer-venv" / "bin" / "python"
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Audio:
+    """Deterministic synthetic audio in 1 s blocks (Pa): a 60 s pink-noise bed with stamping
+    impulses, each second scaled by its own gain (60–100 dB(A) range)."""
+
+    def __init__(self, seconds: int, seed: int = 0):
+        self.seconds = seconds
+        rng = np.random.default_rng(seed)
+        n = 60 * FS
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1 / FS)
+        spec[1:] /= np.sqrt(f[1:] / 1000.0)
+        spec[0] = 0
+        bed = np.fft.irfft(spec, n)
+        bed /= np.sqrt(np.mean(bed**2))
+        for k in range(0, n, FS // 2):  # an impulse every 0.5 s
+            m = min(2400, n - k)
+            bed[k : k + m] += 8.0 * np.exp(-np.arange(m) / 300.0) * rng.standard_normal(m)
+        self.bed = bed.reshape(60, FS)
+        self.gain = 10 ** (rng.uniform(-2.0, 2.0, seconds) / 20) * 0.5  # ~ 82-92 dB
+
+    def __iter__(self):
+        for i in range(self.seconds):
+            yield self.bed[i % 60] * self.gain[i]
+
+
+def bilinear_sos(weighting: str, iec61672) -> np.ndarray:
+    w = 2 * np.pi * np.array([iec61672.F1, iec61672.F1, iec61672.F4, iec61672.F4])
+    zeros = 2
+    if weighting == "A":
+        w = np.concatenate([w, 2 * np.pi * np.array([iec61672.F2, iec61672.F3])])
+        zeros = 4
+    zd, pd, kd = signal.bilinear_zpk([0.0] * zeros, -w, 1.0, FS)
+    sos = signal.zpk2sos(zd, pd, kd)
+    _, h = signal.sosfreqz(sos, worN=[1000.0], fs=FS)
+    sos[0, :3] *= 10 ** (iec61672.weighting_db(weighting, 1000.0) / 20) / abs(h[0])
+    return sos
+
+
+def cpu(fn) -> float:
+    t = time.process_time()
+    fn()
+    return time.process_time() - t
+
+
+def run_limit(audio: Audio, iec61672) -> float:
+    sa, sc = bilinear_sos("A", iec61672), bilinear_sos("C", iec61672)
+    za = np.zeros((sa.shape[0], 2))
+    zc = np.zeros((sc.shape[0], 2))
+
+    def go():
+        nonlocal za, zc
+        for x in audio:
+            _, za = signal.sosfilt(sa, x, zi=za)
+            _, zc = signal.sosfilt(sc, x, zi=zc)
+
+    return cpu(go)
+
+
+def run_tingbao(audio: Audio, bands: str | None, checkpoints: dict) -> tuple[float, float]:
+    from tingbao.edge.meter import SoundLevelMeter
+
+    meter = SoundLevelMeter(FS, bands=bands)
+    ea = 0.0
+    spent = 0.0
+    for i, x in enumerate(audio):
+        t = time.process_time()
+        for iv in meter.process(x):
+            ea += float(iv.ea[0])
+        spent += time.process_time() - t
+        if i == audio.seconds // 10:
+            checkpoints[f"{bands or 'full'}_rss_mb_at_10pct"] = rss_mb()
+    checkpoints[f"{bands or 'full'}_rss_mb_at_end"] = rss_mb()
+    return spent, ea
+
+
+def run_peer_documented(audio: Audio, chunk_s: int = 60):
+    """acoustic-toolbox used as documented: ``frequency_weighting`` (A and C) and
+    ``time_weighting`` ('fast') on arrays of ``chunk_s`` seconds; LAeq, LAFmax, LCpeak per
+    second from them. (Its F weighting restarts at each chunk; ours never does.)"""
+    from acoustic_toolbox.standards import iec_61672_1_2013 as at
+
+    spent = 0.0
+    buf = []
+    for x in audio:
+        buf.append(x)
+        if len(buf) < chunk_s:
+            continue
+        x = np.concatenate(buf)
+        buf = []
+        t = time.process_time()
+        a = at.frequency_weighting(x, FS, "A")
+        c = at.frequency_weighting(x, FS, "C")
+        a2 = (a**2).reshape(-1, FS)
+        laeq = 10 * np.log10(a2.mean(axis=1) / P0**2)
+        y = at.time_weighting(a, FS, "fast").reshape(-1, FS)
+        lafmax = 10 * np.log10(y.max(axis=1) / P0**2)
+        lcpeak = 20 * np.log10(np.abs(c).reshape(-1, FS).max(axis=1) / P0)
+        spent += time.process_time() - t
+        del laeq, lafmax, lcpeak
+    return spent
+
+
+def run_peer_streaming(audio: Audio):
+    """acoustic-toolbox tuned for streaming: stateful ``WeightingFilter`` objects for A and C,
+    ``time_weighting`` with its state carried, 1 s blocks."""
+    from acoustic_toolbox.standards import iec_61672_1_2013 as at
+
+    fa = at.WeightingFilter(FS, "A", stateful=True)
+    fc = at.WeightingFilter(FS, "C", stateful=True)
+    state = None
+    spent = 0.0
+    for x in audio:
+        t = time.process_time()
+        a = fa.filter(x)
+        c = fc.filter(x)
+        laeq = 10 * np.log10(np.mean(a**2) / P0**2)
+        y = at.time_weighting(a, FS, "fast", initial_state=state)
+        state = y[-1]
+        lafmax = 10 * np.log10(np.max(y) / P0**2)
+        lcpeak = 20 * np.log10(np.max(np.abs(c)) / P0)
+        spent += time.process_time() - t
+        del laeq, lafmax, lcpeak
+    return spent
+
+
+def test_signals():
+    """A 94.0 dB 1 kHz tone (5 s) and 10 s of pink noise (0.5 Pa RMS), in Pa."""
+    t = np.arange(5 * FS) / FS
+    tone = np.sqrt(2) * P0 * 10 ** (94.0 / 20) * np.sin(2 * np.pi * 1000 * t)
+    rng = np.random.default_rng(5)
+    n = 10 * FS
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / FS)
+    spec[1:] /= np.sqrt(f[1:])
+    spec[0] = 0
+    noise = np.fft.irfft(spec, n)
+    noise *= 0.5 / np.sqrt(np.mean(noise**2))
+    return tone, noise
+
+
+def peer_main(seconds: int) -> int:
+    """Child-process entry (in bench/.peer-venv): time the peer and read the test signals."""
+    from acoustic_toolbox.standards import iec_61672_1_2013 as at
+
+    t_doc = run_peer_documented(Audio(seconds))
+    t_stream = run_peer_streaming(Audio(seconds))
+    tone, noise = test_signals()
+
+    def laeq(x):
+        a = at.frequency_weighting(x, FS, "A")
+        return float(10 * np.log10(np.mean(a[FS:] ** 2) / P0**2))
+
+    print(json.dumps({"t_doc": t_doc, "t_stream": t_stream, "tone": laeq(tone),
+                      "pink": laeq(noise)}))
+    return 0
+
+
+def reference_readings(iec61672, SoundLevelMeter):
+    """tingbao's and the bare bilinear limit's readings of the test signals, and the
+    independent FFT-domain LAeq of the pink noise."""
+    tone, noise = test_signals()
+    n = len(noise)
+    f = np.fft.rfftfreq(n, 1 / FS)
+    w = np.zeros_like(f)
+    w[1:] = 10 ** (iec61672.a_weighting_db(f[1:]) / 10)
+    scale = np.where((f > 0) & (f < FS / 2), 2.0, 1.0)
+    ref = 10 * np.log10(np.sum(np.abs(np.fft.rfft(noise)) ** 2 * w * scale) / n**2 / P0**2)
+
+    def ours(x):
+        ivs = SoundLevelMeter(FS).process(x)
+        return 10 * np.log10(sum(iv.ea[0] for iv in ivs[1:]) / (len(ivs) - 1) / P0**2)
+
+    lim = signal.sosfilt(bilinear_sos("A", iec61672), noise)[FS:]
+    return ref, {
+        "tone_94db_tingbao": round(float(ours(tone)), 3),
+        "pink_laeq_error_tingbao_db": round(float(ours(noise) - ref), 3),
+        "pink_laeq_error_bilinear_limit_db": round(
+            float(10 * np.log10(np.mean(lim**2) / P0**2) - ref), 3),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--peer-minutes", type=float, default=10.0)
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--peer-child", type=int, metavar="SECONDS", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.peer_child:
+        return peer_main(args.peer_child)
+
+    from tingbao.edge import iec61672
+    from tingbao.edge.meter import SoundLevelMeter
+
+    seconds = int(args.minutes * 60)
+    audio = Audio(seconds)
+    extra: dict = {"audio_seconds": seconds, "samplerate": FS}
+    print(f"audio: {seconds} s of 48 kHz mono, synthesised in 1 s blocks", file=sys.stderr)
+
+    t_limit = run_limit(audio, iec61672)
+    print(f"(a) bare limit, sosfilt A + C: {t_limit:.2f} CPU s", file=sys.stderr)
+    t_full, _ = run_tingbao(audio, None, extra)
+    print(f"(b) tingbao full metric set: {t_full:.2f} CPU s", file=sys.stderr)
+    t_bands, _ = run_tingbao(audio, "third", extra)
+    print(f"(c) tingbao + 1/3-octave bands: {t_bands:.2f} CPU s", file=sys.stderr)
+
+    result = {
+        "rtf_full": round(seconds / t_full, 1),
+        "rtf_bands": round(seconds / t_bands, 1),
+        "limit_ratio": round(t_full / t_limit, 3),
+        "rtf_limit": round(seconds / t_limit, 1),
+        "peer": None,
+        "peer_ratio": None,
+    }
+    ref, readings = reference_readings(iec61672, SoundLevelMeter)
+    result.update(readings)
+    if not args.no_peer:
+        if not PEER_PYTHON.exists():
+            print(f"no peer venv at {PEER_PYTHON}: run `make bench` to create it",
+                  file=sys.stderr)
+            return 2
+        peer_s = int(args.peer_minutes * 60)
+        out = subprocess.run([str(PEER_PYTHON), __file__, "--peer-child", str(peer_s)],
+                             check=True, capture_output=True, text=True)
+        p = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"(d) acoustic-toolbox on {peer_s} s: documented functions {p['t_doc']:.2f} CPU s,"
+              f" tuned streaming {p['t_stream']:.2f} CPU s", file=sys.stderr)
+        per_s = t_full / seconds
+        result.update(
+            peer="acoustic-toolbox 0.2.2",
+            peer_ratio=round(p["t_doc"] / peer_s / per_s, 2),
+            peer_ratio_streaming=round(p["t_stream"] / peer_s / per_s, 2),
+            rtf_peer=round(peer_s / p["t_doc"], 1),
+            tone_94db_peer=round(p["tone"], 3),
+            pink_laeq_error_peer_db=round(p["pink"] - ref, 3),
+            peer_lacks=["EA (sound exposure)", "LAFmin and statistical levels LAFN", "LASmax",
+                        "overload and coverage", "gaps (input overflow)",
+                        "calibration from a calibrator recording",
+                        "streaming 1/3-octave bands", "class 1 A weighting at 48 kHz"],
+        )
+    result.update(extra)
+    result["peak_rss_mb"] = round(rss_mb(), 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
