@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     for ep in sorted(entry_points(group="tingbao.commands"), key=lambda e: e.name):
         try:
             register = ep.load()
-        except ImportError as e:  # a server-side command on an edge-only install
+        except (ImportError, AttributeError) as e:  # not installed here, or not yet built
             sub.add_parser(ep.name, help=f"(unavailable here: {e})")
             continue
         register(sub)

@@ -1,0 +1,262 @@
+"""The message contract between edge agents and collectors, version 1 (DESIGN.md, "Contracts
+worth keeping stable").
+
+Topics::
+
+    tingbao/v1/{enterprise}/{site}/{meter}/{kind}     kind in levels, bands, status, events
+    tingbao/v1/{enterprise}/alerts
+
+Payloads are UTF-8 JSON objects with a ``schema`` of the form ``tingbao.<kind>/<version>``, the
+``meter`` id (which must equal the topic's), and for interval records the interval start in UTC
+nanoseconds ``start_ns``, its length ``duration_s`` and a per-meter, monotonically increasing
+sequence number ``seq``. An interval is identified by (meter, channel, start_ns): re-sending it
+overwrites the same InfluxDB point, so retries never double-count exposure.
+
+Levels are dB re 20 µPa (``null`` when the interval had no valid audio), ``ea`` is the
+A-weighted sound exposure in Pa²·s (energy adds; decibels do not), ``coverage`` the seconds
+of valid audio in the interval.
+
+:func:`validate` is what a collector runs on every message: it returns a normalised
+:class:`Message` or raises :class:`ContractError` whose text says what is wrong. It never
+trusts the payload: size, JSON, types, finite numbers, plausible ranges, known schema,
+safe identifiers and timestamps are all checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+
+VERSION = 1
+TOPIC_ROOT = "tingbao/v1"
+KINDS = ("levels", "bands", "status", "events")
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""Enterprise, site and meter ids: 1–64 of letters, digits, ``_ . -``, not starting with a
+symbol. Excludes MQTT wildcards and separators, spaces, commas, quotes, ``=`` and newlines,
+so an id is safe as a topic level, a file name and an InfluxDB tag value."""
+
+LEVEL_FIELDS = ("laeq", "lceq", "lcpeak", "lzpeak", "lafmax", "lasmax", "lafmin",
+                "laf5", "laf10", "laf50", "laf90", "laf95")
+"""Level fields of a ``levels`` record, dB re 20 µPa."""
+
+LEVEL_RANGE_DB = (0.0, 200.0)
+"""Plausible range of any level, dB re 20 µPa (below the threshold of any microphone chain
+or above the pressure of a detonation at the ear means a broken chain or a forged message)."""
+
+MAX_EA = (20e-6) ** 2 * 10 ** (LEVEL_RANGE_DB[1] / 10) * 60.0
+"""Largest plausible A-weighted exposure of one interval: 200 dB for 60 s, Pa²·s."""
+
+EARLIEST_NS = 946_684_800_000_000_000  # 2000-01-01T00:00:00Z
+FUTURE_TOLERANCE_S = 300.0
+"""How far in the future an interval may start before it is refused (clock skew), seconds."""
+
+
+class ContractError(ValueError):
+    """A message that breaks the contract; the text is the reason recorded in the dead
+    letter."""
+
+
+def check_id(value, what: str = "id") -> str:
+    """Return ``value`` if it is a safe id (:data:`ID_PATTERN`), else raise ContractError."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        shown = repr(value)[:80]
+        raise ContractError(f"{what} {shown} is not a valid id (1-64 of A-Z a-z 0-9 _ . -)")
+    return value
+
+
+def topic(enterprise: str, site: str, meter: str, kind: str) -> str:
+    """The topic of a meter's messages of ``kind``."""
+    if kind not in KINDS:
+        raise ContractError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+    return "/".join([TOPIC_ROOT, check_id(enterprise, "enterprise"), check_id(site, "site"),
+                     check_id(meter, "meter"), kind])
+
+
+def alerts_topic(enterprise: str) -> str:
+    """The topic of an enterprise's alerts."""
+    return f"{TOPIC_ROOT}/{check_id(enterprise, 'enterprise')}/alerts"
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicParts:
+    enterprise: str
+    site: str
+    meter: str
+    kind: str
+
+
+def parse_topic(name: str) -> TopicParts:
+    """Split a meter topic into its parts, or raise ContractError."""
+    if not isinstance(name, str) or len(name) > 512:
+        raise ContractError("topic is not a string of at most 512 characters")
+    parts = name.split("/")
+    if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise ContractError(f"topic {name[:120]!r} is not {TOPIC_ROOT}/<enterprise>/<site>/"
+                            "<meter>/<kind>")
+    if parts[5] not in KINDS:
+        raise ContractError(f"topic kind {parts[5][:40]!r} is not one of {', '.join(KINDS)}")
+    return TopicParts(check_id(parts[2], "enterprise"), check_id(parts[3], "site"),
+                      check_id(parts[4], "meter"), parts[5])
+
+
+# ---------------------------------------------------------------------------------- building
+def levels_payload(record: dict, *, meter: str, seq: int, start_ns: int,
+                   calibrated: bool = True) -> dict:
+    """A ``levels`` payload from one record of :meth:`IntervalLevels.records` (whose ``start``
+    is relative) with the absolute interval start ``start_ns`` (UTC ns) and sequence ``seq``."""
+    out = {"schema": f"tingbao.levels/{VERSION}", "meter": meter, "seq": int(seq),
+           "channel": int(record.get("channel", 0)), "start_ns": int(start_ns),
+           "duration_s": float(record["duration"]), "ea": record["ea"],
+           "coverage": float(record["coverage"]), "overload": bool(record["overload"]),
+           "calibrated": bool(calibrated)}
+    for k in LEVEL_FIELDS:
+        out[k] = record.get(k)
+    return out
+
+
+def bands_payload(record: dict, *, meter: str, seq: int, start_ns: int, fraction: int) -> dict:
+    """A ``bands`` payload: LZeq per band (dB re 20 µPa) keyed by nominal midband label."""
+    return {"schema": f"tingbao.bands/{VERSION}", "meter": meter, "seq": int(seq),
+            "channel": int(record.get("channel", 0)), "start_ns": int(start_ns),
+            "duration_s": float(record["duration"]), "fraction": int(fraction),
+            "bands": dict(record["bands"])}
+
+
+def status_payload(*, meter: str, time_ns: int, online: bool, **extra) -> dict:
+    """A ``status`` payload: ``online``, and e.g. ``queue_depth``, ``calibration``,
+    ``input_overflows``, ``clock_offset_s``."""
+    return {"schema": f"tingbao.status/{VERSION}", "meter": meter, "time_ns": int(time_ns),
+            "online": bool(online), **extra}
+
+
+def encode(payload: dict) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinities are refused (they are not JSON)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+# -------------------------------------------------------------------------------- validation
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A validated message: where it came from and its normalised payload."""
+
+    topic: TopicParts
+    schema: str
+    payload: dict
+
+
+def _number(p: dict, key: str, lo: float, hi: float, *, nullable: bool = False,
+            integer: bool = False):
+    if key not in p:
+        raise ContractError(f"field {key!r} is missing")
+    v = p[key]
+    if v is None and nullable:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ContractError(f"field {key!r} must be a number, got {type(v).__name__}")
+    if integer and not isinstance(v, int):
+        raise ContractError(f"field {key!r} must be an integer")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ContractError(f"field {key!r} is not finite")
+    if not lo <= v <= hi:
+        raise ContractError(f"field {key!r} = {v!r} is outside the plausible range {lo}..{hi}")
+    return v
+
+
+def _bool(p: dict, key: str) -> bool:
+    v = p.get(key)
+    if not isinstance(v, bool):
+        raise ContractError(f"field {key!r} must be true or false")
+    return v
+
+
+def _interval(p: dict, now_ns: int) -> None:
+    _number(p, "seq", 0, 2**63 - 1, integer=True)
+    _number(p, "channel", 0, 63, integer=True)
+    _number(p, "start_ns", EARLIEST_NS, now_ns + FUTURE_TOLERANCE_S * 1e9, integer=True)
+    _number(p, "duration_s", 0.1 - 1e-9, 60.0 + 1e-9)
+
+
+def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
+    """Check one MQTT message against the contract; return it normalised or raise
+    :class:`ContractError` with the reason."""
+    parts = parse_topic(topic_name)
+    if not isinstance(raw, bytes | bytearray):
+        raise ContractError("payload is not bytes")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        p = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError as e:
+        raise ContractError(f"payload is not UTF-8: {e.reason}") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ContractError(f"payload is not JSON: {str(e)[:120]}") from None
+    if not isinstance(p, dict):
+        raise ContractError("payload is not a JSON object")
+    schema = p.get("schema")
+    if not isinstance(schema, str):
+        raise ContractError("field 'schema' is missing")
+    kind, _, version = schema.removeprefix("tingbao.").partition("/")
+    if not schema.startswith("tingbao.") or kind not in KINDS:
+        raise ContractError(f"unknown schema {schema[:60]!r}")
+    if version != str(VERSION):
+        raise ContractError(f"unsupported schema version {schema[:60]!r} (this collector "
+                            f"reads version {VERSION})")
+    if kind != parts.kind:
+        raise ContractError(f"schema {schema!r} sent on a {parts.kind!r} topic")
+    if p.get("meter") != parts.meter:
+        raise ContractError(f"payload meter {str(p.get('meter'))[:80]!r} does not match the "
+                            f"topic's {parts.meter!r}")
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    if kind == "levels":
+        _interval(p, now_ns)
+        dur = p["duration_s"]
+        _number(p, "coverage", 0.0, dur + 1e-6)
+        _number(p, "ea", 0.0, MAX_EA, nullable=True)
+        for k in LEVEL_FIELDS:
+            _number(p, k, *LEVEL_RANGE_DB, nullable=True)
+        _bool(p, "overload")
+        _bool(p, "calibrated")
+        allowed = {"schema", "meter", "seq", "channel", "start_ns", "duration_s", "ea",
+                   "coverage", "overload", "calibrated", *LEVEL_FIELDS}
+    elif kind == "bands":
+        _interval(p, now_ns)
+        if p.get("fraction") not in (1, 3):
+            raise ContractError("field 'fraction' must be 1 or 3")
+        bands = p.get("bands")
+        if not isinstance(bands, dict) or not 0 < len(bands) <= 64:
+            raise ContractError("field 'bands' must be an object of 1-64 bands")
+        for label in bands:
+            if not re.fullmatch(r"\d{1,5}(\.\d)?", label):
+                raise ContractError(f"band label {label[:20]!r} is not a frequency in Hz")
+            _number(bands, label, *LEVEL_RANGE_DB, nullable=True)
+        allowed = {"schema", "meter", "seq", "channel", "start_ns", "duration_s", "fraction",
+                   "bands"}
+    elif kind == "status":
+        _number(p, "time_ns", EARLIEST_NS, now_ns + FUTURE_TOLERANCE_S * 1e9, integer=True)
+        _bool(p, "online")
+        for k in ("queue_depth", "input_overflows"):
+            if k in p:
+                _number(p, k, 0, 2**63 - 1, integer=True)
+        if "clock_offset_s" in p:
+            _number(p, "clock_offset_s", -1e9, 1e9)
+        allowed = None  # status may carry extra, small, documented fields
+    else:  # events
+        _number(p, "time_ns", EARLIEST_NS, now_ns + FUTURE_TOLERANCE_S * 1e9, integer=True)
+        if not isinstance(p.get("event"), str) or not 0 < len(p["event"]) <= 64:
+            raise ContractError("field 'event' must be a short string")
+        allowed = None
+    if allowed is not None:
+        extra = set(p) - allowed
+        if extra:
+            raise ContractError(f"unknown field(s) {sorted(extra)[:5]!r}")
+    return Message(parts, schema, p)
+
+
+def _refuse_constant(name: str):
+    raise ContractError(f"payload holds {name}, which is not a number in JSON")
