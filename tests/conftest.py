@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["fixtures_stack"]
+
 PULSE_INSTALL_HINT = (
     "install with: apt-get install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins"
 )

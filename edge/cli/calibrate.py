@@ -6,10 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
-from ..calibration import CalibrationStore, file_sha256, read_calibrator
-from ..sources.files import FileSource
 from .main import CliError
 
 DEFAULT_STORE = os.path.join("var", "calibration")
@@ -37,6 +33,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import numpy as np
+
+    from ..calibration import CalibrationStore, file_sha256, read_calibrator
+    from ..sources.files import FileSource
+
     with FileSource(args.file) as src:
         if not 0 <= args.channel < src.channels:
             raise CliError(f"--channel {args.channel}: the file has {src.channels} channel(s)")

@@ -6,10 +6,6 @@ from __future__ import annotations
 import sys
 import time
 
-from ..levels import lex_8h
-from ..meter import SoundLevelMeter
-from ..sources.synthetic import SyntheticScene
-
 HEADER = ("  time   LAeq,1s  LAFmax  LCpeak  LAF90   EA(Pa²s)  running LEX,8h  "
           "等级 grade")
 
@@ -44,6 +40,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..levels import lex_8h
+    from ..meter import SoundLevelMeter
+    from ..sources.synthetic import SyntheticScene
+
     scene = SyntheticScene(duration=args.duration, seed=args.seed, profile=args.profile)
     meter = SoundLevelMeter(scene.samplerate, channels=scene.channels,
                             pa_per_unit=scene.pa_per_unit)

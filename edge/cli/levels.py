@@ -7,9 +7,6 @@ import csv
 import json
 import sys
 
-from ..calibration import read_calibrator
-from ..meter import SoundLevelMeter
-from ..sources.files import FileSource
 from .main import CliError
 from .progress import Progress
 
@@ -52,6 +49,9 @@ def argparse_hidden():
 
 def sensitivity_from(args, channels: int):
     """S in Pa per unit from ``--pa-per-unit`` or ``--calibrator`` (per channel)."""
+    from ..calibration import read_calibrator
+    from ..sources.files import FileSource
+
     if args.calibrator:
         with FileSource(args.calibrator) as cal:
             chunks = [c.data for c in cal]
@@ -70,6 +70,9 @@ def sensitivity_from(args, channels: int):
 
 
 def run(args) -> int:
+    from ..meter import SoundLevelMeter
+    from ..sources.files import FileSource
+
     src = FileSource(args.file, blocksize=args.blocksize)
     with src:
         meter = SoundLevelMeter(src.samplerate, channels=src.channels, interval=args.interval,

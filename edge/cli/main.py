@@ -9,7 +9,6 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
-from ..calibration import CalibrationError
 from ..sources.chunk import SourceError
 
 
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (CliError, SourceError, CalibrationError, ValueError, OSError) as e:
+    except (CliError, SourceError, ValueError, OSError) as e:  # CalibrationError is a ValueError
         print(f"tingbao {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,10 +9,20 @@ context manager. Problems a user can fix raise :class:`SourceError` with what to
 synthetic scenes work on a machine without PortAudio.
 """
 
+from importlib import import_module
+
 from .chunk import Chunk, Source, SourceError
-from .files import FileSource
-from .live import LiveSource, input_devices, refresh_devices
-from .synthetic import PROFILES, SyntheticScene
+
+_LAZY = {"FileSource": "files", "LiveSource": "live", "input_devices": "live",
+         "refresh_devices": "live", "PROFILES": "synthetic", "SyntheticScene": "synthetic"}
+
+
+def __getattr__(name: str):
+    """Import a source module only when it is used (scipy costs ~1 s to import; the
+    ``tingbao`` command should start fast)."""
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "PROFILES",
