@@ -5,9 +5,14 @@ PUBACK for it arrives with a success reason code. A PUBACK with a reason code â‰
 not authorized: the device account may not publish on that topic) is a refusal: the record is
 kept, the refusal is logged as an error and counted (:attr:`Publisher.refused`), and the record
 is offered again after a back-off (30 s, doubling to 10 min), so a corrected ACL lets it
-through without a restart. Messages in flight when the connection drops stay in paho's session
-and are re-sent (DUP) after the reconnection; a record sent twice is harmless, since an
-interval is identified by (meter, channel, start_ns) and overwrites itself downstream.
+through without a restart. A PUBACK with reason code 16 (no matching subscribers: no
+collector holds a subscription, e.g. just after a broker crash that lost the collectors'
+shared subscription) is not a delivery either: nobody will store the record, so it stays
+in the outbox and is offered again after 1 s, doubling to 30 s (counted as ``unheard``),
+until a collector is there to receive it. Messages in flight when the connection drops stay
+in paho's session and are re-sent (DUP) after the reconnection; a record sent twice is
+harmless, since an interval is identified by (meter, channel, start_ns) and overwrites
+itself downstream.
 
 Sending policy (one sender thread; the measuring loop never waits for the network):
 
@@ -52,6 +57,12 @@ log = logging.getLogger("tingbao.edge.publisher")
 
 REFUSED_RETRY_S = (30.0, 600.0)
 """Back-off of a refused record before it is offered again: first and largest delay, s."""
+
+UNHEARD_RETRY_S = (1.0, 30.0)
+"""Back-off of a record nobody subscribed to (PUBACK 16) before it is offered again, s."""
+
+NO_MATCHING_SUBSCRIBERS = 16
+"""MQTT v5 PUBACK reason code: accepted, but no subscription matched."""
 
 NTP_EPOCH_OFFSET = 2_208_988_800
 """Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01)."""
@@ -175,6 +186,8 @@ class Publisher:
         # counters (read them any time; written by the sender thread)
         self.published = 0  # records acknowledged with success
         self.refused = 0  # PUBACKs with a failure reason code
+        self.unheard = 0  # PUBACKs 16: no matching subscribers (kept and offered again)
+        self._unheard_seqs: set[int] = set()  # held for that reason (not done: keep trying)
         self.sent = 0  # PUBLISH packets handed to paho for records (re-sends included)
         self.connects = 0
         self.clock_offset_s: float | None = None
@@ -282,9 +295,10 @@ class Publisher:
         self._wake.set()
 
     def idle(self) -> bool:
-        """True when nothing is in flight and every queued record was refused or sent."""
+        """True when nothing is in flight and every queued record was refused or sent (a
+        record nobody subscribed to is not done: it waits for a collector)."""
         return not self._mid_seq and not self._acks and \
-            self.outbox.depth() <= len(self._refused_until)
+            self.outbox.depth() <= len(self._refused_until) - len(self._unheard_seqs)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for :meth:`idle`; returns whether it was reached."""
@@ -323,7 +337,8 @@ class Publisher:
 
     def stats(self) -> dict:
         """Counters: published, refused, sent, in_flight, queue_depth, connects, connected."""
-        return {"published": self.published, "refused": self.refused, "sent": self.sent,
+        return {"published": self.published, "refused": self.refused,
+                "unheard": self.unheard, "sent": self.sent,
                 "in_flight": self.in_flight, "queue_depth": self.outbox.depth(),
                 "connects": self.connects, "connected": self.connected}
 
@@ -360,16 +375,21 @@ class Publisher:
             if rc.is_failure:
                 self._refuse(seq, rc)
                 self._busy.discard(seq)
+            elif rc.value == NO_MATCHING_SUBSCRIBERS:
+                self._unheard(seq)
+                self._busy.discard(seq)
             else:
                 done.append(seq)
         if done:
             self.outbox.ack_many(done)
             for seq in done:
                 self._refused_until.pop(seq, None)
+                self._unheard_seqs.discard(seq)
             self._busy.difference_update(done)
             self.published += len(done)
 
     def _refuse(self, seq: int, rc) -> None:
+        self._unheard_seqs.discard(seq)
         rec = self.outbox.get(seq)
         topic = rec.topic if rec else "?"
         prev = self._refused_until.get(seq)
@@ -382,6 +402,17 @@ class Publisher:
                       "and is offered again in %.0f s. Check that the device account may "
                       "publish under meter %s (ACL). Refusals so far: %d", seq, topic,
                       rc.value, rc, delay, self.meter, self.refused)
+
+    def _unheard(self, seq: int) -> None:
+        prev = self._refused_until.get(seq)
+        delay = UNHEARD_RETRY_S[0] if prev is None else min(prev[1] * 2, UNHEARD_RETRY_S[1])
+        self._refused_until[seq] = (time.monotonic() + delay, delay)
+        self.unheard += 1
+        self._unheard_seqs.add(seq)
+        if self.unheard <= 3 or self.unheard % 1000 == 0:
+            log.warning("record seq %d reached the broker but no collector is subscribed "
+                        "(PUBACK 16); it stays in the outbox and is offered again in %.0f s "
+                        "(%d so far)", seq, delay, self.unheard)
 
     def _sendable(self, rec: Record, now: float) -> bool:
         if rec.seq in self._busy:
