@@ -1,5 +1,6 @@
-"""``tingbao demo``: a synthetic factory shift measured live by the meter, printed as a
-table of levels with the hazard colour of each second (the whole stack joins in later)."""
+"""``tingbao scene``: a synthetic factory scene measured live by the meter on this device,
+printed as a table of levels (no broker or database needed; ``tingbao demo`` runs the whole
+backbone)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def grade(lex: float) -> str:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="the demo: a synthetic factory scene measured live")
+    p = sub.add_parser("scene", help="measure a synthetic factory scene live on this device")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of audio (default 60)")
     p.add_argument("--speed", type=float, default=10.0,
                    help="how much faster than real time to play (default 10; 0 = as fast as "
@@ -48,7 +49,7 @@ def run(args) -> int:
     meter = SoundLevelMeter(scene.samplerate, channels=scene.channels,
                             pa_per_unit=scene.pa_per_unit)
     out = sys.stdout
-    out.write("听保 tingbao demo — synthetic factory scene "
+    out.write("听保 tingbao scene — synthetic factory scene "
               f"'{args.profile}' (IEC 61672-1 class 1 meter, 1 s intervals)\n")
     out.write(HEADER + "\n")
     t0 = time.monotonic()
