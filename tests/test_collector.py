@@ -1,0 +1,812 @@
+"""The collector against the real stack (Mosquitto + InfluxDB from ``fixtures_stack``):
+messages of every kind stored exactly, re-deliveries overwrite, refused points split out
+into dead letters, 1-minute rollups equal a direct computation, two collectors share a
+group, InfluxDB outages and a killed collector lose and duplicate nothing, and the
+configuration reports its errors clearly.
+
+The helpers at the top (configuration, a fast publisher, payloads, waiting) are also used
+by test_hostile_payloads.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tingbao.collector import cli
+from tingbao.collector.deadletter import DeadLetterFile
+from tingbao.collector.influx import ConfigError, DataError, InfluxClient, TransientError
+from tingbao.collector.rollups import MINUTE_NS, laeq, minute_of
+from tingbao.collector.service import Collector
+from tingbao.edge import contract
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------- helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(stack, directory: Path, *, client_id: str, group: str,
+                 known_meters=("m1", "m2"), accept_any_meter: bool = False,
+                 batch_size: int = 200, batch_ms: int = 50, receive_maximum: int = 1000,
+                 metrics_port: int = 0, deadletter_file: str = "", rollups: bool = True,
+                 settle_ms: int = 100, retry_cap_s: float = 1.0) -> Path:
+    """A collector TOML file for ``stack`` (password files next to it); returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    creds = stack.credentials
+    for name, password in (("mqtt.pw", creds.mqtt_collector.password),
+                           ("writer.pw", creds.influx_writer.password),
+                           ("reader.pw", creds.influx_reader.password)):
+        (directory / name).write_text(password + "\n")
+        os.chmod(directory / name, 0o600)
+    meters = ("accept_any_meter = true" if accept_any_meter
+              else f"known_meters = {json.dumps(list(known_meters))}")
+    text = f"""
+[mqtt]
+host = "{stack.host}"
+port = {stack.mqtt_port}
+username = "collector"
+password_file = "mqtt.pw"
+group = "{group}"
+client_id = "{client_id}"
+receive_maximum = {receive_maximum}
+
+[influx]
+url = "{stack.influx_url}"
+db = "{stack.database}"
+username = "{creds.influx_writer.username}"
+password_file = "writer.pw"
+
+[collector]
+batch_size = {batch_size}
+batch_ms = {batch_ms}
+{meters}
+metrics_port = {metrics_port}
+deadletter_file = "{deadletter_file}"
+retry_cap_s = {retry_cap_s}
+
+[rollups]
+enabled = {"true" if rollups else "false"}
+username = "{creds.influx_reader.username}"
+password_file = "reader.pw"
+settle_ms = {settle_ms}
+catchup_minutes = 0
+"""
+    path = directory / f"{client_id}.toml"
+    path.write_text(text)
+    return path
+
+
+def start_collector(stack, directory: Path, **kwargs) -> Collector:
+    """An in-process collector, started and subscribed."""
+    collector = Collector(cli.load_config(write_config(stack, directory, **kwargs)))
+    collector.start()
+    assert collector.ready.wait(10), f"collector did not subscribe: {collector.counters()}"
+    return collector
+
+
+class Publisher:
+    """A device's MQTT v5 client that keeps up to 1000 QoS 1 messages in flight (paho's
+    default of 20 would make the publisher the bottleneck)."""
+
+    def __init__(self, stack, user: str):
+        from paho.mqtt import client as mqtt
+
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"pub-{user}-{secrets.token_hex(4)}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(user, stack.mqtt_account(user).password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.refused: list[int] = []
+        self.client.on_publish = self._on_publish
+        self.client.connect(stack.host, stack.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        self.infos = []
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        if reason_code.is_failure:
+            self.refused.append(reason_code.value)
+
+    def publish(self, topic: str, payload: bytes | dict, qos: int = 1):
+        if isinstance(payload, dict):
+            payload = contract.encode(payload)
+        info = self.client.publish(topic, payload, qos=qos)
+        self.infos.append(info)
+        return info
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Wait until the broker acknowledged everything published so far."""
+        deadline = time.monotonic() + timeout
+        for info in self.infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "broker did not acknowledge a publish"
+        self.infos = []
+        assert not self.refused, f"broker refused publishes: {self.refused[:5]}"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def reader(stack) -> InfluxClient:
+    account = stack.influx_account("reader")
+    return InfluxClient(stack.influx_url, stack.database, *account)
+
+
+def count(stack, q: str) -> int:
+    rows = reader(stack).query_rows(q)
+    return int(rows[0]["count"]) if rows else 0
+
+
+def levels_payload(meter: str, seq: int, start_ns: int, rng: random.Random | None = None,
+                   channel: int = 0, duration: float = 1.0) -> dict:
+    """A valid levels payload with random but plausible values."""
+    rng = rng or random.Random(seq)
+    base = rng.uniform(60.0, 100.0)
+    covered = rng.random() > 0.05
+    p = {"schema": "tingbao.levels/1", "meter": meter, "seq": seq, "channel": channel,
+         "start_ns": start_ns, "duration_s": duration,
+         "ea": (20e-6) ** 2 * 10 ** (base / 10) * duration if covered else None,
+         "coverage": round(rng.uniform(0.5, 1.0) * duration, 6) if covered else 0.0,
+         "overload": rng.random() < 0.1, "calibrated": rng.random() < 0.9}
+    for k in contract.LEVEL_FIELDS:
+        p[k] = round(base + rng.uniform(-10, 30), 3) if covered else None
+    return p
+
+
+def now_s() -> int:
+    return time.time_ns() // 10**9 * 10**9
+
+
+# -------------------------------------------------------------------------- configuration
+def test_example_config_loads(tmp_path):
+    shutil.copy(REPO / "configs" / "collector.example.toml", tmp_path / "c.toml")
+    (tmp_path / "secrets").mkdir()
+    for name in ("mqtt-collector", "influx-writer", "influx-reader"):
+        (tmp_path / "secrets" / f"{name}.password").write_text(f"pw-{name}\n")
+    config = cli.load_config(tmp_path / "c.toml")
+    assert config.mqtt.password == "pw-mqtt-collector" and config.mqtt.receive_maximum == 1000
+    assert config.influx.password == "pw-influx-writer" and config.influx.retention is None
+    assert config.collector.known_meters == ("m1", "m2") and config.collector.batch_ms == 200
+    assert config.rollups.username == "tingbao_reader" and config.rollups.retention == "forever"
+    assert cli.run(type("A", (), {"config": str(tmp_path / "c.toml"), "check": True,
+                                  "log_level": "warning"})()) == 0
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("port = 1883", "prot = 1883"), "[mqtt] has unknown key(s) ['prot']"),
+    (("port = 1883", 'port = "1883"'), "[mqtt] port: must be an integer"),
+    (("receive_maximum = 1000", "receive_maximum = 0"), "must be in 1..65535"),
+    (("mqtt-collector.password", "missing.password"), "cannot read password file"),
+    (('known_meters = ["m1", "m2"]', "known_meters = []"), "lists no known_meters"),
+    (('known_meters = ["m1", "m2"]', 'known_meters = ["m 1"]'), "not a valid id"),
+    (("# accept_any_meter = true", "accept_any_meter = true"), "choose one"),
+    (('url = "http://127.0.0.1:8086"', 'url = "http://u:p@127.0.0.1:8086"'),
+     "must not hold credentials"),
+    (("[rollups]", "[rollup]"), "unknown section(s) ['rollup']"),
+    (('group = "tingbao-collectors"', 'group = "a/b"'), "without / + #"),
+    (("batch_size = 500", "batch_size = 500 x"), "not valid TOML"),
+])
+def test_config_errors_are_clear(tmp_path, edit, message, capsys):
+    text = (REPO / "configs" / "collector.example.toml").read_text()
+    assert edit[0] in text
+    (tmp_path / "c.toml").write_text(text.replace(edit[0], edit[1], 1))
+    (tmp_path / "secrets").mkdir()
+    for name in ("mqtt-collector", "influx-writer", "influx-reader"):
+        (tmp_path / "secrets" / f"{name}.password").write_text("pw\n")
+    with pytest.raises(cli.ConfigError) as e:
+        cli.load_config(tmp_path / "c.toml")
+    assert message in str(e.value) and "c.toml" in str(e.value)
+    from tingbao.edge.cli.main import main
+
+    assert main(["collector", "--config", str(tmp_path / "c.toml"), "--check"]) == 2
+    assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the client
+def test_influx_client_reports_typed_errors(stack):
+    writer_account = stack.influx_account("writer")
+    w = InfluxClient(stack.influx_url, stack.database, *writer_account)
+    t = now_s() - 60 * 10**9
+    w.write([f"client_test,k=v f=1.0 {t}"])
+    with pytest.raises(DataError, match="field type conflict") as e:
+        w.write([f'client_test,k=v f="text" {t + 1}'])
+    assert e.value.status == 400 and "already exists as type float" in e.value.message
+    with pytest.raises(DataError, match="unable to parse"):
+        w.write(["client_test f="])
+    with pytest.raises(ConfigError) as e:
+        InfluxClient(stack.influx_url, stack.database, "tingbao_writer", "wrong").write(
+            [f"client_test f=1.0 {t}"])
+    assert e.value.status == 401
+    with pytest.raises(ConfigError, match="database not found"):
+        InfluxClient(stack.influx_url, "nope", *writer_account).write([f"x f=1.0 {t}"])
+    with pytest.raises(ConfigError):  # the reader may not write
+        reader(stack).write([f"client_test f=1.0 {t}"])
+    with pytest.raises(ConfigError):  # the writer may not read
+        w.query("SELECT * FROM client_test")
+    with pytest.raises(TransientError, match="cannot reach"):
+        InfluxClient(f"http://127.0.0.1:{free_port()}", "x", timeout=2).write(["x f=1.0"])
+    rows = reader(stack).query_rows("SELECT f FROM client_test WHERE k = 'v'")
+    assert rows == [{"time": t, "f": 1.0}]
+    with pytest.raises(DataError, match="error parsing query"):
+        reader(stack).query("SELECT FROM nothing")
+    with pytest.raises(ValueError, match="credentials"):
+        InfluxClient("http://u:p@127.0.0.1:1", "db")
+
+
+# ---------------------------------------------------------------------------- collecting
+def test_every_kind_is_stored_and_bad_messages_are_dead_lettered(stack, tmp_path):
+    port = free_port()
+    dl_file = tmp_path / "dead.jsonl"
+    c = start_collector(stack, tmp_path, client_id="kinds", group="g-kinds",
+                        known_meters=("m1",), metrics_port=port, deadletter_file=str(dl_file))
+    pub, pub2 = Publisher(stack, "m1"), Publisher(stack, "m2")
+    try:
+        t = now_s() - 30 * 10**9
+        lv = levels_payload("m1", 1, t, channel=2)
+        lv2 = levels_payload("m1", 2, now_s() - 2 * 10**9)
+        bands = {"schema": "tingbao.bands/1", "meter": "m1", "seq": 1, "channel": 0,
+                 "start_ns": t, "duration_s": 1.0, "fraction": 1,
+                 "bands": {"31.5": 41.25, "1000": 70.0, "16000": None}}
+        status = contract.status_payload(meter="m1", time_ns=t, online=True, queue_depth=3,
+                                         clock_offset_s=-0.25, note='quoted "x", y=1 \\ z')
+        event = {"schema": "tingbao.events/1", "meter": "m1", "time_ns": t,
+                 "event": "calibration, 94 dB = \"ok\""}
+        pub.publish(contract.topic("kinds", "s1", "m1", "levels"), lv)
+        pub.publish(contract.topic("kinds", "s1", "m1", "levels"), lv2)
+        pub.publish(contract.topic("kinds", "s1", "m1", "bands"), bands)
+        pub.publish(contract.topic("kinds", "s1", "m1", "status"), status)
+        pub.publish(contract.topic("kinds", "s1", "m1", "events"), event)
+        pub.publish(contract.topic("kinds", "s1", "m1", "levels"), b'{"schema": not json')
+        pub2.publish(contract.topic("kinds", "s1", "m2", "levels"), levels_payload("m2", 1, t))
+        pub.wait()
+        pub2.wait()
+        wait_for(lambda: c.counters()["acked"] >= 7, what="7 acknowledgements")
+
+        r = reader(stack)
+        rows = r.query_rows("SELECT * FROM levels WHERE enterprise = 'kinds' ORDER BY time")
+        assert len(rows) == 2
+        row = rows[0]
+        assert (row["time"], row["meter"], row["site"], row["channel"]) == (t, "m1", "s1", "2")
+        for k in (*contract.LEVEL_FIELDS, "ea", "coverage", "duration_s", "seq", "overload",
+                  "calibrated"):
+            assert row.get(k) == lv[k], k
+        (b,) = r.query_rows("SELECT * FROM bands WHERE enterprise = 'kinds'")
+        assert (b["b31_5"], b["b1000"], b.get("b16000"), b["fraction"]) == (41.25, 70.0,
+                                                                            None, 1)
+        (s,) = r.query_rows("SELECT * FROM meter_status WHERE enterprise = 'kinds'")
+        assert (s["online"], s["queue_depth"], s["clock_offset_s"], s["note"]) == (
+            True, 3, -0.25, status["note"])
+        (e,) = r.query_rows("SELECT * FROM meter_events WHERE enterprise = 'kinds'")
+        assert e["event"] == event["event"] and e["time"] == t
+
+        dead = r.query_rows("SELECT * FROM dead_letters WHERE collector = 'kinds'")
+        assert sorted(d["stage"] for d in dead) == ["contract", "meter"]
+        by_stage = {d["stage"]: d for d in dead}
+        assert "not JSON" in by_stage["contract"]["reason"]
+        assert "unknown meter 'm2'" in by_stage["meter"]["reason"]
+        assert by_stage["meter"]["topic"] == "tingbao/v1/kinds/s1/m2/levels"
+        assert base64.b64decode(by_stage["contract"]["payload_b64"]) == b'{"schema": not json'
+        records = DeadLetterFile(dl_file).read()
+        assert sorted(d["stage"] for d in records) == ["contract", "meter"]
+        assert {d["payload_sha256"] for d in records} == {d["payload_sha256"] for d in dead}
+
+        m = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5))
+        assert m["received"] == 7 and m["written"] == 5 and m["rejected"] == 2
+        assert m["acked"] == 7 and m["rejected_by_stage"] == {"contract": 1, "meter": 1}
+        assert 0 < m["lag_s"] < 60 and m["batch_latency_s"] > 0
+        assert m["written_levels"] == 2 and sum(m["latency_hist"]["counts"]) == 2
+        assert len(m["latency_hist"]["counts"]) == len(m["latency_hist"]["edges_ms"])
+        # one interval ended 1-2 s ago, the other 29-30 s ago
+        assert m["latency_p50_s"] <= 3 and 20 <= m["latency_p99_s"] <= 60
+        assert m == {**m, **{k: c.counters()[k] for k in ("received", "written", "acked")}}
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
+    finally:
+        pub.close()
+        pub2.close()
+        c.stop()
+
+
+def test_redelivery_overwrites_the_same_point(stack, tmp_path):
+    c = start_collector(stack, tmp_path, client_id="dup", group="g-dup")
+    pub = Publisher(stack, "m1")
+    try:
+        t0 = now_s() - 600 * 10**9
+        payloads = [levels_payload("m1", i, t0 + i * 10**9) for i in range(50)]
+        topic = contract.topic("dup", "s1", "m1", "levels")
+        for p in payloads:
+            pub.publish(topic, p)
+        pub.wait()
+        wait_for(lambda: c.counters()["acked"] >= 50, what="first delivery")
+        q = "SELECT COUNT(seq), SUM(ea) FROM levels WHERE enterprise = 'dup'"
+        first = reader(stack).query_rows(q)
+        for p in payloads + payloads[:10]:  # everything again, some of it a third time
+            pub.publish(topic, p)
+        pub.wait()
+        wait_for(lambda: c.counters()["acked"] >= 110, what="re-deliveries")
+        again = reader(stack).query_rows(q)
+        assert first == again and first[0]["count"] == 50
+        expected = sum(p["ea"] for p in payloads if p["ea"] is not None)
+        assert math.isclose(again[0]["sum"], expected, rel_tol=1e-12)
+    finally:
+        pub.close()
+        c.stop()
+
+
+def test_points_influxdb_refuses_are_split_out_and_dead_lettered(stack, tmp_path):
+    """A field-type conflict refuses one point of a batch: the batch is split, the refused
+    message becomes a dead letter with InfluxDB's message, every other one is stored."""
+    t = now_s() - 20 * 10**9
+    w = InfluxClient(stack.influx_url, stack.database, *stack.influx_account("writer"))
+    w.write([f"meter_status,enterprise=split,meter=m1,site=s1 online=true,battery=80.0 {t}"])
+    c = start_collector(stack, tmp_path, client_id="split", group="g-split",
+                        batch_size=100, batch_ms=300)
+    pub = Publisher(stack, "m1")
+    try:
+        status_topic = contract.topic("split", "s1", "m1", "status")
+        bad = {7, 41, 42}
+        for i in range(60):
+            battery = "full" if i in bad else 50.0 + i
+            pub.publish(status_topic, contract.status_payload(
+                meter="m1", time_ns=t + (i + 1) * 10**6, online=True, battery=battery))
+            pub.publish(contract.topic("split", "s1", "m1", "levels"),
+                        levels_payload("m1", i, t + i * 10**9))
+        pub.wait()
+        wait_for(lambda: c.counters()["acked"] >= 120, what="120 acknowledgements")
+        assert count(stack, "SELECT COUNT(online) FROM meter_status WHERE "
+                     "enterprise = 'split'") == 1 + 60 - len(bad)
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'split'") == 60
+        dead = reader(stack).query_rows("SELECT * FROM dead_letters WHERE collector = 'split'")
+        assert len(dead) == len(bad)
+        for d in dead:
+            assert d["stage"] == "store" and d["kind"] == "status"
+            assert "InfluxDB refused the point" in d["reason"]
+            assert "field type conflict" in d["reason"] and "battery" in d["reason"]
+        counters = c.counters()
+        assert counters["splits"] > 0 and counters["rejected"] == 3
+        assert counters["written"] == 117
+    finally:
+        pub.close()
+        c.stop()
+
+
+def _expected_rollups(payloads, enterprise):
+    out = {}
+    for p in payloads:
+        key = (p["meter"], str(p["channel"]), minute_of(p["start_ns"]))
+        agg = out.setdefault(key, {"ea": None, "coverage": 0.0, "n": 0, "lafmax": None,
+                                   "lafmin": None, "lcpeak": None})
+        agg["n"] += 1
+        agg["coverage"] += p["coverage"]
+        if p["ea"] is not None:
+            agg["ea"] = (agg["ea"] or 0.0) + p["ea"]
+        for k, fn in (("lafmax", max), ("lcpeak", max), ("lafmin", min)):
+            if p[k] is not None:
+                agg[k] = p[k] if agg[k] is None else fn(agg[k], p[k])
+    for agg in out.values():
+        agg["laeq"] = laeq(agg["ea"], agg["coverage"])
+    return out
+
+
+def _rollups_match(stack, payloads, enterprise) -> bool:
+    expected = _expected_rollups(payloads, enterprise)
+    rows = reader(stack).query_rows(
+        f"SELECT * FROM forever.levels_1m WHERE enterprise = '{enterprise}'")
+    got = {(r["meter"], r["channel"], r["time"]): r for r in rows}
+    if set(got) != set(expected):
+        return False
+    for key, e in expected.items():
+        g = got[key]
+        if g["n"] != e["n"] or g.get("lafmax") != e["lafmax"] or g.get("lafmin") != e["lafmin"]:
+            return False
+        if g.get("lcpeak") != e["lcpeak"]:
+            return False
+        if not math.isclose(g["coverage"], e["coverage"], rel_tol=1e-12):
+            return False
+        if (g.get("ea") is None) != (e["ea"] is None):
+            return False
+        if e["ea"] is not None and not (math.isclose(g["ea"], e["ea"], rel_tol=1e-12)
+                                        and abs(g["laeq"] - e["laeq"]) < 1e-9):
+            return False
+    return True
+
+
+def test_rollups_equal_a_direct_computation(stack, tmp_path):
+    c = start_collector(stack, tmp_path, client_id="roll", group="g-roll", batch_size=100)
+    pub1, pub2 = Publisher(stack, "m1"), Publisher(stack, "m2")
+    rng = random.Random(7)
+    try:
+        base = minute_of(time.time_ns()) - 10 * MINUTE_NS + 15 * 10**9  # not minute aligned
+        payloads = []
+        for pub, meter, channels in ((pub1, "m1", (0, 1)), (pub2, "m2", (0,))):
+            for ch in channels:
+                for k in range(150):
+                    p = levels_payload(meter, k, base + k * 10**9, rng, channel=ch)
+                    payloads.append(p)
+                    pub.publish(contract.topic("roll", "s1", meter, "levels"), p)
+        pub1.wait()
+        pub2.wait()
+        wait_for(lambda: _rollups_match(stack, payloads, "roll"), 20, "rollups")
+        minutes = {minute_of(p["start_ns"]) for p in payloads}
+        assert len(minutes) == 3  # 150 s starting at :15 touch three minutes
+
+        # late data for the first minutes, and duplicates: the rollups follow exactly
+        late = [levels_payload("m1", 1000 + k, base + k * 10**9 + 500_000_000, rng,
+                               duration=0.5) for k in (0, 50)]
+        for p in late + payloads[:20]:
+            pub1.publish(contract.topic("roll", "s1", "m1", "levels"), p)
+        pub1.wait()
+        wait_for(lambda: _rollups_match(stack, payloads + late, "roll"), 20, "late rollups")
+        assert c.counters()["rollups"]["errors"] == 0
+    finally:
+        pub1.close()
+        pub2.close()
+        c.stop()
+
+
+@pytest.mark.parametrize("n_series", [3, 30])  # per-series statements / one over all series
+def test_rollup_task_alone_equals_a_direct_computation(stack, n_series):
+    from tingbao.collector.lineprotocol import message_lines
+    from tingbao.collector.rollups import Rollups, SeriesKey
+
+    enterprise = f"rollalone{n_series}"
+    writer = InfluxClient(stack.influx_url, stack.database, *stack.influx_account("writer"))
+    rollups = Rollups(reader(stack), writer, settle_s=0)
+    rng = random.Random(n_series)
+    base = minute_of(time.time_ns()) - 30 * MINUTE_NS
+    payloads, lines = [], []
+    for s in range(n_series):
+        meter = f"m{s}"
+        for k in range(0, 150, 2):  # every other second of 2.5 minutes
+            p = levels_payload(meter, k, base + k * 10**9, rng, channel=s % 3)
+            payloads.append(p)
+            msg = contract.validate(contract.topic(enterprise, "s1", meter, "levels"),
+                                    contract.encode(p))
+            lines += message_lines(msg)
+            rollups.touch(SeriesKey(enterprise, "s1", meter, str(p["channel"])), p["start_ns"])
+    writer.write(lines)
+    written = rollups.run_due(force=True)
+    assert written >= n_series * 3 and rollups.pending == 0
+    assert _rollups_match(stack, payloads, enterprise)
+
+
+def test_two_collectors_split_the_load_without_loss_or_duplicates(stack, tmp_path):
+    a = start_collector(stack, tmp_path / "a", client_id="two-a", group="g-two")
+    b = start_collector(stack, tmp_path / "b", client_id="two-b", group="g-two")
+    pub1, pub2 = Publisher(stack, "m1"), Publisher(stack, "m2")
+    try:
+        t0 = now_s() - 3000 * 10**9
+        n = 1500
+        for i in range(n):
+            pub, meter = (pub1, "m1") if i % 2 else (pub2, "m2")
+            pub.publish(contract.topic("two", "s1", meter, "levels"),
+                        levels_payload(meter, i, t0 + i * 10**9))
+        pub1.wait()
+        pub2.wait()
+        wait_for(lambda: a.counters()["acked"] + b.counters()["acked"] >= n, what="all acks")
+        ca, cb = a.counters(), b.counters()
+        assert ca["written"] > n // 10 and cb["written"] > n // 10, (ca, cb)
+        assert ca["written"] + cb["written"] == n and ca["received"] + cb["received"] == n
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'two'") == n
+        rows = reader(stack).query_rows("SELECT SUM(seq) FROM levels WHERE enterprise = 'two'")
+        assert rows[0]["sum"] == n * (n - 1) // 2
+    finally:
+        pub1.close()
+        pub2.close()
+        a.stop()
+        b.stop()
+
+
+# --------------------------------------------------------------------------- failures
+def test_influxdb_outage_loses_and_duplicates_nothing(fresh_stack, tmp_path):
+    stack = fresh_stack
+    c = start_collector(stack, tmp_path, client_id="outage", group="g-outage",
+                        batch_size=20, receive_maximum=50, retry_cap_s=0.5)
+    pub = Publisher(stack, "m1")
+    try:
+        t0 = now_s() - 900 * 10**9
+        topic = contract.topic("outage", "s1", "m1", "levels")
+        for i in range(100):
+            pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+        wait_for(lambda: c.counters()["acked"] >= 100, what="before the outage")
+        stack.stop_influx()
+        for i in range(100, 400):
+            pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()  # the broker holds them: QoS 1, persistent session
+        wait_for(lambda: c.counters()["retries"] >= 3, what="retries")
+        time.sleep(1.0)
+        during = c.counters()
+        assert during["acked"] == 100  # nothing acknowledged while InfluxDB is down
+        # the Receive Maximum bounds what the broker sends unacknowledged (in the batch in
+        # hand, or waiting in the inbox)
+        assert during["received"] - 100 + during["queued"] <= 50, during
+        assert "cannot reach InfluxDB" in during["last_error"]
+        stack.start_influx()
+        wait_for(lambda: c.counters()["acked"] >= 400, 30, "acks after the outage")
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'outage'") == 400
+        rows = reader(stack).query_rows("SELECT SUM(seq) FROM levels WHERE enterprise='outage'")
+        assert rows[0]["sum"] == 400 * 399 // 2
+        after = c.counters()
+        assert after["written"] == 400 and after["rejected"] == 0
+    finally:
+        pub.close()
+        c.stop()
+
+
+def test_broker_restart_with_a_batch_in_hand(fresh_stack, tmp_path):
+    """The broker restarts while the collector holds a batch: that batch is written but not
+    acknowledged on the new connection (its packet ids belong to the old one); the broker
+    re-delivers it from the persistent session and the rewrite overwrites the same points."""
+    stack = fresh_stack
+    c = start_collector(stack, tmp_path, client_id="restart", group="g-restart",
+                        batch_size=10_000, batch_ms=2500)
+    pub = Publisher(stack, "m1")
+    try:
+        t0 = now_s() - 700 * 10**9
+        for i in range(100):
+            pub.publish(contract.topic("restart", "s1", "m1", "levels"),
+                        levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+        wait_for(lambda: c.counters()["received"] == 100, what="a batch in hand")
+        stack.restart_broker()
+        wait_for(lambda: c.counters()["acked"] >= 100, 30, "acks after the restart")
+        counters = c.counters()
+        assert counters["stale_unacked"] == 100 and counters["connects"] == 2
+        assert counters["received"] == 200 and counters["written"] == 200
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'restart'") == 100
+    finally:
+        pub.close()
+        c.stop()
+
+
+def _run_cli(config: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tingbao.edge.cli.main", "collector", "--config", str(config)],
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=str(config.parent))
+
+
+def _metrics(port: int) -> dict | None:
+    try:
+        return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                timeout=2))
+    except OSError:
+        return None
+
+
+def test_collector_killed_mid_batch_then_restarted_loses_nothing(fresh_stack, tmp_path):
+    """SIGKILL while a batch is held unacknowledged, messages published while it is down, a
+    restart with the same client id (persistent session): every message is stored once.
+    Then SIGTERM while a batch is held: it is stored and acknowledged before exit."""
+    stack = fresh_stack
+    port = free_port()
+    log = tmp_path / "collector.log"
+    common = dict(client_id="crash", group="g-crash", metrics_port=port)
+    holding = write_config(stack, tmp_path / "hold", batch_size=100_000, batch_ms=600_000,
+                           **common)
+    normal = write_config(stack, tmp_path / "normal", **common)
+    pub = Publisher(stack, "m1")
+    topic = contract.topic("crash", "s1", "m1", "levels")
+    t0 = now_s() - 1800 * 10**9
+    proc = _run_cli(holding, log)
+    try:
+        wait_for(lambda: (_metrics(port) or {}).get("subscribed"), 20, "first start")
+        for i in range(300):
+            pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+        wait_for(lambda: _metrics(port)["received"] == 300, what="300 held in a batch")
+        assert _metrics(port)["acked"] == 0
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'crash'") == 0
+        for i in range(300, 500):  # while no collector runs
+            pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+
+        proc = _run_cli(normal, log)
+        wait_for(lambda: (_metrics(port) or {}).get("acked", 0) >= 500, 30, "restart")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'crash'") == 500
+
+        proc = _run_cli(holding, log)  # SIGTERM with a held batch: flushed on the way out
+        wait_for(lambda: (_metrics(port) or {}).get("subscribed"), 20, "third start")
+        for i in range(500, 600):
+            pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+        wait_for(lambda: _metrics(port)["received"] >= 100, what="held batch")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'crash'") == 600
+        rows = reader(stack).query_rows("SELECT SUM(seq) FROM levels WHERE enterprise='crash'")
+        assert rows[0]["sum"] == 600 * 599 // 2
+        assert "collector stopped" in log.read_text()
+    finally:
+        pub.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_stop_without_flush_leaves_messages_in_the_broker(stack, tmp_path):
+    """The in-process equivalent of a crash: ``stop(flush=False)`` acknowledges nothing
+    more; the next session with the same client id gets those messages again."""
+    kwargs = dict(client_id="noflush", group="g-noflush", batch_size=10_000,
+                  batch_ms=600_000)
+    c = start_collector(stack, tmp_path / "1", **kwargs)
+    pub = Publisher(stack, "m1")
+    try:
+        t0 = now_s() - 2400 * 10**9
+        for i in range(80):
+            pub.publish(contract.topic("noflush", "s1", "m1", "levels"),
+                        levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+        wait_for(lambda: c.counters()["received"] == 80, what="received")
+        c.stop(flush=False)
+        assert c.counters()["acked"] == 0
+        kwargs.update(batch_size=50, batch_ms=50)
+        c = start_collector(stack, tmp_path / "2", **kwargs)
+        wait_for(lambda: c.counters()["acked"] >= 80, what="re-delivery")
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'noflush'") == 80
+    finally:
+        pub.close()
+        c.stop()
+
+
+def test_metrics_are_served_while_running(stack, tmp_path):
+    port = free_port()
+    c = start_collector(stack, tmp_path, client_id="metrics", group="g-metrics",
+                        metrics_port=port)
+    try:
+        m = _metrics(port)
+        assert m is not None and m["connected"] and m["subscribed"]
+        assert set(m) >= {"received", "written", "rejected", "retries", "acked", "lag_s",
+                          "batch_latency_s"}
+        assert c.metrics_url == f"http://127.0.0.1:{port}/metrics"
+    finally:
+        c.stop()
+    assert _metrics(port) is None
+
+
+def test_the_collector_does_not_import_audio_packages():
+    code = ("import sys, tingbao.collector.service, tingbao.collector.cli; "
+            "print(sorted(m for m in ('sounddevice', 'soundfile') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_worker_survives_a_crashing_converter(stack, tmp_path, monkeypatch):
+    """A bug in conversion is an 'internal' dead letter, not a dead service."""
+    from tingbao.collector import service
+
+    def boom(msg):
+        if msg.payload.get("seq") == 3:
+            raise RuntimeError("simulated bug")
+        return real(msg)
+
+    real = service.message_lines
+    monkeypatch.setattr(service, "message_lines", boom)
+    c = start_collector(stack, tmp_path, client_id="boom", group="g-boom")
+    pub = Publisher(stack, "m1")
+    try:
+        t0 = now_s() - 1200 * 10**9
+        for i in range(6):
+            pub.publish(contract.topic("boom", "s1", "m1", "levels"),
+                        levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+        wait_for(lambda: c.counters()["acked"] >= 6, what="acks")
+        counters = c.counters()
+        assert counters["written"] == 5 and counters["rejected_by_stage"] == {"internal": 1}
+        dead = reader(stack).query_rows("SELECT reason FROM dead_letters WHERE "
+                                        "collector = 'boom'")
+        assert "simulated bug" in dead[0]["reason"]
+    finally:
+        pub.close()
+        c.stop()
+
+
+def test_a_worker_error_reconnects_and_loses_nothing(stack, tmp_path, monkeypatch):
+    """An unexpected exception while storing a batch: the batch is dropped unacknowledged,
+    the collector reconnects, and the broker delivers those messages again."""
+    real = Collector._store
+    calls = []
+
+    def flaky(self, batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("simulated bug while storing")
+        return real(self, batch)
+
+    monkeypatch.setattr(Collector, "_store", flaky)
+    c = start_collector(stack, tmp_path, client_id="flaky", group="g-flaky", batch_ms=300)
+    pub = Publisher(stack, "m1")
+    try:
+        t0 = now_s() - 1300 * 10**9
+        for i in range(40):
+            pub.publish(contract.topic("flaky", "s1", "m1", "levels"),
+                        levels_payload("m1", i, t0 + i * 10**9))
+        pub.wait()
+        wait_for(lambda: c.counters()["acked"] >= 40, 20, "acks after the reconnect")
+        counters = c.counters()
+        assert counters["internal_errors"] == 1 and counters["connects"] == 2
+        assert counters["redelivered"] >= calls[0]
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'flaky'") == 40
+    finally:
+        pub.close()
+        c.stop()
+
+
+def test_inbox_bounds_what_waits_in_memory():
+    """The inbox between paho's thread and the worker is bounded in messages and bytes:
+    a full inbox makes put() wait (TCP back-pressure), calling on_wait meanwhile (where
+    the collector keeps sending its PUBACKs), until the worker takes something."""
+    from tingbao.collector.service import Inbound, _Inbox
+
+    def item(n: int) -> Inbound:
+        return Inbound(n, 1, "t", b"x" * 1000, 0, 0.0, 1)
+
+    inbox = _Inbox(max_items=3, max_bytes=10_000)
+    stop = threading.Event()
+    for n in range(3):
+        assert inbox.put(item(n), stop)
+    waits = []
+    done = threading.Event()
+
+    def producer():
+        inbox.put(item(3), stop, on_wait=lambda: waits.append(1))
+        done.set()
+
+    threading.Thread(target=producer, daemon=True).start()
+    assert not done.wait(0.3) and waits  # full: the producer waits and keeps calling on_wait
+    assert inbox.get(0).mid == 0  # the worker takes one: room for the waiting one
+    assert done.wait(2) and [inbox.get(0).mid for _ in range(3)] == [1, 2, 3]
+    assert inbox.get(0) is None and inbox.bytes == 0
+
+    small = _Inbox(max_items=100, max_bytes=2_500)  # the byte bound
+    assert small.put(item(0), stop) and small.put(item(1), stop)
+    stop.set()  # a stopping collector gives up instead of waiting
+    assert small.put(item(2), stop) is False and len(small) == 2
+
+
+def test_threads_are_cleaned_up(stack, tmp_path):
+    before = {t.name for t in threading.enumerate()}
+    c = start_collector(stack, tmp_path, client_id="threads", group="g-threads",
+                        metrics_port=free_port())
+    c.stop()
+    time.sleep(0.2)
+    left = {t.name for t in threading.enumerate()} - before
+    assert not {n for n in left if n.startswith("tingbao")}, left
