@@ -50,7 +50,7 @@ MAX_SERIES_KEY_BYTES = 65_535
 
 MAX_EXTRA_FIELDS = 32
 MAX_EXTRA_STRING = 1024
-EXTRA_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+EXTRA_KEY = re.compile(r"\A[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 """Extra fields of ``status`` and ``events`` payloads (the contract lets them carry small,
 documented extras) are stored when their key matches this and at most
 :data:`MAX_EXTRA_FIELDS` are present; strings are cut to :data:`MAX_EXTRA_STRING`

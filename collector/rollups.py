@@ -75,7 +75,8 @@ def laeq(ea: float | None, coverage: float | None) -> float | None:
     exposure, no coverage, or zero energy)."""
     if ea is None or coverage is None or coverage <= 0 or ea <= 0:
         return None
-    return 10.0 * math.log10(ea / (coverage * P0 * P0))
+    # in logarithms: coverage · p0² underflows to 0 for a (forged but valid) denormal coverage
+    return 10.0 * (math.log10(ea) - math.log10(coverage)) - 20.0 * math.log10(P0)
 
 
 def rollup_point(key: SeriesKey, minute_ns: int, agg: dict) -> str:

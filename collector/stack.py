@@ -71,7 +71,7 @@ DEFAULT_RETENTION = "90d"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 """Searched after PATH for the servers (Debian installs mosquitto in /usr/sbin, which a
 normal user's PATH may lack)."""
-_DURATION = re.compile(r"^(INF|inf|(\d+(ns|us|u|µ|ms|s|m|h|d|w))+)$")
+_DURATION = re.compile(r"\A(INF|inf|(\d+(ns|us|u|µ|ms|s|m|h|d|w))+)\Z")
 
 
 class StackError(RuntimeError):

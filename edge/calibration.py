@@ -119,7 +119,7 @@ def read_calibrator(x, samplerate: float, level_db: float = 94.0,
                              share, spread)
 
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def check_meter_id(meter: str) -> str:

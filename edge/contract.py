@@ -35,7 +35,7 @@ TOPIC_ROOT = "tingbao/v1"
 KINDS = ("levels", "bands", "status", "events")
 MAX_PAYLOAD_BYTES = 64 * 1024
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: no trailing newline
 """Enterprise, site and meter ids: 1–64 of letters, digits, ``_ . -``, not starting with a
 symbol. Excludes MQTT wildcards and separators, spaces, commas, quotes, ``=`` and newlines,
 so an id is safe as a topic level, a file name and an InfluxDB tag value."""
@@ -164,7 +164,9 @@ def _number(p: dict, key: str, lo: float, hi: float, *, nullable: bool = False,
     if isinstance(v, float) and not math.isfinite(v):
         raise ContractError(f"field {key!r} is not finite")
     if not lo <= v <= hi:
-        raise ContractError(f"field {key!r} = {v!r} is outside the plausible range {lo}..{hi}")
+        lo_s, hi_s = (f"{b:.0f}" if abs(b) >= 1e6 else f"{b:g}" for b in (lo, hi))
+        raise ContractError(f"field {key!r} = {v!r} is outside the plausible range "
+                            f"{lo_s}..{hi_s}")
     return v
 
 
@@ -196,6 +198,8 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
         raise ContractError(f"payload is not UTF-8: {e.reason}") from None
     except (json.JSONDecodeError, RecursionError) as e:
         raise ContractError(f"payload is not JSON: {str(e)[:120]}") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ContractError(f"payload holds an unreadable number: {str(e)[:120]}") from None
     if not isinstance(p, dict):
         raise ContractError("payload is not a JSON object")
     schema = p.get("schema")
@@ -226,13 +230,13 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
                    "coverage", "overload", "calibrated", *LEVEL_FIELDS}
     elif kind == "bands":
         _interval(p, now_ns)
-        if p.get("fraction") not in (1, 3):
+        if type(p.get("fraction")) is not int or p["fraction"] not in (1, 3):
             raise ContractError("field 'fraction' must be 1 or 3")
         bands = p.get("bands")
         if not isinstance(bands, dict) or not 0 < len(bands) <= 64:
             raise ContractError("field 'bands' must be an object of 1-64 bands")
         for label in bands:
-            if not re.fullmatch(r"\d{1,5}(\.\d)?", label):
+            if not re.fullmatch(r"[1-9][0-9]{0,4}(\.[0-9])?", label):
                 raise ContractError(f"band label {label[:20]!r} is not a frequency in Hz")
             _number(bands, label, *LEVEL_RANGE_DB, nullable=True)
         allowed = {"schema", "meter", "seq", "channel", "start_ns", "duration_s", "fraction",
@@ -248,8 +252,8 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
         allowed = None  # status may carry extra, small, documented fields
     else:  # events
         _number(p, "time_ns", EARLIEST_NS, now_ns + FUTURE_TOLERANCE_S * 1e9, integer=True)
-        if not isinstance(p.get("event"), str) or not 0 < len(p["event"]) <= 64:
-            raise ContractError("field 'event' must be a short string")
+        if not isinstance(p.get("event"), str) or not ID_PATTERN.match(p["event"]):
+            raise ContractError("field 'event' must be a short id (1-64 of A-Z a-z 0-9 _ . -)")
         allowed = None
     if allowed is not None:
         extra = set(p) - allowed

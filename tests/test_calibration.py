@@ -65,7 +65,8 @@ def test_drift_over_half_a_decibel_invalidates_since_last_good_check(tmp_path):
     assert store.current("m1")["pa_per_unit"] == e3["pa_per_unit"]
 
 
-@pytest.mark.parametrize("bad", ["", "a b", "m/1", "x" * 65, "../etc", "m,1", 'm"1', "m\n1"])
+@pytest.mark.parametrize(
+    "bad", ["", "a b", "m/1", "x" * 65, "../etc", "m,1", 'm"1', "m\n1", "m1\n"])
 def test_hostile_meter_ids_are_refused(bad):
     with pytest.raises(ValueError, match="not allowed"):
         check_meter_id(bad)

@@ -43,7 +43,7 @@ def test_topic_round_trip_and_alerts():
     assert c.alerts_topic("e1") == "tingbao/v1/e1/alerts"
 
 
-@pytest.mark.parametrize("bad", ["m 1", "m,1", 'm"1', "m=1", "m\n1", "m/1", "+", "#", "",
+@pytest.mark.parametrize("bad", ["m 1", "m,1", 'm"1', "m=1", "m\n1", "m1\n", "m/1", "+", "#", "",
                                  "x" * 65, "_m"])
 def test_hostile_ids_are_refused_in_topics(bad):
     with pytest.raises(c.ContractError):
@@ -110,3 +110,31 @@ def test_status_and_bands_payloads_validate():
 def test_bad_topics_are_refused(t):
     with pytest.raises(c.ContractError):
         c.validate(t, c.encode(good_levels()), now_ns=NOW)
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (c.encode(good_levels()).replace(b'"seq":7', b'"seq":' + b"9" * 5000), "number"),
+    ],
+)
+def test_huge_integers_are_a_contract_error_not_a_crash(raw, reason):
+    with pytest.raises(c.ContractError, match=reason):
+        c.validate(T, raw, now_ns=NOW)
+
+
+@pytest.mark.parametrize("fraction", [True, 1.0, 2, "3"])
+def test_band_fraction_must_be_the_integer_1_or_3(fraction):
+    b = c.bands_payload({"duration": 1.0, "bands": {"1000": 80.0}}, meter="m1", seq=2,
+                        start_ns=NOW - 10**9, fraction=3)
+    b["fraction"] = fraction
+    with pytest.raises(c.ContractError, match="fraction"):
+        c.validate(c.topic("e1", "s1", "m1", "bands"), c.encode(b), now_ns=NOW)
+
+
+@pytest.mark.parametrize("label", ["١٠٠٠", "01000", "1000.25", ""])
+def test_band_labels_are_ascii_frequencies(label):
+    b = c.bands_payload({"duration": 1.0, "bands": {label: 80.0}}, meter="m1", seq=2,
+                        start_ns=NOW - 10**9, fraction=3)
+    with pytest.raises(c.ContractError, match="band label"):
+        c.validate(c.topic("e1", "s1", "m1", "bands"), c.encode(b), now_ns=NOW)

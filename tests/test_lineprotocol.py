@@ -16,6 +16,7 @@ from tingbao.collector import lineprotocol as lp
 from tingbao.collector.deadletter import DeadLetter, printable
 from tingbao.collector.influx import InfluxClient
 from tingbao.edge import contract
+from tingbao.edge.contract import ContractError
 
 NOW = time.time_ns()
 
@@ -177,9 +178,12 @@ def test_unstorable_status_extras_are_refused(extra):
 
 
 def test_event_with_a_newline_is_refused():
+    # The contract refuses it first; the line protocol would refuse it too (defence in depth).
     e = {"schema": "tingbao.events/1", "meter": "m1", "time_ns": NOW, "event": "a\nb"}
+    with pytest.raises(ContractError, match="event"):
+        _msg("events", e)
     with pytest.raises(lp.LineProtocolError, match="newline"):
-        lp.message_lines(_msg("events", e))
+        lp.line("meter_events", {"meter": "m1"}, {"event": "a\nb"}, NOW)
 
 
 def test_dead_letter_line_survives_any_payload_and_reason():
