@@ -283,7 +283,7 @@ def test_every_kind_is_stored_and_bad_messages_are_dead_lettered(stack, tmp_path
         status = contract.status_payload(meter="m1", time_ns=t, online=True, queue_depth=3,
                                          clock_offset_s=-0.25, note='quoted "x", y=1 \\ z')
         event = {"schema": "tingbao.events/1", "meter": "m1", "time_ns": t,
-                 "event": "calibration, 94 dB = \"ok\""}
+                 "event": "calibration.check", "note": "calibration, 94 dB = \"ok\""}
         pub.publish(contract.topic("kinds", "s1", "m1", "levels"), lv)
         pub.publish(contract.topic("kinds", "s1", "m1", "levels"), lv2)
         pub.publish(contract.topic("kinds", "s1", "m1", "bands"), bands)
@@ -311,6 +311,7 @@ def test_every_kind_is_stored_and_bad_messages_are_dead_lettered(stack, tmp_path
             True, 3, -0.25, status["note"])
         (e,) = r.query_rows("SELECT * FROM meter_events WHERE enterprise = 'kinds'")
         assert e["event"] == event["event"] and e["time"] == t
+        assert e["note"] == event["note"]
 
         dead = r.query_rows("SELECT * FROM dead_letters WHERE collector = 'kinds'")
         assert sorted(d["stage"] for d in dead) == ["contract", "meter"]
