@@ -739,6 +739,7 @@ class Collector:
         out["rejected_by_stage"] = dict(self._by_stage)
         out["queued"] = len(self._inbox)
         out["queued_bytes"] = self._inbox.bytes
+        out["inbox_capacity"] = self._inbox.max_items
         out["backpressure_s"] = round(self._inbox.waited_s, 3)
         out["backpressure_max_s"] = round(self._inbox.wait_max_s, 3)
         out["write_latency_max_s"] = self._write_latency_max
