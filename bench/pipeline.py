@@ -10,6 +10,8 @@ account and MQTT connection, each publishing one ``levels`` record per channel
 (``--channels``, default 50) at the end of every 1 s interval, in real time, for
 ``--seconds`` (default 30); spread over ``--publishers`` processes. ``--collectors`` collector
 processes (default 2) share the subscription. Offered load = meters × channels records/s.
+With ``--form channels`` (default) a meter sends every channel of an interval in one message,
+as the agent of a multichannel device does; ``--form single`` sends one message per channel.
 
 Figures: ``records_per_s`` = records stored / (time the last record was stored − time the
 first interval ended); latency per record = the collector's write-acknowledged time − the
@@ -71,21 +73,27 @@ def publisher_child(args) -> int:
         start_ns = int((end - 1.0) * 1e9)
         seq += 1
         for meter, c, topic in clients:
-            for ch in range(args.channels):
-                p = {"schema": "tingbao.levels/1", "meter": meter, "seq": seq, "channel": ch,
-                     "start_ns": start_ns, "duration_s": 1.0, "ea": 0.2512 + ch * 1e-4,
-                     "coverage": 1.0, "overload": False, "calibrated": True, "laeq": 84.0,
-                     "lceq": 86.0, "lcpeak": 110.0, "lzpeak": 111.0, "lafmax": 88.0,
-                     "lasmax": 86.0, "lafmin": 80.0, "laf5": 87.0, "laf10": 86.5,
-                     "laf50": 84.0, "laf90": 81.0, "laf95": 80.5}
+            recs = [{"channel": ch, "duration": 1.0, "ea": 0.2512 + ch * 1e-4, "coverage": 1.0,
+                     "overload": False, "laeq": 84.0, "lceq": 86.0, "lcpeak": 110.0,
+                     "lzpeak": 111.0, "lafmax": 88.0, "lasmax": 86.0, "lafmin": 80.0,
+                     "laf5": 87.0, "laf10": 86.5, "laf50": 84.0, "laf90": 81.0, "laf95": 80.5}
+                    for ch in range(args.channels)]
+            if args.form == "channels":  # what a multichannel agent sends
+                payloads = [contract.levels_payload_channels(recs, meter=meter, seq=seq,
+                                                             start_ns=start_ns)]
+            else:  # one message per channel
+                payloads = [contract.levels_payload(r, meter=meter, seq=seq, start_ns=start_ns)
+                            for r in recs]
+            for p in payloads:
                 c.publish(topic, contract.encode(p), qos=1)
                 sent += 1
     deadline = time.time() + 120
     while acked[0] + refused[0] < sent and time.time() < deadline:
         time.sleep(0.05)
+    for _, c, _ in clients:  # disconnect first: loop_stop alone waits out a select timeout
+        c.disconnect()
     for _, c, _ in clients:
         c.loop_stop()
-        c.disconnect()
     print(json.dumps({"sent": sent, "acked": acked[0], "refused": refused[0]}))
     return 0
 
@@ -110,6 +118,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--collectors", type=int, default=2)
     ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument("--form", choices=("channels", "single"), default="channels",
+                    help="one levels message per meter and interval holding every channel "
+                         "(what a multichannel agent sends; default) or one per channel")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--creds", help=argparse.SUPPRESS)
     ap.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
@@ -165,12 +176,12 @@ def main() -> int:
             pubs.append(subprocess.Popen(
                 [sys.executable, __file__, "--child", "--creds", json.dumps(chunk),
                  "--port", str(stack.mqtt_port), "--t0", str(t0), "--seconds",
-                 str(args.seconds), "--channels", str(args.channels)],
+                 str(args.seconds), "--channels", str(args.channels), "--form", args.form],
                 stdout=subprocess.PIPE, text=True))
         print(f"offered load {args.meters * args.channels} records/s for {args.seconds} s "
               f"({expected} records), {args.collectors} collectors", file=sys.stderr)
-        pub_out = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in pubs]
-        # Wait until the collectors have written everything (or stopped making progress).
+        # Wait until the collectors have written everything (or stopped making progress);
+        # the publishers' own shutdown (50 MQTT clients each) must not count in the span.
         last, still, t_done = -1, 0.0, None
         while True:
             m = [metrics(p) for p in metrics_ports]
@@ -185,6 +196,7 @@ def main() -> int:
             else:
                 still, last = 0.0, written
             time.sleep(0.5)
+        pub_out = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in pubs]
         m = [metrics(p) for p in metrics_ports]
         rows = stack.influx_query('SELECT COUNT("ea") FROM "levels" WHERE "enterprise" = '
                                   "'bench'", user="reader")
@@ -200,12 +212,15 @@ def main() -> int:
             "p99_latency_s": percentile_from_hist(*hist, 99) if hist else None,
             "lost": max(expected - stored, 0),
             "duplicated": max(stored - expected, 0),
-            "redelivered": max(sum(x.get("written", 0) for x in m) - expected, 0),
+            "redelivered": max(sum(x.get("written_levels", 0) for x in m) - expected, 0),
             "expected": expected,
             "stored": stored,
             "offered_records_per_s": args.meters * args.channels,
             "meters": args.meters,
             "channels": args.channels,
+            "form": args.form,
+            "offered_messages_per_s": args.meters * (1 if args.form == "channels"
+                                                     else args.channels),
             "collectors": args.collectors,
             "publish_acked": sum(p["acked"] for p in pub_out),
             "publish_refused": sum(p["refused"] for p in pub_out),

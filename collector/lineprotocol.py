@@ -192,11 +192,11 @@ def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
 
 
 # ------------------------------------------------------------------- contract messages
-def _tags(msg: contract.Message, *, channel: bool) -> dict[str, str]:
+def _tags(msg: contract.Message, *, channel: int | None = None) -> dict[str, str]:
     t = msg.topic
     tags = {"enterprise": t.enterprise, "site": t.site, "meter": t.meter}
-    if channel:
-        tags["channel"] = str(int(msg.payload["channel"]))
+    if channel is not None:
+        tags["channel"] = str(int(channel))
     return tags
 
 
@@ -204,16 +204,19 @@ def _float(value):
     return None if value is None else float(value)
 
 
-def levels_line(msg: contract.Message) -> str:
-    """The ``levels`` point of a validated levels message: all levels, ``ea``,
-    ``coverage``, ``duration_s`` as floats, ``seq`` as integer, ``overload`` and
-    ``calibrated`` as booleans; time = interval start."""
-    p = msg.payload
-    fields: dict[str, object] = {k: _float(p.get(k)) for k in contract.LEVEL_FIELDS}
-    fields.update(ea=_float(p.get("ea")), coverage=_float(p["coverage"]),
-                  duration_s=_float(p["duration_s"]), seq=int(p["seq"]),
-                  overload=bool(p["overload"]), calibrated=bool(p["calibrated"]))
-    return line("levels", _tags(msg, channel=True), fields, int(p["start_ns"]))
+def levels_lines(msg: contract.Message) -> list[str]:
+    """The ``levels`` points of a validated levels message, one per channel record: all
+    levels, ``ea``, ``coverage``, ``duration_s`` as floats, ``seq`` as integer, ``overload``
+    and ``calibrated`` as booleans; time = interval start."""
+    out = []
+    for p in msg.records():
+        fields: dict[str, object] = {k: _float(p.get(k)) for k in contract.LEVEL_FIELDS}
+        fields.update(ea=_float(p.get("ea")), coverage=_float(p["coverage"]),
+                      duration_s=_float(p["duration_s"]), seq=int(p["seq"]),
+                      overload=bool(p["overload"]), calibrated=bool(p["calibrated"]))
+        out.append(line("levels", _tags(msg, channel=p["channel"]), fields,
+                        int(p["start_ns"])))
+    return out
 
 
 def band_field(label: str) -> str:
@@ -228,7 +231,7 @@ def bands_line(msg: contract.Message) -> str:
     fields: dict[str, object] = {band_field(k): _float(v) for k, v in p["bands"].items()}
     fields.update(seq=int(p["seq"]), duration_s=_float(p["duration_s"]),
                   fraction=int(p["fraction"]))
-    return line("bands", _tags(msg, channel=True), fields, int(p["start_ns"]))
+    return line("bands", _tags(msg, channel=p["channel"]), fields, int(p["start_ns"]))
 
 
 def _extras(p: dict, skip: set[str]) -> dict[str, object]:
@@ -270,7 +273,7 @@ def status_line(msg: contract.Message) -> str:
     p = msg.payload
     fields = {"online": bool(p["online"]), **_extras(p, {"schema", "meter", "time_ns",
                                                          "online"})}
-    return line("meter_status", _tags(msg, channel=False), fields, int(p["time_ns"]))
+    return line("meter_status", _tags(msg), fields, int(p["time_ns"]))
 
 
 def events_line(msg: contract.Message) -> str:
@@ -278,17 +281,18 @@ def events_line(msg: contract.Message) -> str:
     time = ``time_ns``."""
     p = msg.payload
     fields = {"event": p["event"], **_extras(p, {"schema", "meter", "time_ns", "event"})}
-    return line("meter_events", _tags(msg, channel=False), fields, int(p["time_ns"]))
+    return line("meter_events", _tags(msg), fields, int(p["time_ns"]))
 
 
-_BY_KIND = {"levels": levels_line, "bands": bands_line, "status": status_line,
-            "events": events_line}
+_BY_KIND = {"levels": levels_lines, "bands": lambda m: [bands_line(m)],
+            "status": lambda m: [status_line(m)], "events": lambda m: [events_line(m)]}
 
 
 def message_lines(msg: contract.Message) -> list[str]:
-    """The line(s) a validated message is stored as (one line per message in contract v1)."""
+    """The lines a validated message is stored as: one per channel record for ``levels``,
+    one for the other kinds."""
     try:
-        return [_BY_KIND[msg.topic.kind](msg)]
+        return _BY_KIND[msg.topic.kind](msg)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, LineProtocolError):
             raise

@@ -16,13 +16,16 @@ An interval belongs to the minute of its start (what ``GROUP BY time(1m)`` does)
 Why not continuous queries: InfluxQL cannot take ``LOG10`` of an aggregate (``laeq`` would
 need a second pass), and a CQ only recomputes recent intervals, so data that arrives late
 (an edge outbox emptying after a network outage) would never reach the rollup. Instead the
-collector marks the minutes each stored batch touched and, after a short settling delay,
-recomputes those minutes from the stored 1 s points (one ``SELECT … GROUP BY time(1m)`` per
-series and run of minutes, or one over all series when many were touched) and writes the
-result. Re-writing a rollup point
-overwrites it, so recomputing is idempotent, late data is folded in, and several collectors
-sharing the load converge (the last one to touch a minute recomputes it after its own
-write). Reading needs an account with READ on the database (``tingbao_reader``).
+collector marks the minutes each stored batch touched and recomputes a marked minute from the
+stored 1 s points (one ``SELECT … GROUP BY time(1m)`` per series and run of minutes, or one
+over all series when many were touched) once the minute is over by the collector's clock and
+has been quiet for a settling delay. A live minute is so computed once, shortly after it
+ends, not again with every second that arrives (at 10,000 series those scans would cost
+InfluxDB more than the writes), and again whenever late data touches it. Re-writing a
+rollup point overwrites it, so recomputing is idempotent, late data is folded in, and
+several collectors sharing the load converge (the last one to touch a minute recomputes it
+after its own write). Reading needs an account with READ on the database
+(``tingbao_reader``).
 """
 
 from __future__ import annotations
@@ -108,14 +111,15 @@ class Rollups:
         writer: client with WRITE (writes the rollups).
         source_rp: retention policy of the ``levels`` points (None: the default one).
         target_rp: retention policy of the rollups (``forever``; None: the default one).
-        settle_s: a touched minute is recomputed once it was not touched for this long,
-            so a steady stream recomputes each minute a few times, not once per batch.
+        settle_s: a touched minute is recomputed once it is over and was not touched for
+            this long, seconds.
         max_pending: bound on remembered dirty minutes (the oldest are dropped beyond it).
+        clock_ns: the wall clock, UTC ns (for tests).
     """
 
     def __init__(self, reader: InfluxClient, writer: InfluxClient, *,
                  source_rp: str | None = None, target_rp: str | None = "forever",
-                 settle_s: float = 1.0, max_pending: int = 200_000):
+                 settle_s: float = 1.0, max_pending: int = 200_000, clock_ns=time.time_ns):
         self.reader = reader
         self.writer = writer
         self.source = (f"{quote_ident(source_rp)}.{quote_ident(SOURCE)}" if source_rp
@@ -123,6 +127,7 @@ class Rollups:
         self.target_rp = target_rp
         self.settle_s = settle_s
         self.max_pending = max_pending
+        self.clock_ns = clock_ns
         self._dirty: dict[tuple[SeriesKey, int], float] = {}
         self._lock = threading.Lock()
         self.written = 0
@@ -147,9 +152,13 @@ class Rollups:
             return len(self._dirty)
 
     def _take(self, force: bool) -> list[tuple[SeriesKey, int]]:
+        """The dirty minutes that are due: quiet for ``settle_s`` and over by ``settle_s``
+        (all of them with ``force``)."""
         limit = time.monotonic() - (0.0 if force else self.settle_s)
+        open_from = (math.inf if force
+                     else self.clock_ns() - int(self.settle_s * 1e9) - MINUTE_NS)
         with self._lock:
-            due = [k for k, t in self._dirty.items() if t <= limit]
+            due = [k for k, t in self._dirty.items() if t <= limit and k[1] <= open_from]
             for k in due:
                 del self._dirty[k]
         return due

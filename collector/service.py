@@ -29,12 +29,12 @@ Flow of one message::
   good must first be drained, or its queued share is lost when the session expires.
 
 Counters (``Collector.counters()`` and ``GET /metrics``): ``received``, ``written`` (data
-messages stored; ``written_levels`` of them levels records), ``rejected`` (dead letters
-stored), ``retries`` (failed write attempts), ``acked`` (PUBACKs sent), ``lag_s`` (now − end
-of the newest stored levels interval), ``batch_latency_s`` (arrival of a batch's first
-message → its acknowledgement), ``latency_hist`` (levels records by interval end → stored,
-``{"edges_ms": [...], "counts": [...]}``, count i = latency ≤ edge i and > edge i−1) with
-``latency_p50_s`` / ``latency_p99_s`` read from it, and more.
+messages stored; ``written_levels`` the levels records they held, one per channel),
+``rejected`` (dead letters stored), ``retries`` (failed write attempts), ``acked`` (PUBACKs
+sent), ``lag_s`` (now − end of the newest stored levels interval), ``batch_latency_s``
+(arrival of a batch's first message → its acknowledgement), ``latency_hist`` (levels records
+by interval end → stored, ``{"edges_ms": [...], "counts": [...]}``, count i = latency ≤ edge
+i and > edge i−1) with ``latency_p50_s`` / ``latency_p99_s`` read from it, and more.
 """
 
 from __future__ import annotations
@@ -172,9 +172,9 @@ class Entry:
     inbound: Inbound
     lines: list[str]
     dead: DeadLetter | None = None
-    series: SeriesKey | None = None  # levels messages: for rollups and lag
-    start_ns: int = 0
-    end_ns: int = 0
+    # levels records (one per channel): (series, interval start ns, interval end ns), for
+    # rollups, lag and latency
+    spans: list[tuple[SeriesKey, int, int]] = dataclasses.field(default_factory=list)
 
 
 class _Inbox:
@@ -593,11 +593,11 @@ class Collector:
             return self._dead(item, "internal", f"conversion failed: {type(e).__name__}: {e}")
         entry = Entry(item, lines)
         if msg.topic.kind == "levels":
-            p = msg.payload
-            entry.series = SeriesKey(msg.topic.enterprise, msg.topic.site, meter,
-                                     str(p["channel"]))
-            entry.start_ns = int(p["start_ns"])
-            entry.end_ns = entry.start_ns + int(round(float(p["duration_s"]) * 1e9))
+            t, p = msg.topic, msg.payload
+            start = int(p["start_ns"])
+            end = start + int(round(float(p["duration_s"]) * 1e9))
+            entry.spans = [(SeriesKey(t.enterprise, t.site, meter, str(r["channel"])), start, end)
+                           for r in msg.records()]
         return entry
 
     def _dead(self, item: Inbound, stage: str, reason: str) -> Entry:
@@ -657,7 +657,7 @@ class Collector:
                 if entry.dead is None:
                     item = entry.inbound
                     dead = self._dead(item, "store", f"InfluxDB refused the point: {e.message}")
-                    entry.lines, entry.dead, entry.series = dead.lines, dead.dead, None
+                    entry.lines, entry.dead, entry.spans = dead.lines, dead.dead, []
                     parts.insert(0, [entry])
                 else:  # cannot happen with valid dead-letter lines; never loop on it
                     self._counts["dead_letter_failed"] += 1
@@ -712,15 +712,14 @@ class Collector:
         now_ns = time.time_ns()
         last = len(LATENCY_EDGES_MS) - 1
         for e in batch:
-            if e.series is None:
-                continue
-            self._counts["written_levels"] += 1
-            i = bisect.bisect_left(LATENCY_EDGES_MS, (now_ns - e.end_ns) / 1e6)
-            self._latency_counts[min(i, last)] += 1
-            if self._newest_end_ns is None or e.end_ns > self._newest_end_ns:
-                self._newest_end_ns = e.end_ns
-            if self.rollups:
-                self.rollups.touch(e.series, e.start_ns)
+            for series, start_ns, end_ns in e.spans:
+                self._counts["written_levels"] += 1
+                i = bisect.bisect_left(LATENCY_EDGES_MS, (now_ns - end_ns) / 1e6)
+                self._latency_counts[min(i, last)] += 1
+                if self._newest_end_ns is None or end_ns > self._newest_end_ns:
+                    self._newest_end_ns = end_ns
+                if self.rollups:
+                    self.rollups.touch(series, start_ns)
 
     # --------------------------------------------------------------------------- metrics
     def counters(self) -> dict:

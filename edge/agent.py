@@ -439,18 +439,25 @@ class Agent:
         m = self.config["meter"]
         fraction = {"third": 3, "octave": 1}.get(m["bands"])
         items = []
+        calibrated = self.calibration["calibrated"]
         for iv in intervals:
             start_ns = self.stream_start_ns + iv.index * self._interval_ns
-            for rec in iv.records():
-                lv = contract.levels_payload(rec, meter=self.meter_id, seq=0, start_ns=start_ns,
-                                             calibrated=self.calibration["calibrated"])
+            recs = iv.records()
+            if len(recs) == 1:
+                lv = contract.levels_payload(recs[0], meter=self.meter_id, seq=0,
+                                             start_ns=start_ns, calibrated=calibrated)
                 self._fit_range(lv, contract.LEVEL_FIELDS)
-                items.append((self.levels_topic, lv))
-                if fraction is not None:
-                    bd = contract.bands_payload(rec, meter=self.meter_id, seq=0,
-                                                start_ns=start_ns, fraction=fraction)
-                    self._fit_range(bd["bands"], list(bd["bands"]))
-                    items.append((self.bands_topic, bd))
+            else:  # a multichannel device: every channel of the interval in one message
+                lv = contract.levels_payload_channels(recs, meter=self.meter_id, seq=0,
+                                                      start_ns=start_ns, calibrated=calibrated)
+                for ch in lv["channels"]:
+                    self._fit_range(ch, contract.LEVEL_FIELDS)
+            items.append((self.levels_topic, lv))
+            for rec in recs if fraction is not None else ():
+                bd = contract.bands_payload(rec, meter=self.meter_id, seq=0,
+                                            start_ns=start_ns, fraction=fraction)
+                self._fit_range(bd["bands"], list(bd["bands"]))
+                items.append((self.bands_topic, bd))
         self.intervals += len(intervals)
         items = self._held + items
         try:

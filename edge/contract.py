@@ -16,6 +16,13 @@ Levels are dB re 20 µPa (``null`` when the interval had no valid audio), ``ea``
 A-weighted sound exposure in Pa²·s (energy adds; decibels do not), ``coverage`` the seconds
 of valid audio in the interval.
 
+A ``levels`` message holds one channel (``channel`` and the level fields at the top) or, from
+a multichannel device, every channel of one interval: ``channels`` is a list of 1–64 objects,
+each with ``channel``, ``ea``, ``coverage``, ``overload`` and the level fields, beside the
+shared ``seq``, ``start_ns``, ``duration_s`` and ``calibrated``. The two forms store the same
+points (one per channel); the second costs the broker and the collector one message per
+interval instead of one per channel. :meth:`Message.records` gives either as flat records.
+
 :func:`validate` is what a collector runs on every message: it returns a normalised
 :class:`Message` or raises :class:`ContractError` whose text says what is wrong. It never
 trusts the payload: size, JSON, types, finite numbers, plausible ranges, known schema,
@@ -119,6 +126,24 @@ def levels_payload(record: dict, *, meter: str, seq: int, start_ns: int,
     return out
 
 
+def levels_payload_channels(records: list[dict], *, meter: str, seq: int, start_ns: int,
+                            calibrated: bool = True) -> dict:
+    """One ``levels`` payload for every channel of an interval (the multichannel form), from
+    the records of one interval of :meth:`IntervalLevels.records`."""
+    if not records:
+        raise ValueError("no records")
+    channels = []
+    for r in records:
+        ch = {"channel": int(r.get("channel", 0)), "ea": r["ea"],
+              "coverage": float(r["coverage"]), "overload": bool(r["overload"])}
+        for k in LEVEL_FIELDS:
+            ch[k] = r.get(k)
+        channels.append(ch)
+    return {"schema": f"tingbao.levels/{VERSION}", "meter": meter, "seq": int(seq),
+            "start_ns": int(start_ns), "duration_s": float(records[0]["duration"]),
+            "calibrated": bool(calibrated), "channels": channels}
+
+
 def bands_payload(record: dict, *, meter: str, seq: int, start_ns: int, fraction: int) -> dict:
     """A ``bands`` payload: LZeq per band (dB re 20 µPa) keyed by nominal midband label."""
     return {"schema": f"tingbao.bands/{VERSION}", "meter": meter, "seq": int(seq),
@@ -149,6 +174,16 @@ class Message:
     schema: str
     payload: dict
 
+    def records(self) -> list[dict]:
+        """The ``levels`` records of the message, one flat dict per channel (the payload itself
+        for the one-channel form)."""
+        p = self.payload
+        if "channels" not in p:
+            return [p]
+        shared = {k: p[k] for k in ("schema", "meter", "seq", "start_ns", "duration_s",
+                                    "calibrated")}
+        return [{**shared, **ch} for ch in p["channels"]]
+
 
 def _number(p: dict, key: str, lo: float, hi: float, *, nullable: bool = False,
             integer: bool = False):
@@ -177,11 +212,58 @@ def _bool(p: dict, key: str) -> bool:
     return v
 
 
-def _interval(p: dict, now_ns: int) -> None:
+def _interval(p: dict, now_ns: int, *, channel: bool = True) -> None:
     _number(p, "seq", 0, 2**63 - 1, integer=True)
-    _number(p, "channel", 0, 63, integer=True)
+    if channel:
+        _number(p, "channel", 0, 63, integer=True)
     _number(p, "start_ns", EARLIEST_NS, now_ns + FUTURE_TOLERANCE_S * 1e9, integer=True)
     _number(p, "duration_s", 0.1 - 1e-9, 60.0 + 1e-9)
+
+
+_CHANNEL_LEVEL_KEYS = frozenset({"channel", "ea", "coverage", "overload", *LEVEL_FIELDS})
+_LEVELS_KEYS = frozenset({"schema", "meter", "seq", "start_ns", "duration_s", "calibrated",
+                          *_CHANNEL_LEVEL_KEYS})
+_LEVELS_MULTI_KEYS = frozenset({"schema", "meter", "seq", "start_ns", "duration_s",
+                                "calibrated", "channels"})
+
+
+def _channel_levels(c: dict, duration_s: float) -> None:
+    """The per-channel part of a ``levels`` record (at the top, or one of ``channels``)."""
+    _number(c, "coverage", 0.0, duration_s + 1e-6)
+    _number(c, "ea", 0.0, MAX_EA, nullable=True)
+    for k in LEVEL_FIELDS:
+        _number(c, k, *LEVEL_RANGE_DB, nullable=True)
+    _bool(c, "overload")
+
+
+def _levels(p: dict, now_ns: int) -> frozenset:
+    """Check a ``levels`` payload of either form; return its allowed top-level keys."""
+    if "channels" not in p:
+        _interval(p, now_ns)
+        _channel_levels(p, p["duration_s"])
+        _bool(p, "calibrated")
+        return _LEVELS_KEYS
+    _interval(p, now_ns, channel=False)
+    _bool(p, "calibrated")
+    chans = p["channels"]
+    if not isinstance(chans, list) or not 0 < len(chans) <= 64:
+        raise ContractError("field 'channels' must be a list of 1-64 channel records")
+    seen = set()
+    for i, c in enumerate(chans):
+        if not isinstance(c, dict):
+            raise ContractError(f"channels[{i}] is not an object")
+        try:
+            ch = _number(c, "channel", 0, 63, integer=True)
+            if ch in seen:
+                raise ContractError(f"field 'channel' = {ch} appears twice")
+            seen.add(ch)
+            _channel_levels(c, p["duration_s"])
+        except ContractError as e:
+            raise ContractError(f"channels[{i}]: {e}") from None
+        extra = set(c) - _CHANNEL_LEVEL_KEYS
+        if extra:
+            raise ContractError(f"channels[{i}]: unknown field(s) {sorted(extra)[:5]!r}")
+    return _LEVELS_MULTI_KEYS
 
 
 def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
@@ -194,6 +276,8 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
         raise ContractError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
         p = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)
+    except ContractError:  # NaN or Infinity, refused by _refuse_constant
+        raise
     except UnicodeDecodeError as e:
         raise ContractError(f"payload is not UTF-8: {e.reason}") from None
     except (json.JSONDecodeError, RecursionError) as e:
@@ -218,16 +302,7 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
                             f"topic's {parts.meter!r}")
     now_ns = time.time_ns() if now_ns is None else now_ns
     if kind == "levels":
-        _interval(p, now_ns)
-        dur = p["duration_s"]
-        _number(p, "coverage", 0.0, dur + 1e-6)
-        _number(p, "ea", 0.0, MAX_EA, nullable=True)
-        for k in LEVEL_FIELDS:
-            _number(p, k, *LEVEL_RANGE_DB, nullable=True)
-        _bool(p, "overload")
-        _bool(p, "calibrated")
-        allowed = {"schema", "meter", "seq", "channel", "start_ns", "duration_s", "ea",
-                   "coverage", "overload", "calibrated", *LEVEL_FIELDS}
+        allowed = _levels(p, now_ns)
     elif kind == "bands":
         _interval(p, now_ns)
         if type(p.get("fraction")) is not int or p["fraction"] not in (1, 3):

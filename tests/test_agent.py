@@ -167,6 +167,31 @@ def test_every_interval_arrives_once_with_its_exposure(stack, tmp_path):
     assert status[-1]["calibration"] == "synthetic" and status[-1]["published"] == 60
 
 
+def test_multichannel_device_sends_one_levels_message_per_interval(stack, tmp_path):
+    """Three channels: one levels message per interval holds all three, each channel's
+    exposure is what the meter computes on that channel."""
+    sub = subscriber(stack, "m1")
+    try:
+        cfg = make_config(tmp_path, stack, source={"duration": 10.0, "channels": 3})
+        summary = Agent(cfg).run()
+        msgs = collect(sub, lambda m: len(seqs_of(m)) >= 10)
+        msgs += drain(sub, wait=0.3)
+    finally:
+        close(sub)
+    assert summary["intervals"] == 10 and summary["published"] == 10
+    levels = sorted(records_of(msgs, ("levels",)), key=lambda p: p["seq"])
+    assert [p["seq"] for p in levels] == list(range(1, 11))
+    assert all([c["channel"] for c in p["channels"]] == [0, 1, 2] for p in levels)
+
+    scene = SyntheticScene(duration=10.0, seed=3, profile="stamping", channels=3)
+    meter = SoundLevelMeter(scene.samplerate, channels=3, interval=1.0,
+                            pa_per_unit=scene.pa_per_unit)
+    direct = [iv for c in scene for iv in meter.process(c.data)]
+    got = np.array([[c["ea"] for c in p["channels"]] for p in levels])
+    np.testing.assert_allclose(got, np.array([iv.ea for iv in direct]), rtol=1e-6)
+    assert len({round(x, 9) for x in got[0]}) == 3  # independent noise per channel
+
+
 def test_broker_outage_backlog_drains_without_loss(fresh_stack, tmp_path):
     """The broker stops for 5 s while the agent measures in real time: the outbox grows,
     and after the broker returns every seq arrives (duplicates allowed, losses not)."""

@@ -445,6 +445,48 @@ def _rollups_match(stack, payloads, enterprise) -> bool:
     return True
 
 
+def test_multichannel_messages_store_one_point_per_channel(stack, tmp_path):
+    """A multichannel device sends every channel of an interval in one message: each channel
+    is its own point (and rollup); a re-delivery overwrites the same points."""
+    c = start_collector(stack, tmp_path, client_id="multi", group="g-multi", batch_size=50)
+    pub = Publisher(stack, "m1")
+    rng = random.Random(11)
+    try:
+        base = minute_of(time.time_ns()) - 5 * MINUTE_NS + 30 * 10**9
+        channels = (0, 3, 7)
+        flat, messages = [], []
+        for k in range(90):
+            recs = [levels_payload("m1", k, base + k * 10**9, rng, channel=ch)
+                    for ch in channels]
+            flat += recs
+            shared = {f: recs[0][f] for f in ("schema", "meter", "seq", "start_ns",
+                                              "duration_s", "calibrated")}
+            for r in recs:
+                r["calibrated"] = shared["calibrated"]  # one flag per message
+            messages.append({**shared, "channels": [
+                {f: v for f, v in r.items() if f not in shared} for r in recs]})
+        topic = contract.topic("multi", "s1", "m1", "levels")
+        for m in messages + messages[:10]:  # the first ten twice
+            pub.publish(topic, m)
+        pub.wait()
+        wait_for(lambda: c.counters()["acked"] >= 100, what="100 acknowledgements")
+        counters = c.counters()
+        assert counters["written"] == 100 and counters["written_levels"] == 300
+        assert counters["rejected"] == 0
+        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'multi'") == 270
+        r = reader(stack)
+        for ch in channels:
+            (row,) = r.query_rows(f"SELECT SUM(ea), COUNT(laeq) FROM levels WHERE "
+                                  f"enterprise = 'multi' AND channel = '{ch}'")
+            mine = [p for p in flat if p["channel"] == ch]
+            assert math.isclose(row["sum"], sum(p["ea"] or 0.0 for p in mine), rel_tol=1e-12)
+            assert row["count"] == sum(p["laeq"] is not None for p in mine)
+        wait_for(lambda: _rollups_match(stack, flat, "multi"), 20, "rollups per channel")
+    finally:
+        pub.close()
+        c.stop()
+
+
 def test_rollups_equal_a_direct_computation(stack, tmp_path):
     c = start_collector(stack, tmp_path, client_id="roll", group="g-roll", batch_size=100)
     pub1, pub2 = Publisher(stack, "m1"), Publisher(stack, "m2")
@@ -502,6 +544,45 @@ def test_rollup_task_alone_equals_a_direct_computation(stack, n_series):
     written = rollups.run_due(force=True)
     assert written >= n_series * 3 and rollups.pending == 0
     assert _rollups_match(stack, payloads, enterprise)
+
+
+def test_a_live_minute_is_rolled_up_once_it_is_over_and_again_after_late_data(stack):
+    """The rollup of a minute waits until the minute is over (+ the settling delay) by the
+    collector's clock, however often its seconds arrive; late data recomputes it."""
+    from tingbao.collector.lineprotocol import message_lines
+    from tingbao.collector.rollups import Rollups, SeriesKey
+
+    enterprise = "rolllive"
+    minute = minute_of(time.time_ns()) - 20 * MINUTE_NS
+    clock = [minute + 30 * 10**9]  # the collector's wall clock, inside that minute
+    writer = InfluxClient(stack.influx_url, stack.database, *stack.influx_account("writer"))
+    rollups = Rollups(reader(stack), writer, settle_s=2.0, clock_ns=lambda: clock[0])
+    key = SeriesKey(enterprise, "s1", "m1", "0")
+    rng = random.Random(5)
+
+    def store(ps):
+        writer.write([ln for p in ps for ln in message_lines(contract.validate(
+            contract.topic(enterprise, "s1", "m1", "levels"), contract.encode(p)))])
+        for p in ps:
+            rollups.touch(key, p["start_ns"])
+
+    first = [levels_payload("m1", k, minute + k * 10**9, rng) for k in range(30)]
+    store(first)
+    rollups._dirty[(key, minute)] -= 10.0  # quiet for 10 s: only the open minute holds it
+    assert rollups.run_due() == 0 and rollups.pending == 1
+    clock[0] = minute + MINUTE_NS + 1 * 10**9  # over, but not by the settling delay
+    assert rollups.run_due() == 0
+    clock[0] = minute + MINUTE_NS + 3 * 10**9
+    assert rollups.run_due() == 1 and rollups.pending == 0
+    assert _rollups_match(stack, first, enterprise)
+    assert rollups.run_due() == 0  # nothing touched it since
+
+    late = [levels_payload("m1", 100 + k, minute + (30 + k) * 10**9, rng) for k in range(30)]
+    store(late)
+    assert rollups.run_due() == 0  # touched just now: not quiet yet
+    rollups._dirty[(key, minute)] -= 10.0
+    assert rollups.run_due() == 1
+    assert _rollups_match(stack, first + late, enterprise)
 
 
 def test_two_collectors_split_the_load_without_loss_or_duplicates(stack, tmp_path):

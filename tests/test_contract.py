@@ -1,6 +1,8 @@
 """The message contract v1: topics, payloads, and validation with reasons."""
 
 import json
+import math
+import re
 import time
 
 import pytest
@@ -138,3 +140,58 @@ def test_band_labels_are_ascii_frequencies(label):
                         start_ns=NOW - 10**9, fraction=3)
     with pytest.raises(c.ContractError, match="band label"):
         c.validate(c.topic("e1", "s1", "m1", "bands"), c.encode(b), now_ns=NOW)
+
+
+# ------------------------------------------------------------ the multichannel levels form
+def good_channels(n=3):
+    import numpy as np
+
+    m = SoundLevelMeter(48_000, channels=n)
+    x = np.stack([np.sin(np.arange(48_000) * 0.1) * 0.1 * (k + 1) for k in range(n)], axis=-1)
+    recs = m.process(x)[0].records()
+    return recs, c.levels_payload_channels(recs, meter="m1", seq=3, start_ns=NOW - 2 * 10**9)
+
+
+def test_multichannel_payload_validates_and_flattens_to_one_record_per_channel():
+    recs, p = good_channels(3)
+    msg = c.validate(T, c.encode(p), now_ns=NOW)
+    flat = msg.records()
+    assert [r["channel"] for r in flat] == [0, 1, 2]
+    for r, rec in zip(flat, recs, strict=True):
+        assert r["ea"] == rec["ea"] and r["laeq"] == rec["laeq"]
+        assert r["seq"] == 3 and r["start_ns"] == NOW - 2 * 10**9 and r["meter"] == "m1"
+        single = c.levels_payload(rec, meter="m1", seq=3, start_ns=NOW - 2 * 10**9)
+        assert r == single  # the same record as the one-channel form
+    # channel 1 is 6 dB above channel 0 (twice the amplitude)
+    assert abs(flat[1]["laeq"] - flat[0]["laeq"] - 20 * math.log10(2)) < 0.01
+
+
+def test_one_channel_message_is_its_own_record():
+    p = good_levels()
+    assert c.validate(T, c.encode(p), now_ns=NOW).records() == [p]
+
+
+def _with(p, fn):
+    fn(p)
+    return c.encode(p)
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda p: p["channels"][1].update(channel=0), "channels[1]: field 'channel' = 0 appears"),
+    (lambda p: p.update(channels=[]), "list of 1-64"),
+    (lambda p: p.update(channels={"0": {}}), "list of 1-64"),
+    (lambda p: p.update(channels=[dict(p["channels"][0], channel=k % 64) for k in range(65)]),
+     "list of 1-64"),
+    (lambda p: p["channels"].__setitem__(2, "x"), "channels[2] is not an object"),
+    (lambda p: p["channels"][0].update(laeq=201.0), "channels[0]: field 'laeq'"),
+    (lambda p: p["channels"][2].update(channel=64), "channels[2]: field 'channel'"),
+    (lambda p: p["channels"][1].update(coverage=5.0), "channels[1]: field 'coverage'"),
+    (lambda p: p["channels"][1].pop("overload"), "channels[1]: field 'overload'"),
+    (lambda p: p["channels"][1].update(seq=4), "channels[1]: unknown field(s) ['seq']"),
+    (lambda p: p.update(channel=0), "unknown field(s) ['channel']"),
+    (lambda p: p.pop("calibrated"), "field 'calibrated'"),
+])
+def test_bad_multichannel_payloads_are_refused_with_the_channel_named(mutate, reason):
+    _, p = good_channels(3)
+    with pytest.raises(c.ContractError, match=re.escape(reason)):
+        c.validate(T, _with(p, mutate), now_ns=NOW)

@@ -96,6 +96,21 @@ def levels_payload(draw, meter: str, start_ns: int) -> dict:
 
 
 @st.composite
+def levels_channels_payload(draw, meter: str, start_ns: int) -> dict:
+    """The multichannel form: every channel of one interval in one message."""
+    duration = draw(DURATION)
+    channels = []
+    for ch in draw(st.lists(CHANNEL, min_size=1, max_size=8, unique=True)):
+        c = {"channel": ch, "ea": draw(EA), "coverage": draw(UNIT) * duration,
+             "overload": draw(BOOL)}
+        c.update({k: draw(LEVEL) for k in contract.LEVEL_FIELDS})
+        channels.append(c)
+    return {"schema": "tingbao.levels/1", "meter": meter, "seq": draw(SEQ),
+            "start_ns": start_ns, "duration_s": duration, "calibrated": draw(BOOL),
+            "channels": channels}
+
+
+@st.composite
 def bands_payload(draw, meter: str, start_ns: int) -> dict:
     labels = draw(LABELS)
     return {"schema": "tingbao.bands/1", "meter": meter, "seq": draw(SEQ),
@@ -155,8 +170,16 @@ TIME_FIELD = {"levels": "start_ns", "bands": "start_ns", "status": "time_ns",
               "events": "time_ns"}
 
 
+def expected_points(kind: str, site: str, p: dict) -> list:
+    """[((measurement, tags, time), fields)]: the points a good message must be stored as."""
+    if kind == "levels" and "channels" in p:
+        shared = {k: v for k, v in p.items() if k != "channels"}
+        return [expected_point(kind, site, {**shared, **c}) for c in p["channels"]]
+    return [expected_point(kind, site, p)]
+
+
 def expected_point(kind: str, site: str, p: dict):
-    """(measurement, tags, time) and the fields a good message must be stored with."""
+    """(measurement, tags, time) and the fields a good one-point message is stored with."""
     tags = {"enterprise": GOOD_ENTERPRISE, "site": site, "meter": p["meter"]}
     if kind in ("levels", "bands"):
         tags["channel"] = str(p["channel"])
@@ -183,6 +206,8 @@ def good_message(draw, index: int):
     kind = draw(KIND)
     site = draw(SITE)
     t = GOOD_BASE + index * 10**9
+    if kind == "levels" and draw(BOOL):
+        return kind, site, draw(levels_channels_payload("m1", t))
     p = draw(BUILDERS[kind]("m1", t))
     return kind, site, p
 
@@ -233,7 +258,7 @@ CATEGORIES = ["random_bytes", "truncated", "not_object", "wrong_type", "missing_
               "non_finite", "huge_payload", "huge_string", "hostile_meter", "hostile_topic",
               "schema", "wrong_kind", "future", "past", "other_meter", "extra_field",
               "out_of_range", "bad_utf8", "deep_nesting", "bad_kind_topic", "huge_int",
-              "unknown_meter", "unstorable_extra", "event_newline"]
+              "unknown_meter", "unstorable_extra", "event_newline", "bad_channels"]
 
 
 CATEGORY = st.sampled_from(CATEGORIES)
@@ -273,6 +298,8 @@ def bad_message(draw) -> Bad:
     kind = draw(KIND)
     if category in ("extra_field", "out_of_range", "beyond_retention"):
         kind = draw(st.sampled_from(["levels", "bands"]))
+    elif category == "bad_channels":
+        kind = "levels"
     elif category == "unstorable_extra":
         kind = "status"
     elif category == "event_newline":
@@ -371,6 +398,70 @@ def bad_message(draw) -> Bad:
                                  st.just("9lives"), st.just("_x")))
             p[key] = 1.0
         stage = "convert"
+    elif category == "bad_channels":  # the multichannel levels form, one thing wrong in it
+        one = {k: p.pop(k) for k in ("channel", "ea", "coverage", "overload",
+                                     *contract.LEVEL_FIELDS)}
+        p["channels"] = [dict(one, channel=ch) for ch in (0, 1, 2)]
+        c = p["channels"][draw(st.integers(0, 2))]
+        fault = draw(st.sampled_from(["duplicate", "not_list", "empty", "too_many", "not_object",
+                                      "nan", "range", "unknown", "missing", "top_channel",
+                                      "coverage"]))
+        if fault == "duplicate":
+            c["channel"] = 0 if c["channel"] else 1
+        elif fault == "not_list":
+            p["channels"] = draw(st.sampled_from([c, "0,1", None, 3]))
+        elif fault == "empty":
+            p["channels"] = []
+        elif fault == "too_many":
+            p["channels"] = [dict(one, channel=ch % 64) for ch in range(65)]
+        elif fault == "not_object":
+            p["channels"][1] = draw(st.sampled_from([[], "x", None, 1.0]))
+        elif fault == "nan":
+            c[draw(st.sampled_from(["laeq", "ea", "coverage"]))] = "__TOKEN__"
+            tokens["__TOKEN__"] = draw(st.sampled_from(["NaN", "Infinity", "-1e999"]))
+        elif fault == "range":
+            c[draw(st.sampled_from(["laeq", "lcpeak", "channel"]))] = draw(
+                st.sampled_from([-1, 200.5, 64, 1e6]))
+        elif fault == "unknown":
+            c[draw(st.sampled_from(["laeq2", "start_ns", "seq", "meter", "x"]))] = 1
+        elif fault == "missing":
+            del c[draw(st.sampled_from(["channel", "ea", "coverage", "overload", "laf90"]))]
+        elif fault == "top_channel":
+            p["channel"] = 0  # one record and many at once
+        else:
+            c["coverage"] = p["duration_s"] * 2 + 1
+    elif category == "bad_channels":  # the multichannel levels form, one thing wrong in it
+        one = {k: p.pop(k) for k in ("channel", "ea", "coverage", "overload",
+                                     *contract.LEVEL_FIELDS)}
+        p["channels"] = [dict(one, channel=ch) for ch in (0, 1, 2)]
+        c = p["channels"][draw(st.integers(0, 2))]
+        fault = draw(st.sampled_from(["duplicate", "not_list", "empty", "too_many", "not_object",
+                                      "nan", "range", "unknown", "missing", "top_channel",
+                                      "coverage"]))
+        if fault == "duplicate":
+            c["channel"] = 0 if c["channel"] else 1
+        elif fault == "not_list":
+            p["channels"] = draw(st.sampled_from([c, "0,1", None, 3]))
+        elif fault == "empty":
+            p["channels"] = []
+        elif fault == "too_many":
+            p["channels"] = [dict(one, channel=ch % 64) for ch in range(65)]
+        elif fault == "not_object":
+            p["channels"][1] = draw(st.sampled_from([[], "x", None, 1.0]))
+        elif fault == "nan":
+            c[draw(st.sampled_from(["laeq", "ea", "coverage"]))] = "__TOKEN__"
+            tokens["__TOKEN__"] = draw(st.sampled_from(["NaN", "Infinity", "-1e999"]))
+        elif fault == "range":
+            c[draw(st.sampled_from(["laeq", "lcpeak", "channel"]))] = draw(
+                st.sampled_from([-1, 200.5, 64, 1e6]))
+        elif fault == "unknown":
+            c[draw(st.sampled_from(["laeq2", "start_ns", "seq", "meter", "x"]))] = 1
+        elif fault == "missing":
+            del c[draw(st.sampled_from(["channel", "ea", "coverage", "overload", "laf90"]))]
+        elif fault == "top_channel":
+            p["channel"] = 0  # one record and many at once
+        else:
+            c["coverage"] = p["duration_s"] * 2 + 1
     elif category == "event_newline":
         text = draw(st.text(VALUE_TEXT, max_size=30))
         pos = draw(st.integers(0, len(text)))
@@ -412,8 +503,8 @@ def test_hostile_stream_is_dead_lettered_and_good_messages_are_stored(stack, tmp
             if data.draw(st.integers(0, GOOD_EVERY - 1)) == 0:
                 kind, site, p = data.draw(good_message(sent.n_good))
                 pubs["m1"].publish(contract.topic(GOOD_ENTERPRISE, site, "m1", kind), p)
-                key, fields = expected_point(kind, site, p)
-                sent.good[key] = fields
+                for key, fields in expected_points(kind, site, p):
+                    sent.good[key] = fields
                 sent.n_good += 1
 
         started = time.monotonic()

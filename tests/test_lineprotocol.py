@@ -140,6 +140,22 @@ def test_levels_point():
                       "overload", "calibrated"} - {"lzpeak"}
 
 
+def test_multichannel_levels_give_one_point_per_channel():
+    one = levels_payload()
+    shared = {k: one[k] for k in ("schema", "meter", "seq", "start_ns", "duration_s",
+                                  "calibrated")}
+    chans = [{k: v for k, v in levels_payload(channel=ch, laeq=70 + ch).items()
+              if k not in shared} for ch in (0, 5)]
+    lines = lp.message_lines(_msg("levels", {**shared, "channels": chans}))
+    assert [ln.split(" ")[0] for ln in lines] == [
+        "levels,channel=0,enterprise=e1,meter=m1,site=s1",
+        "levels,channel=5,enterprise=e1,meter=m1,site=s1"]
+    assert "laeq=70.0," in lines[0] and "laeq=75.0," in lines[1]
+    # each is the line the one-channel form of the same record gives
+    (single,) = lp.message_lines(_msg("levels", levels_payload(channel=5, laeq=75)))
+    assert lines[1] == single
+
+
 def test_bands_point_names_fields_by_band():
     p = {"schema": "tingbao.bands/1", "meter": "m1", "seq": 3, "channel": 0,
          "start_ns": NOW - 10**9, "duration_s": 1.0, "fraction": 3,
