@@ -52,7 +52,10 @@ AGGREGATES = (("ea", "SUM"), ("coverage", "SUM"), ("duration_s", "SUM"), ("lafma
               ("lcpeak", "MAX"), ("lzpeak", "MAX"), ("lasmax", "MAX"), ("lafmin", "MIN"))
 STATEMENTS_PER_QUERY = 25
 SERIES_PER_STATEMENT_LIMIT = 20
-"""Above this many touched series in a run of minutes, one statement covers all series."""
+"""Above this many touched series in a run of minutes, a statement covers whole meters."""
+METERS_PER_STATEMENT = 20
+"""Meters (all their channels) per statement of a large recomputation; each such statement is
+a query of its own, followed by a pause (see ``Rollups.pace``)."""
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -115,11 +118,15 @@ class Rollups:
             this long, seconds.
         max_pending: bound on remembered dirty minutes (the oldest are dropped beyond it).
         clock_ns: the wall clock, UTC ns (for tests).
+        pace: after each query of a large recomputation, rest this many times as long as
+            the query took, so that InfluxDB keeps time for the live writes (a fleet's
+            minute closes for every series at once).
     """
 
     def __init__(self, reader: InfluxClient, writer: InfluxClient, *,
                  source_rp: str | None = None, target_rp: str | None = "forever",
-                 settle_s: float = 1.0, max_pending: int = 200_000, clock_ns=time.time_ns):
+                 settle_s: float = 1.0, max_pending: int = 200_000, clock_ns=time.time_ns,
+                 pace: float = 1.0):
         self.reader = reader
         self.writer = writer
         self.source = (f"{quote_ident(source_rp)}.{quote_ident(SOURCE)}" if source_rp
@@ -128,6 +135,7 @@ class Rollups:
         self.settle_s = settle_s
         self.max_pending = max_pending
         self.clock_ns = clock_ns
+        self.pace = pace
         self._dirty: dict[tuple[SeriesKey, int], float] = {}
         self._lock = threading.Lock()
         self.written = 0
@@ -185,23 +193,35 @@ class Rollups:
             raise
 
     def _recompute(self, keys: list[tuple[SeriesKey, int]]) -> int:
-        """One statement per series and run of minutes when few series were touched; one
-        statement over all series per run of minutes when many were (a fleet's live minute:
-        thousands of tiny statements would cost InfluxDB far more than one scan)."""
-        statements = []
+        """One statement per series and run of minutes when few series were touched (up to
+        25 statements a query); when many were (a fleet's live minute: thousands of tiny
+        statements would cost InfluxDB far more than a scan), one statement per 20 meters
+        with all their channels, each its own query followed by a pause."""
+        small, large = [], []
         for first, last, series in _runs(keys):
             span = f"time >= {first} AND time < {last + MINUTE_NS}"
             if len(series) > SERIES_PER_STATEMENT_LIMIT:
-                statements.append(f"{_select(self.source)} WHERE {span} {_group_by()}")
+                meters = sorted({(k.enterprise, k.site, k.meter) for k in series})
+                for i in range(0, len(meters), METERS_PER_STATEMENT):
+                    cond = " OR ".join(
+                        "(" + " AND ".join(f"{quote_ident(t)} = {quote_string(v)}"
+                                           for t, v in zip(TAGS, m, strict=False)) + ")"
+                        for m in meters[i:i + METERS_PER_STATEMENT])
+                    large.append(f"{_select(self.source)} WHERE ({cond}) AND {span} "
+                                 f"{_group_by()}")
                 continue
             for key in sorted(series):
                 cond = " AND ".join(f"{quote_ident(t)} = {quote_string(v)}"
                                     for t, v in key.tags().items())
-                statements.append(f"{_select(self.source)} WHERE {cond} AND {span} "
-                                  f"{_group_by()}")
+                small.append(f"{_select(self.source)} WHERE {cond} AND {span} {_group_by()}")
         written = 0
-        for i in range(0, len(statements), STATEMENTS_PER_QUERY):
-            written += self._query_and_write("; ".join(statements[i:i + STATEMENTS_PER_QUERY]))
+        for i in range(0, len(small), STATEMENTS_PER_QUERY):
+            written += self._query_and_write("; ".join(small[i:i + STATEMENTS_PER_QUERY]))
+        for n, statement in enumerate(large):
+            t0 = time.monotonic()
+            written += self._query_and_write(statement)
+            if self.pace > 0 and n + 1 < len(large):
+                time.sleep(min(self.pace * (time.monotonic() - t0), 5.0))
         return written
 
     def recompute_range(self, start_ns: int, end_ns: int) -> int:
