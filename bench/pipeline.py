@@ -16,7 +16,9 @@ as the agent of a multichannel device does; ``--form single`` sends one message 
 Figures: ``records_per_s`` = records stored / (time the last record was stored − time the
 first interval ended); latency per record = the collector's write-acknowledged time − the
 interval end, from the collectors' latency histograms; ``lost`` = expected − stored points;
-``duplicated`` = stored points beyond the expected ones (InfluxDB keeps one point per
+``cpu_cores`` = CPU seconds per wall second of InfluxDB, Mosquitto and the collectors
+while the run lasted (what bounds it, of the machine's cores); ``duplicated`` = stored
+points beyond the expected ones (InfluxDB keeps one point per
 (meter, channel, start), so a re-delivery overwrites; ``redelivered`` counts those).
 """
 
@@ -166,6 +168,10 @@ def main() -> int:
                                           stdout=subprocess.DEVNULL,
                                           stderr=open(tmp / f"collector{i}.log", "w")))
         wait_metrics(metrics_ports)
+        st = stack.status()
+        watched = {"influxdb": [st["influxdb"]["pid"]], "mosquitto": [st["mqtt"]["pid"]],
+                   "collectors": [p.pid for p in procs]}
+        cpu0 = {k: sum(cpu_s(p) for p in v) for k, v in watched.items()}
         t0 = float(int(time.time()) + 3)
         pubs = []
         per = -(-args.meters // args.publishers)
@@ -196,6 +202,9 @@ def main() -> int:
             else:
                 still, last = 0.0, written
             time.sleep(0.5)
+        wall = time.time() - t0
+        cpu = {k: round((sum(cpu_s(p) for p in v) - cpu0[k]) / wall, 2)
+               for k, v in watched.items()}
         pub_out = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in pubs]
         m = [metrics(p) for p in metrics_ports]
         rows = stack.influx_query('SELECT COUNT("ea") FROM "levels" WHERE "enterprise" = '
@@ -225,6 +234,7 @@ def main() -> int:
             "publish_acked": sum(p["acked"] for p in pub_out),
             "publish_refused": sum(p["refused"] for p in pub_out),
             "rejected": sum(x.get("rejected", 0) for x in m),
+            "cpu_cores": cpu,
         }
         print(json.dumps(result))
     finally:
@@ -237,6 +247,16 @@ def main() -> int:
                 p.kill()
         stack.stop()
     return 0
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a live process (Linux /proc), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, TypeError, IndexError, ValueError):
+        return 0.0
 
 
 def metrics(port: int) -> dict:

@@ -420,8 +420,9 @@ def bad_message(draw) -> Bad:
             c[draw(st.sampled_from(["laeq", "ea", "coverage"]))] = "__TOKEN__"
             tokens["__TOKEN__"] = draw(st.sampled_from(["NaN", "Infinity", "-1e999"]))
         elif fault == "range":
-            c[draw(st.sampled_from(["laeq", "lcpeak", "channel"]))] = draw(
-                st.sampled_from([-1, 200.5, 64, 1e6]))
+            field, value = draw(st.sampled_from([("laeq", 200.5), ("lcpeak", -1), ("ea", -1e-9),
+                                                 ("channel", 64), ("channel", 1e6)]))
+            c[field] = value
         elif fault == "unknown":
             c[draw(st.sampled_from(["laeq2", "start_ns", "seq", "meter", "x"]))] = 1
         elif fault == "missing":
@@ -452,8 +453,9 @@ def bad_message(draw) -> Bad:
             c[draw(st.sampled_from(["laeq", "ea", "coverage"]))] = "__TOKEN__"
             tokens["__TOKEN__"] = draw(st.sampled_from(["NaN", "Infinity", "-1e999"]))
         elif fault == "range":
-            c[draw(st.sampled_from(["laeq", "lcpeak", "channel"]))] = draw(
-                st.sampled_from([-1, 200.5, 64, 1e6]))
+            field, value = draw(st.sampled_from([("laeq", 200.5), ("lcpeak", -1), ("ea", -1e-9),
+                                                 ("channel", 64), ("channel", 1e6)]))
+            c[field] = value
         elif fault == "unknown":
             c[draw(st.sampled_from(["laeq2", "start_ns", "seq", "meter", "x"]))] = 1
         elif fault == "missing":
