@@ -431,39 +431,6 @@ def bad_message(draw) -> Bad:
             p["channel"] = 0  # one record and many at once
         else:
             c["coverage"] = p["duration_s"] * 2 + 1
-    elif category == "bad_channels":  # the multichannel levels form, one thing wrong in it
-        one = {k: p.pop(k) for k in ("channel", "ea", "coverage", "overload",
-                                     *contract.LEVEL_FIELDS)}
-        p["channels"] = [dict(one, channel=ch) for ch in (0, 1, 2)]
-        c = p["channels"][draw(st.integers(0, 2))]
-        fault = draw(st.sampled_from(["duplicate", "not_list", "empty", "too_many", "not_object",
-                                      "nan", "range", "unknown", "missing", "top_channel",
-                                      "coverage"]))
-        if fault == "duplicate":
-            c["channel"] = 0 if c["channel"] else 1
-        elif fault == "not_list":
-            p["channels"] = draw(st.sampled_from([c, "0,1", None, 3]))
-        elif fault == "empty":
-            p["channels"] = []
-        elif fault == "too_many":
-            p["channels"] = [dict(one, channel=ch % 64) for ch in range(65)]
-        elif fault == "not_object":
-            p["channels"][1] = draw(st.sampled_from([[], "x", None, 1.0]))
-        elif fault == "nan":
-            c[draw(st.sampled_from(["laeq", "ea", "coverage"]))] = "__TOKEN__"
-            tokens["__TOKEN__"] = draw(st.sampled_from(["NaN", "Infinity", "-1e999"]))
-        elif fault == "range":
-            field, value = draw(st.sampled_from([("laeq", 200.5), ("lcpeak", -1), ("ea", -1e-9),
-                                                 ("channel", 64), ("channel", 1e6)]))
-            c[field] = value
-        elif fault == "unknown":
-            c[draw(st.sampled_from(["laeq2", "start_ns", "seq", "meter", "x"]))] = 1
-        elif fault == "missing":
-            del c[draw(st.sampled_from(["channel", "ea", "coverage", "overload", "laf90"]))]
-        elif fault == "top_channel":
-            p["channel"] = 0  # one record and many at once
-        else:
-            c["coverage"] = p["duration_s"] * 2 + 1
     elif category == "event_newline":
         text = draw(st.text(VALUE_TEXT, max_size=30))
         pos = draw(st.integers(0, len(text)))
