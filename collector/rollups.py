@@ -18,7 +18,7 @@ need a second pass), and a CQ only recomputes recent intervals, so data that arr
 (an edge outbox emptying after a network outage) would never reach the rollup. Instead the
 collector marks the minutes each stored batch touched and recomputes a marked minute from the
 stored 1 s points (one ``SELECT … GROUP BY time(1m)`` per series and run of minutes, or one
-over all series when many were touched) once the minute is over by the collector's clock and
+per 20 meters when many series were touched) once the minute is over by the collector's clock and
 has been quiet for a settling delay. A live minute is so computed once, shortly after it
 ends, not again with every second that arrives (at 10,000 series those scans would cost
 InfluxDB more than the writes), and again whenever late data touches it. Re-writing a
