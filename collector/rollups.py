@@ -102,6 +102,11 @@ def _select(source: str) -> str:
     return f"SELECT {cols}, COUNT({quote_ident('seq')}) AS {quote_ident('n')} FROM {source}"
 
 
+def _where(pairs) -> str:
+    """``"tag" = 'value' AND …`` of (tag, value) pairs."""
+    return " AND ".join(f"{quote_ident(t)} = {quote_string(v)}" for t, v in pairs)
+
+
 def _group_by() -> str:
     return "GROUP BY time(1m), " + ", ".join(quote_ident(t) for t in TAGS) + " fill(none)"
 
@@ -203,17 +208,14 @@ class Rollups:
             if len(series) > SERIES_PER_STATEMENT_LIMIT:
                 meters = sorted({(k.enterprise, k.site, k.meter) for k in series})
                 for i in range(0, len(meters), METERS_PER_STATEMENT):
-                    cond = " OR ".join(
-                        "(" + " AND ".join(f"{quote_ident(t)} = {quote_string(v)}"
-                                           for t, v in zip(TAGS, m, strict=False)) + ")"
-                        for m in meters[i:i + METERS_PER_STATEMENT])
+                    cond = " OR ".join(f"({_where(zip(TAGS, m, strict=False))})"
+                                       for m in meters[i:i + METERS_PER_STATEMENT])
                     large.append(f"{_select(self.source)} WHERE ({cond}) AND {span} "
                                  f"{_group_by()}")
                 continue
             for key in sorted(series):
-                cond = " AND ".join(f"{quote_ident(t)} = {quote_string(v)}"
-                                    for t, v in key.tags().items())
-                small.append(f"{_select(self.source)} WHERE {cond} AND {span} {_group_by()}")
+                small.append(f"{_select(self.source)} WHERE {_where(key.tags().items())} AND "
+                             f"{span} {_group_by()}")
         written = 0
         for i in range(0, len(small), STATEMENTS_PER_QUERY):
             written += self._query_and_write("; ".join(small[i:i + STATEMENTS_PER_QUERY]))

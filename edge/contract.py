@@ -112,18 +112,23 @@ def parse_topic(name: str) -> TopicParts:
 
 
 # ---------------------------------------------------------------------------------- building
+def _channel_part(record: dict) -> dict:
+    """The per-channel fields of a ``levels`` payload from one record of
+    :meth:`IntervalLevels.records`."""
+    out = {"channel": int(record.get("channel", 0)), "ea": record["ea"],
+           "coverage": float(record["coverage"]), "overload": bool(record["overload"])}
+    for k in LEVEL_FIELDS:
+        out[k] = record.get(k)
+    return out
+
+
 def levels_payload(record: dict, *, meter: str, seq: int, start_ns: int,
                    calibrated: bool = True) -> dict:
     """A ``levels`` payload from one record of :meth:`IntervalLevels.records` (whose ``start``
     is relative) with the absolute interval start ``start_ns`` (UTC ns) and sequence ``seq``."""
-    out = {"schema": f"tingbao.levels/{VERSION}", "meter": meter, "seq": int(seq),
-           "channel": int(record.get("channel", 0)), "start_ns": int(start_ns),
-           "duration_s": float(record["duration"]), "ea": record["ea"],
-           "coverage": float(record["coverage"]), "overload": bool(record["overload"]),
-           "calibrated": bool(calibrated)}
-    for k in LEVEL_FIELDS:
-        out[k] = record.get(k)
-    return out
+    return {"schema": f"tingbao.levels/{VERSION}", "meter": meter, "seq": int(seq),
+            "start_ns": int(start_ns), "duration_s": float(record["duration"]),
+            "calibrated": bool(calibrated), **_channel_part(record)}
 
 
 def levels_payload_channels(records: list[dict], *, meter: str, seq: int, start_ns: int,
@@ -132,16 +137,9 @@ def levels_payload_channels(records: list[dict], *, meter: str, seq: int, start_
     the records of one interval of :meth:`IntervalLevels.records`."""
     if not records:
         raise ValueError("no records")
-    channels = []
-    for r in records:
-        ch = {"channel": int(r.get("channel", 0)), "ea": r["ea"],
-              "coverage": float(r["coverage"]), "overload": bool(r["overload"])}
-        for k in LEVEL_FIELDS:
-            ch[k] = r.get(k)
-        channels.append(ch)
     return {"schema": f"tingbao.levels/{VERSION}", "meter": meter, "seq": int(seq),
             "start_ns": int(start_ns), "duration_s": float(records[0]["duration"]),
-            "calibrated": bool(calibrated), "channels": channels}
+            "calibrated": bool(calibrated), "channels": [_channel_part(r) for r in records]}
 
 
 def bands_payload(record: dict, *, meter: str, seq: int, start_ns: int, fraction: int) -> dict:
@@ -180,8 +178,7 @@ class Message:
         p = self.payload
         if "channels" not in p:
             return [p]
-        shared = {k: p[k] for k in ("schema", "meter", "seq", "start_ns", "duration_s",
-                                    "calibrated")}
+        shared = {k: v for k, v in p.items() if k != "channels"}
         return [{**shared, **ch} for ch in p["channels"]]
 
 
