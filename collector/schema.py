@@ -1,0 +1,227 @@
+"""The storage schema: every InfluxDB database, retention policy, measurement, tag and field
+name tingbao uses, and the InfluxQL queries built on them (ARCHITECTURE.md, "Where things
+are"). Nothing else in the tree spells these names; writers (the collector, rollups, dead
+letters, the stack) and readers (the demo, analysis, dashboards, tests, bench) import them.
+
+Layout (InfluxDB 1.x, also served by 2.x/3.x through ``/write`` and ``/query``)::
+
+    database tingbao
+      retention policy levels_1s (default, 90 days unless told)
+        levels        enterprise, site, meter, channel   LEVEL fields, ea (Pa²·s), coverage (s),
+                                                         duration_s, overload, seq, calibrated
+        bands         enterprise, site, meter, channel   one field per band (z_1000 …)
+        meter_status  enterprise, site, meter            the agent's status counters
+        meter_events  enterprise, site, meter            event, plus small extras
+        dead_letters  collector, kind, stage             reason, topic, payload_b64, …
+      retention policy forever
+        levels_1m     enterprise, site, meter, channel   SUM(ea), SUM(coverage), SUM(duration_s),
+                                                         MAX of maxima, MIN(lafmin), n, laeq
+
+Energy, not decibels, adds up: ``ea`` is the A-weighted sound exposure of an interval in
+Pa²·s (IEC 61672-1 clause 3.9), so the exposure of any period is ``SUM(ea)`` and
+LEX,8h = 10 lg(SUM(ea) / (p0² · 28 800 s)) (GBZ/T 189.8-2007 clause 6, ISO 9612 clause 3.9).
+The minute rollups hold the same sums, so a period of closed minutes is summed from
+``levels_1m`` (60 times fewer points) and only the minute still running from ``levels``:
+:func:`exposure_sums` builds both statements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from tingbao.edge import contract
+
+DATABASE = "tingbao"
+RP_LEVELS = "levels_1s"
+"""Default retention policy: the 1 s points and everything else the collector writes."""
+RP_FOREVER = "forever"
+"""Retention policy of the minute rollups (duration INF)."""
+DEFAULT_RETENTION = "90d"
+"""Duration of ``levels_1s`` unless a deployment sets another (InfluxQL duration)."""
+
+LEVELS = "levels"
+LEVELS_1M = "levels_1m"
+BANDS = "bands"
+STATUS = "meter_status"
+EVENTS = "meter_events"
+DEAD_LETTERS = "dead_letters"
+
+MEASUREMENT_OF_KIND = {"levels": LEVELS, "bands": BANDS, "status": STATUS, "events": EVENTS}
+"""Contract message kind → measurement."""
+
+SERIES_TAGS = ("enterprise", "site", "meter", "channel")
+"""Tags of ``levels``, ``bands`` and ``levels_1m``: a point is (these tags, interval start)."""
+METER_TAGS = ("enterprise", "site", "meter")
+"""Tags of ``meter_status`` and ``meter_events``."""
+DEAD_LETTER_TAGS = ("collector", "kind", "stage")
+
+LEVEL_FIELDS = contract.LEVEL_FIELDS
+"""Decibel fields of a ``levels`` point (dB re 20 µPa), as in the contract."""
+EA = "ea"
+"""A-weighted sound exposure of the interval, Pa²·s."""
+COVERAGE = "coverage"
+"""Seconds of valid audio in the interval."""
+DURATION = "duration_s"
+"""Nominal interval length, s."""
+SEQ = "seq"
+
+ROLLUP_AGGREGATES = (("ea", "SUM"), ("coverage", "SUM"), ("duration_s", "SUM"),
+                     ("lafmax", "MAX"), ("lcpeak", "MAX"), ("lzpeak", "MAX"),
+                     ("lasmax", "MAX"), ("lafmin", "MIN"))
+"""(field, InfluxQL aggregate) of a ``levels_1m`` point; it also has ``n`` (the number of 1 s
+points) and ``laeq`` (from the summed energy over the summed coverage)."""
+
+MINUTE_NS = 60 * 1_000_000_000
+
+
+# ------------------------------------------------------------------------------- quoting
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier in double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(value: str) -> str:
+    """An InfluxQL string literal in single quotes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def source(measurement: str, rp: str | None = None, db: str | None = None) -> str:
+    """A FROM clause target: ``"db"."rp"."measurement"`` (or shorter when rp/db are None;
+    ``db..measurement`` is not used: a missing rp means the default one)."""
+    parts = [quote_ident(measurement)]
+    if rp:
+        parts.insert(0, quote_ident(rp))
+        if db:
+            parts.insert(0, quote_ident(db))
+    return ".".join(parts)
+
+
+def where_tags(pairs: Iterable[tuple[str, str]]) -> str:
+    """``"tag" = 'value' AND …`` of (tag, value) pairs (values quoted, never interpolated)."""
+    return " AND ".join(f"{quote_ident(t)} = {quote_string(v)}" for t, v in pairs)
+
+
+def where_any(tag: str, values: Iterable[str]) -> str:
+    """``("tag" = 'a' OR "tag" = 'b' …)``; a regex would need escaping, equality does not."""
+    values = list(values)
+    if not values:
+        raise ValueError(f"no values for tag {tag!r}")
+    return "(" + " OR ".join(f"{quote_ident(tag)} = {quote_string(v)}" for v in values) + ")"
+
+
+def _scope(enterprise: str | None, meters: Iterable[str] | None) -> list[str]:
+    cond = []
+    if enterprise is not None:
+        cond.append(where_tags([("enterprise", contract.check_id(enterprise, "enterprise"))]))
+    if meters is not None:
+        cond.append(where_any("meter", [contract.check_id(m, "meter") for m in meters]))
+    return cond
+
+
+# ------------------------------------------------------------------------------- queries
+@dataclasses.dataclass(frozen=True)
+class Period:
+    """A half-open time span [start_ns, end_ns), UTC ns."""
+
+    start_ns: int
+    end_ns: int
+
+    def __post_init__(self):
+        if not (isinstance(self.start_ns, int) and isinstance(self.end_ns, int)):
+            raise TypeError("Period bounds are integer ns")
+        if self.end_ns <= self.start_ns:
+            raise ValueError(f"empty period: end {self.end_ns} <= start {self.start_ns}")
+
+    def where(self) -> str:
+        return f"time >= {self.start_ns} AND time < {self.end_ns}"
+
+
+def rollup_select(from_: str) -> str:
+    """SELECT of the minute aggregates of :data:`ROLLUP_AGGREGATES` (plus ``n``)."""
+    cols = ", ".join(f"{fn}({quote_ident(f)}) AS {quote_ident(f)}"
+                     for f, fn in ROLLUP_AGGREGATES)
+    return f"SELECT {cols}, COUNT({quote_ident(SEQ)}) AS {quote_ident('n')} FROM {from_}"
+
+
+def rollup_group_by() -> str:
+    return ("GROUP BY time(1m), " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
+            + " fill(none)")
+
+
+def exposure_sums(period: Period, *, enterprise: str | None = None,
+                  meters: Iterable[str] | None = None, rollups: bool = True,
+                  levels_rp: str | None = None, rollup_rp: str | None = RP_FOREVER
+                  ) -> list[str]:
+    """InfluxQL statements whose answers add up to ``SUM(ea)`` (Pa²·s), ``SUM(coverage)`` (s)
+    and ``COUNT(ea)`` per (meter, channel) over ``period``.
+
+    With ``rollups`` the whole minutes inside the period come from ``levels_1m`` (exact:
+    energies add) and only the ragged edges (the part of a minute at either end, such as the
+    minute still running) from the 1 s ``levels``; the caller sums the rows of all
+    statements per (meter, channel). Without ``rollups`` one statement over ``levels``.
+    Columns: ``ea``, ``coverage``, ``n``; tags: :data:`SERIES_TAGS`."""
+    scope = _scope(enterprise, meters)
+    group = "GROUP BY " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
+
+    def stmt(from_: str, start: int, end: int, n_col: str) -> str:
+        cond = " AND ".join([*scope, Period(start, end).where()])
+        return (f"SELECT SUM({quote_ident(EA)}) AS {quote_ident(EA)}, "
+                f"SUM({quote_ident(COVERAGE)}) AS {quote_ident(COVERAGE)}, "
+                f"{n_col} AS {quote_ident('n')} FROM {from_} WHERE {cond} {group}")
+
+    fine = source(LEVELS, levels_rp)
+    count_1s = f"COUNT({quote_ident(EA)})"
+    if not rollups:
+        return [stmt(fine, period.start_ns, period.end_ns, count_1s)]
+    first = -(-period.start_ns // MINUTE_NS) * MINUTE_NS  # first whole minute
+    last = period.end_ns - period.end_ns % MINUTE_NS  # end of the last whole minute
+    if last <= first:
+        return [stmt(fine, period.start_ns, period.end_ns, count_1s)]
+    out = [stmt(source(LEVELS_1M, rollup_rp), first, last, f"SUM({quote_ident('n')})")]
+    if period.start_ns < first:
+        out.append(stmt(fine, period.start_ns, first, count_1s))
+    if last < period.end_ns:
+        out.append(stmt(fine, last, period.end_ns, count_1s))
+    return out
+
+
+def latest_levels(*, since: str = "1h", enterprise: str | None = None,
+                  meters: Iterable[str] | None = None, levels_rp: str | None = None) -> str:
+    """The newest LAeq, LAFmax and LCpeak (dB) of each (meter, channel), with the exposure
+    ``ea`` (Pa²·s), ``coverage`` (s) and number ``n`` of 1 s points since ``now() - since``
+    (an InfluxQL duration literal such as ``1h``)."""
+    if not since or not since[:-1].isdigit() or since[-1] not in "smhdw":
+        raise ValueError(f"since {since!r} is not an InfluxQL duration such as 1h or 30m")
+    cond = " AND ".join([*_scope(enterprise, meters), f"time > now() - {since}"])
+    return (f"SELECT LAST({quote_ident('laeq')}) AS laeq, LAST({quote_ident('lafmax')}) AS "
+            f"lafmax, LAST({quote_ident('lcpeak')}) AS lcpeak, COUNT({quote_ident(EA)}) AS n, "
+            f"SUM({quote_ident(EA)}) AS ea, SUM({quote_ident(COVERAGE)}) AS coverage "
+            f"FROM {source(LEVELS, levels_rp)} WHERE {cond} GROUP BY "
+            + ", ".join(quote_ident(t) for t in SERIES_TAGS))
+
+
+def dead_letters(*, since_ns: int | None = None, stage: str | None = None,
+                 limit: int = 100) -> str:
+    """The newest dead letters (reason, topic, payload size and hash), newest first."""
+    cond = []
+    if since_ns is not None:
+        cond.append(f"time >= {int(since_ns)}")
+    if stage is not None:
+        cond.append(where_tags([("stage", stage)]))
+    where = f" WHERE {' AND '.join(cond)}" if cond else ""
+    return (f"SELECT * FROM {source(DEAD_LETTERS)}{where} ORDER BY time DESC "
+            f"LIMIT {int(limit)}")
+
+
+def add_sums(rows: Iterable[Mapping]) -> dict[tuple[str, str], dict[str, float]]:
+    """Sum the rows of :func:`exposure_sums` answers per (meter, channel):
+    ``{(meter, channel): {"ea": Pa²·s, "coverage": s, "n": points}}``."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for r in rows:
+        key = (r["meter"], r["channel"])
+        acc = out.setdefault(key, {"ea": 0.0, "coverage": 0.0, "n": 0})
+        acc["ea"] += float(r.get(EA) or 0.0)
+        acc["coverage"] += float(r.get(COVERAGE) or 0.0)
+        acc["n"] += int(r.get("n") or 0)
+    return out
