@@ -64,12 +64,13 @@ def _where(file, entry, key, message: str) -> str:
     """``file: [entry] key = value: what`` (the parts that are known)."""
     text = message
     if entry is not None:
+        where = entry if entry.startswith("[") else f"[{entry}]"
         if key is None:
-            text = f"[{entry}] {message}"
+            text = f"{where} {message}"
         elif message.startswith("="):
-            text = f"[{entry}] {key} {message}"
+            text = f"{where} {key} {message}"
         else:
-            text = f"[{entry}] {key}: {message}"
+            text = f"{where} {key}: {message}"
     return text if file is None else f"{file}: {text}"
 
 
@@ -236,6 +237,9 @@ def _convert(value, hint, meta: dict, entry: str, key: str, base: Path):
     if value is None and type(None) in options:
         return None
     accepted = [t for t in options if t is not type(None)]
+    nested = _nested(value, accepted, entry, key, base)
+    if nested is not None:
+        return nested
     converted, matched = None, False
     for t in accepted:
         ok, v = _as_type(value, t)
@@ -268,6 +272,30 @@ def _convert(value, hint, meta: dict, entry: str, key: str, base: Path):
     return value
 
 
+def _nested(value, accepted: list, entry: str, key: str, base: Path):
+    """A sub-table (a dataclass) or an array of sub-tables (``tuple[Dataclass, ...]``) read
+    with the same rules; None when the annotation holds neither."""
+    for t in accepted:
+        if dataclasses.is_dataclass(t):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"= {value!r}: expected a table {{ … }}", entry=entry,
+                                  key=key)
+            return section_from_mapping(t, value, f"{entry} {key}", base)
+        args = typing.get_args(t)
+        if typing.get_origin(t) in (tuple, list) and args and dataclasses.is_dataclass(args[0]):
+            if not isinstance(value, list):
+                raise ConfigError(f"= {value!r}: expected an array of tables [{{ … }}, …]",
+                                  entry=entry, key=key)
+            return tuple(section_from_mapping(args[0], v, f"{entry} {key}[{i}]", base)
+                         if isinstance(v, Mapping) else _not_table(v, entry, f"{key}[{i}]")
+                         for i, v in enumerate(value))
+    return None
+
+
+def _not_table(value, entry: str, key: str):
+    raise ConfigError(f"= {value!r}: expected a table {{ … }}", entry=entry, key=key)
+
+
 def _as_type(value, t) -> tuple[bool, object]:
     """(accepted, converted value) of ``value`` for one annotation option ``t``."""
     origin = typing.get_origin(t)
@@ -298,6 +326,15 @@ def _as_type(value, t) -> tuple[bool, object]:
         if isinstance(value, str):
             try:
                 return True, dt.datetime.fromisoformat(value)
+            except ValueError:
+                return False, None
+        return False, None
+    if t is dt.date:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return True, value
+        if isinstance(value, str):
+            try:
+                return True, dt.date.fromisoformat(value)
             except ValueError:
                 return False, None
         return False, None

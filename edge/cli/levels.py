@@ -74,6 +74,10 @@ def run(args) -> int:
     from ..sources.files import FileSource
 
     src = FileSource(args.file, blocksize=args.blocksize)
+    if args.pa_per_unit is None and not args.calibrator:
+        print("tingbao levels: note: no calibration given (--pa-per-unit or --calibrator): "
+              "levels are relative to 1 Pa per unit (a sample value of 1.0 is taken as "
+              "1 Pa), not sound pressure levels of the workplace", file=sys.stderr)
     with src:
         meter = SoundLevelMeter(src.samplerate, channels=src.channels, interval=args.interval,
                                 pa_per_unit=sensitivity_from(args, src.channels),

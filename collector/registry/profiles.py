@@ -1,0 +1,123 @@
+"""Regulatory profiles: every limit, grade edge, exchange rate and method of a regulation as a
+named, dated setting (ARCHITECTURE.md, "Regulatory profiles are data").
+
+A profile is a TOML file in ``data/profiles/`` (shipped as package data). A revised standard
+becomes a new file, not a code change; the site registry names the profile in force
+(``[regulation] profile``), and analysis reads its numbers from here. Shipped:
+
+* ``CN-GBZ`` (default): GBZ 2.2-2007 (LEX,8h limit 85 dB(A), 3 dB exchange, impulse peak
+  limits 140/130/120 dB for ≤ 100 / 1 000 / 10 000 impulses a day), GBZ/T 229.4-2012 grades
+  (I 85 ≤ L < 90, II 90 ≤ L < 94, III 94 ≤ L < 100, IV ≥ 100 dB(A); 噪声作业 from 80),
+  GBZ/T 189.8-2007 and GB/T 21230-2014 (= ISO 9612:2009) for measurement and uncertainty;
+* ``OSHA`` (29 CFR 1910.95: PEL 90, action level 85, 5 dB exchange, 80 dB threshold);
+* ``NIOSH`` (REL 85, 3 dB exchange, 140 dB peak ceiling);
+* ``EU-2003-10-EC`` (action values 80 and 85, limit 87 dB(A) under the protector; peaks 135,
+  137, 140 dB(C)).
+
+Numbers and their confidence come from ``../shared/reference/noise-standards.md`` (section
+checked 2026-11-29); each file says so line by line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from importlib import resources
+from pathlib import Path
+
+from tingbao.edge.settings import ConfigError, Section, load_toml, section_from_mapping, setting
+
+__all__ = ["DEFAULT_PROFILE", "Grade", "PeakLimit", "Profile", "profile", "profile_ids"]
+
+DEFAULT_PROFILE = "CN-GBZ"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Grade(Section):
+    """One hazard grade: it holds from ``from_db`` (dB(A), inclusive) up to the next grade's
+    lower edge (exclusive)."""
+
+    code: str = setting()
+    from_db: float = setting(unit="dB(A)", lo=0.0, hi=200.0)
+    name_zh: str = setting()
+    name_en: str = setting()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PeakLimit(Section):
+    """Peak limit for a number of impulses per working day (GBZ 2.2-2007 impulse noise)."""
+
+    max_impulses_per_day: int = setting(lo=1)
+    limit_db: float = setting(unit="dB", lo=0.0, hi=200.0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Profile(Section):
+    """A regulatory profile (see the module docstring). Levels in dB re 20 µPa; A-weighted
+    unless the name says otherwise."""
+
+    id: str = setting()
+    name_zh: str = setting()
+    name_en: str = setting()
+    standards: tuple[str, ...] = setting()
+    in_force_from: dt.date = setting()
+    checked: dt.date = setting()
+    lex_limit_db: float = setting(unit="dB(A)", lo=40.0, hi=140.0)
+    exchange_rate_db: float = setting(unit="dB", choices=(3.0, 4.0, 5.0))
+    threshold_db: float = setting(0.0, unit="dB(A)", lo=0.0, hi=140.0)
+    action_level_db: float | None = setting(None, unit="dB(A)", lo=40.0, hi=140.0)
+    lower_action_db: float | None = setting(None, unit="dB(A)", lo=40.0, hi=140.0)
+    noise_work_db: float | None = setting(None, unit="dB(A)", lo=40.0, hi=140.0)
+    week_divisor_days: int | None = setting(None, lo=1, hi=7)
+    uncertainty_method: str | None = setting(None)
+    peak_weighting: str = setting("C", choices=("C", "Z"))
+    peak_weighting_confidence: str = setting("L", choices=("H", "M", "L"))
+    peak_ceiling_db: float | None = setting(None, unit="dB", lo=100.0, hi=200.0)
+    action_peak_db: float | None = setting(None, unit="dB", lo=100.0, hi=200.0)
+    lower_action_peak_db: float | None = setting(None, unit="dB", lo=100.0, hi=200.0)
+    grades: tuple[Grade, ...] = setting(())
+    peak_limits: tuple[PeakLimit, ...] = setting(())
+
+    def __post_init__(self):
+        edges = [g.from_db for g in self.grades]
+        if edges != sorted(edges) or len(set(edges)) != len(edges):
+            raise ConfigError(f"grade edges {edges} must rise strictly", entry=self.id,
+                              key="grades")
+        counts = [p.max_impulses_per_day for p in self.peak_limits]
+        if counts != sorted(counts) or len(set(counts)) != len(counts):
+            raise ConfigError(f"impulse counts {counts} must rise strictly", entry=self.id,
+                              key="peak_limits")
+
+
+def _data_dir() -> Path:
+    return Path(str(resources.files("tingbao.collector.registry") / "data" / "profiles"))
+
+
+@functools.cache
+def _all() -> dict[str, Profile]:
+    out = {}
+    for path in sorted(_data_dir().glob("*.toml")):
+        data = load_toml(path, "regulatory profile")
+        try:
+            p = section_from_mapping(Profile, data, f"profile {path.stem}", path.parent)
+        except ConfigError as e:
+            raise e.in_file(path) from None
+        if p.id != path.stem:
+            raise ConfigError(f"id {p.id!r} differs from the file name", file=path)
+        out[p.id] = p
+    return out
+
+
+def profile_ids() -> tuple[str, ...]:
+    """The ids of the shipped profiles."""
+    return tuple(_all())
+
+
+def profile(profile_id: str = DEFAULT_PROFILE) -> Profile:
+    """The profile ``profile_id``; :class:`ConfigError` naming the known ones otherwise."""
+    try:
+        return _all()[profile_id]
+    except KeyError:
+        raise ConfigError(f"unknown regulatory profile {profile_id!r}; one of "
+                          f"{', '.join(_all())}") from None
