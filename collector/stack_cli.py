@@ -15,10 +15,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from tingbao.edge.cli.main import CliError
+from tingbao.collector.schema import DEFAULT_RETENTION
 
 from .stack import (
-    DEFAULT_RETENTION,
     Stack,
     StackError,
     load_state,
@@ -29,6 +28,13 @@ from .stack import (
 )
 
 DEFAULT_DATA_DIR = "var/stack"
+
+
+class CliError(ValueError):
+    """An error the user can fix (a stack already running, an unreadable site file, a
+    StackError). A ValueError, so the ``tingbao`` dispatcher prints it as one line and exits
+    with 2, without this module importing the edge's CLI layer (as collector/cli.py's
+    ConfigError)."""
 
 
 def register(sub) -> None:
