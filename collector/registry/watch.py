@@ -70,11 +70,11 @@ class RegistryWatcher:
                 log.error("site registry edit refused, the registry in force stays: %s", e)
                 return False
             old = self.current
+            self.last_error = None  # the file is good again (changed or not)
             if new.digest == old.digest:
                 return False
             self.current = new
             self.reloads += 1
-            self.last_error = None
         added, removed = new.meter_ids - old.meter_ids, old.meter_ids - new.meter_ids
         log.info("site registry %s reloaded: %d meters (%d added, %d removed)", self.path,
                  len(new.meters), len(added), len(removed))
