@@ -1,31 +1,18 @@
 """``tingbao scene``: a synthetic factory scene measured live by the meter on this device,
 printed as a table of levels (no broker or database needed; ``tingbao demo`` runs the whole
-backbone)."""
+backbone).
+
+The table shows levels and the exposure accumulated so far as LEX,8h (the level arithmetic
+of :mod:`tingbao.edge.levels`). It grades nothing: a hazard grade (GBZ/T 229.4) belongs to a
+working day's exposure and is computed server-side in :mod:`tingbao.analysis`, which the edge
+does not import (ARCHITECTURE.md, the dependency rule)."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-HEADER = ("  time   LAeq,1s  LAFmax  LCpeak  LAF90   EA(Pa²s)  running LEX,8h  "
-          "等级 grade")
-
-
-def grade(lex: float) -> str:
-    """GBZ/T 229.4-2012 grade of an LEX,8h in dB(A) (for the live display)."""
-    if lex != lex:
-        return ""
-    if lex >= 100:
-        return "IV 极重危害 extreme"
-    if lex >= 94:
-        return "III 重度危害 severe"
-    if lex >= 90:
-        return "II 中度危害 moderate"
-    if lex >= 85:
-        return "I 轻度危害 mild"
-    if lex >= 80:
-        return "噪声作业 noise work"
-    return "—"
+HEADER = "  time   LAeq,1s  LAFmax  LCpeak  LAF90   EA(Pa²s)  LEX,8h so far"
 
 
 def register(sub) -> None:
@@ -60,7 +47,7 @@ def run(args) -> int:
             lex = float(lex_8h(exposure))
             out.write(f"{iv.start:6.0f}s  {iv.laeq[0]:7.1f}  {iv.lafmax[0]:6.1f}  "
                       f"{iv.lcpeak[0]:6.1f}  {iv.lafn[90][0]:5.1f}  {iv.ea[0]:9.4f}  "
-                      f"{lex:14.1f}  {grade(float(iv.laeq[0]))}\n")
+                      f"{lex:14.1f}\n")
             out.flush()
         if args.speed > 0:
             ahead = meter.clock / scene.samplerate / args.speed - (time.monotonic() - t0)
