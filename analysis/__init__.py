@@ -1,1 +1,1 @@
-"""tingbao.analysis — see ../README.md and DESIGN.md."""
+"""tingbao.analysis — one module per standard over plain numbers and dataclasses (ARCHITECTURE.md)."""

@@ -1,1 +1,1 @@
-"""tingbao.collector — see ../README.md and DESIGN.md."""
+"""tingbao.collector — the server side: registry, schema, InfluxDB client, collector, stack (ARCHITECTURE.md)."""

@@ -1,1 +1,1 @@
-"""tingbao.dashboards — see ../README.md and DESIGN.md."""
+"""tingbao.dashboards — the live page and Grafana dashboards as code (ARCHITECTURE.md)."""

@@ -1,5 +1,5 @@
-"""The message contract between edge agents and collectors, version 1 (DESIGN.md, "Contracts
-worth keeping stable").
+"""The message contract between edge agents and collectors, version 1 (ARCHITECTURE.md,
+"Where is a message validated?").
 
 Topics::
 

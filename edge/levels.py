@@ -2,7 +2,7 @@
 
 Energies add, decibels do not. Everything that crosses a process boundary carries the
 sound exposure E = ∫ p² dt in Pa²·s next to the level, so any longer period's level is a sum
-(DESIGN.md, "Energy, not decibels, is what adds up").
+(ARCHITECTURE.md, "Where is LEX computed?").
 """
 
 from __future__ import annotations
