@@ -1,1 +1,2 @@
-"""tingbao.analysis — one module per standard over plain numbers and dataclasses (ARCHITECTURE.md)."""
+"""tingbao.analysis: one module per standard over plain numbers and dataclasses
+(ARCHITECTURE.md)."""

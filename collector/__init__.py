@@ -1,1 +1,2 @@
-"""tingbao.collector — the server side: registry, schema, InfluxDB client, collector, stack (ARCHITECTURE.md)."""
+"""tingbao.collector: the server side, i.e. registry, schema, InfluxDB client, collector and
+stack (ARCHITECTURE.md)."""
