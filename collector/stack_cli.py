@@ -12,7 +12,6 @@ import json
 import signal
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 from tingbao.collector.schema import DEFAULT_RETENTION
@@ -65,7 +64,7 @@ def register(sub) -> None:
     up.add_argument("--device", action="append", default=[], metavar="METER_ID",
                     help="create an MQTT account for this meter (repeatable)")
     up.add_argument("--site", metavar="SITE_TOML",
-                    help="create MQTT accounts for all meters of a site file "
+                    help="create MQTT accounts for all meters of a site registry "
                     "(like configs/site.example.toml)")
 
     down = actions.add_parser("down", help="stop the stack listed in DATA_DIR/state.json")
@@ -100,16 +99,14 @@ def run(args) -> int:
 
 
 def site_meters(path: str | Path) -> list[str]:
-    """The meter ids of a site file (``[[meters]]`` tables with an ``id``)."""
-    try:
-        site = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise CliError(f"cannot read site file {path}: {e}") from e
-    meters = site.get("meters", [])
-    ids = [m.get("id") for m in meters if isinstance(m, dict)]
-    if not ids or not all(isinstance(i, str) for i in ids):
-        raise CliError(f"site file {path} has no [[meters]] with an id")
-    return ids
+    """The meter ids of a site registry file (checked by :mod:`tingbao.collector.registry`:
+    a broken file is refused with its errors, a ConfigError naming file, entry and key)."""
+    from .registry import load_registry
+
+    registry = load_registry(path)
+    if not registry.meters:
+        raise CliError(f"site file {path} declares no [[meters]]")
+    return sorted(registry.meter_ids)
 
 
 def _running(data_dir: str) -> bool:
