@@ -1,140 +1,35 @@
-"""Shared fixtures for the audio-source tests.
+"""pytest set-up for the whole suite.
 
-``pulse_server`` starts a private PulseAudio server (no sound card needed) so that the
-sounddevice/PortAudio input path is tested with real audio, as described in
-/work/shared/reference/infrastructure.md: a null sink ``factory`` whose monitor is the
-default source, reached through the ALSA ``pulse`` device.
+Shared helpers and fixtures live in the package ``tests/support`` (see its docstring); test
+modules import from ``support.…``, never from each other. The fixtures are registered here as
+plugins. Markers (registered in pyproject.toml, ``--strict-markers``):
+
+* ``stack`` — the test starts real servers: set here on every test using the ``stack`` or
+  ``fresh_stack`` fixture;
+* ``live_audio`` — the test records through a private PulseAudio server: set here on every
+  test using ``pulse_server``;
+* ``slow`` — long runs (fault injection, hostile streams, the agent in real time, live
+  audio); ``pytest -m "not slow"`` is the inner loop, plain ``pytest`` runs everything.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fixtures_stack"]
+# ``support`` is imported from this directory whatever the rootdir and import mode
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PULSE_INSTALL_HINT = (
-    "install with: apt-get install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins"
-)
+pytest_plugins = ["support.stack", "support.pulse"]
 
-
-@dataclasses.dataclass(frozen=True)
-class PulseServer:
-    """A running private PulseAudio server.
-
-    Attributes:
-        dir: its runtime directory (socket, pid file, config).
-        socket: path of its native-protocol socket.
-        env: environment for client programs (paplay, pactl) talking to it.
-        sink: name of its null sink; ``sink + ".monitor"`` is the default source.
-    """
-
-    dir: Path
-    socket: Path
-    env: dict[str, str]
-    sink: str = "factory"
-
-    def play(self, path: str | os.PathLike[str]) -> subprocess.Popen[bytes]:
-        """Start ``paplay`` of a sound file into the null sink; returns the process."""
-        return subprocess.Popen(
-            ["paplay", f"--device={self.sink}", os.fspath(path)],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+_MARK_BY_FIXTURE = {"stack": "stack", "fresh_stack": "stack", "pulse_server": "live_audio"}
 
 
-def _require_tools() -> None:
-    missing = [tool for tool in ("pulseaudio", "paplay", "pactl") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"live-audio tests need {', '.join(missing)}; {PULSE_INSTALL_HINT}",
-                    pytrace=False)
-    from tingbao.edge.sources import SourceError, live
-
-    try:
-        live._sounddevice()
-    except SourceError as exc:
-        pytest.fail(f"{exc}; {PULSE_INSTALL_HINT}", pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def pulse_server() -> Iterator[PulseServer]:
-    """Start a private PulseAudio server in a temporary directory for this test module.
-
-    Sets ``XDG_RUNTIME_DIR``, ``PULSE_SERVER`` and ``PULSE_SOURCE`` in ``os.environ``
-    (restored afterwards) and makes PortAudio enumerate devices again, so that the
-    sounddevice device ``"pulse"`` records the null sink's monitor. Fails, not skips,
-    when PulseAudio or PortAudio are missing.
-    """
-    _require_tools()
-    from tingbao.edge.sources import refresh_devices
-
-    # short path: a unix socket path must fit in 108 bytes
-    rundir = Path(tempfile.mkdtemp(prefix="tb-pulse-"))
-    sock = rundir / "pulse.sock"
-    settings = {
-        "XDG_RUNTIME_DIR": str(rundir),
-        "PULSE_SERVER": f"unix:{sock}",
-        "PULSE_SOURCE": "factory.monitor",
-    }
-    # HOME too for the server and clients, so that nothing is written to the real home
-    env = {**os.environ, **settings, "HOME": str(rundir)}
-    cmd = [
-        "pulseaudio", "-n", "--daemonize=yes", "--exit-idle-time=-1", "--log-target=stderr",
-        "-L", f"module-native-protocol-unix auth-anonymous=1 socket={sock}",
-        "-L", "module-null-sink sink_name=factory",
-        "-L", "module-always-sink",
-    ]  # fmt: skip
-    started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
-    if started.returncode != 0:
-        shutil.rmtree(rundir, ignore_errors=True)
-        pytest.fail(f"pulseaudio did not start (exit {started.returncode}): "
-                    f"{started.stderr.strip()[-2000:]}", pytrace=False)
-
-    killed = False
-
-    def kill() -> None:
-        nonlocal killed
-        if killed:
-            return
-        killed = True
-        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=30)
-        # wait until the server is gone, so that the directory can be removed
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
-            probe = subprocess.run(["pulseaudio", "--check"], env=env, capture_output=True)
-            if probe.returncode != 0:
-                break
-            time.sleep(0.05)
-
-    try:
-        deadline = time.monotonic() + 15.0
-        while True:
-            info = subprocess.run(["pactl", "info"], env=env, capture_output=True, text=True)
-            if info.returncode == 0 and "factory" in info.stdout:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"pulseaudio started but does not answer on {sock}: "
-                            f"{info.stderr.strip()}", pytrace=False)
-            time.sleep(0.05)
-
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in settings.items():
-                mp.setenv(key, value)
-            refresh_devices()  # PortAudio must see the server through ALSA's pulse plugin
-            try:
-                yield PulseServer(dir=rundir, socket=sock, env=env)
-            finally:
-                kill()
-        refresh_devices()  # forget the server's devices
-    finally:
-        kill()
-        shutil.rmtree(rundir, ignore_errors=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            mark = _MARK_BY_FIXTURE.get(fixture)
+            if mark and mark not in {m.name for m in item.iter_markers()}:
+                item.add_marker(getattr(pytest.mark, mark))

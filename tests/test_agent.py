@@ -2,7 +2,9 @@
 outages and crashes lose nothing, refusals keep the record, the backlog is paced.
 
 Wall time about a minute: short outages (5 s) only; the long ones belong to the end-to-end
-suite."""
+suite. The runs in real time (and on live audio) are marked ``slow``. How fast one publisher
+empties an outbox, and how soon a live record overtakes a paced backlog, are measured by
+bench/agent_publisher.py, not asserted here."""
 
 from __future__ import annotations
 
@@ -13,16 +15,17 @@ import os
 import secrets
 import signal
 import socket
-import sqlite3
 import struct
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from fixtures_stack import close, drain, mqtt_client, subscribe
+from support.agent import outbox_depth
+from support.commands import free_port, tingbao
+from support.configs import ENT, SITE, make_config, write_toml
+from support.mqtt import close, drain, mqtt_client, subscribe
+from support.wait import hold, wait_for
 
 from tingbao.edge import contract
 from tingbao.edge.agent import Agent, ConfigError, check_config, load_config
@@ -31,44 +34,8 @@ from tingbao.edge.outbox import Outbox
 from tingbao.edge.publisher import Publisher, sntp_offset
 from tingbao.edge.sources import SyntheticScene
 
-ENT, SITE = "acme", "press"
-
 
 # ---------------------------------------------------------------------------------- helpers
-def make_config(tmp_path, stack, *, account=None, tls=False, **over) -> dict:
-    """An agent configuration for the test stack; ``over`` maps section -> keys to change
-    (the meter id defaults to m1, the MQTT account to the meter id)."""
-    meter = over.get("meter", {}).get("id", "m1")
-    account = account or meter
-    pw = tmp_path / f"{account}.password"
-    pw.write_text(stack.mqtt_account(account).password + "\n")
-    cfg = {
-        "meter": {"id": meter, "enterprise": ENT, "site": SITE, "interval": 1.0},
-        "source": {"kind": "synthetic", "profile": "stamping", "seed": 3, "duration": 30.0,
-                   "realtime": False},
-        "mqtt": {"host": stack.host, "port": stack.mqtt_port, "username": account,
-                 "password_file": str(pw), "reconnect_max_s": 1.0, "drain_s": 5.0},
-        "outbox": {"path": str(tmp_path / f"outbox-{meter}.sqlite")},
-        "status": {"every_s": 1.0},
-    }
-    if tls:
-        cfg["mqtt"].update(port=stack.tls_port, ca_file=str(stack.ca_file))
-    for section, keys in over.items():
-        cfg[section].update(keys)
-    return cfg
-
-
-def write_toml(path, cfg: dict) -> str:
-    """A flat TOML file of ``cfg`` (sections of strings, numbers and booleans)."""
-    lines = []
-    for section, keys in cfg.items():
-        lines.append(f"[{section}]")
-        for k, v in keys.items():
-            lines.append(f"{k} = {json.dumps(v)}")
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
 def subscriber(stack, meter: str, client_id: str | None = None):
     """The collector account on a persistent session (QoS 1) for one meter's topics."""
     client_id = client_id or f"col-{secrets.token_hex(4)}"
@@ -105,25 +72,6 @@ def offline(msg) -> bool:
     """A status message ``online: false`` published now (not a retained one from before)."""
     return (msg.topic.endswith("/status") and not msg.retain
             and json.loads(msg.payload)["online"] is False)
-
-
-def outbox_depth(path) -> int:
-    """Rows in an outbox, read the way another process would (read-only)."""
-    if not os.path.exists(path):
-        return 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-    except sqlite3.OperationalError:  # the table is not made yet
-        return 0
-    finally:
-        db.close()
-
-
-def agent_cli(config_path, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tingbao.edge.cli.main", "agent", "--config",
-                             str(config_path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 # ---------------------------------------------------------------------------------- tests
@@ -192,6 +140,7 @@ def test_multichannel_device_sends_one_levels_message_per_interval(stack, tmp_pa
     assert len({round(x, 9) for x in got[0]}) == 3  # independent noise per channel
 
 
+@pytest.mark.slow
 def test_broker_outage_backlog_drains_without_loss(fresh_stack, tmp_path):
     """The broker stops for 5 s while the agent measures in real time: the outbox grows,
     and after the broker returns every seq arrives (duplicates allowed, losses not)."""
@@ -208,7 +157,7 @@ def test_broker_outage_backlog_drains_without_loss(fresh_stack, tmp_path):
         close(sub)  # the persistent session keeps its subscription and queue in the broker
         stack.stop_broker()
         depth0 = agent.outbox.depth()
-        time.sleep(5.0)
+        hold(5.0, "the outage: the broker stays down for 5 s while the agent measures")
         assert not agent.publisher.connected
         grown = agent.outbox.depth()
         assert grown >= depth0 + 8, (depth0, grown)  # 10 intervals of 0.5 s, all kept
@@ -228,6 +177,7 @@ def test_broker_outage_backlog_drains_without_loss(fresh_stack, tmp_path):
     assert agent.publisher.connects >= 2
 
 
+@pytest.mark.slow
 def test_sigkilled_agent_sends_its_unacknowledged_records_after_restart(fresh_stack, tmp_path):
     """An agent measures with the broker down and is SIGKILLed; its records are in the outbox,
     intact. Restarted with the broker up, it sends them (and new ones, seq going on); killed
@@ -238,15 +188,14 @@ def test_sigkilled_agent_sends_its_unacknowledged_records_after_restart(fresh_st
     path = write_toml(tmp_path / "agent.toml", cfg)
     box = cfg["outbox"]["path"]
     stack.stop_broker()
-    first = agent_cli(path)
+    log = tmp_path / "agent.log"
+    first = tingbao("agent", "--config", path, log=log)
     try:
-        deadline = time.monotonic() + 20
-        while outbox_depth(box) < 6 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: outbox_depth(box) >= 6, 20, "6 records in the first run's outbox",
+                 interval=0.1, detail=lambda: log.read_text()[-2000:])
     finally:
         first.kill()
-        err = first.communicate()[1]
-    assert outbox_depth(box) >= 6, err
+        first.wait()
     with Outbox(box, meter="m1") as ob:
         assert ob.check() == []
         k = ob.last_seq
@@ -254,12 +203,13 @@ def test_sigkilled_agent_sends_its_unacknowledged_records_after_restart(fresh_st
 
     stack.start_broker()
     sub = subscriber(stack, "m1")
-    second = agent_cli(path)
+    second = tingbao("agent", "--config", path, log=log)
     try:
         msgs = collect(sub, lambda m: len({s for s in seqs_of(m) if s > k}) >= 3, timeout=20)
     finally:
         second.kill()
-        err = second.communicate()[1]
+        second.wait()
+        err = log.read_text()[-2000:]
     try:
         msgs += collect(sub, lambda m: any(offline(x) for x in m), timeout=5)
     finally:
@@ -271,15 +221,16 @@ def test_sigkilled_agent_sends_its_unacknowledged_records_after_restart(fresh_st
     assert will and will[-1]["meter"] == "m1"
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_the_partial_interval_and_exits_cleanly(stack, tmp_path):
     """``tingbao agent`` stopped with SIGTERM mid-interval: the partial interval is flushed
     (coverage < duration), everything is acknowledged, the status says offline, exit 0."""
     sub = subscriber(stack, "m1")
     cfg = make_config(tmp_path, stack, source={"realtime": True, "duration": 60.0})
-    proc = agent_cli(write_toml(tmp_path / "agent.toml", cfg))
+    proc = tingbao("agent", "--config", write_toml(tmp_path / "agent.toml", cfg))
     try:
         msgs = collect(sub, lambda m: len(seqs_of(m)) >= 2, timeout=20)
-        time.sleep(0.4)  # into the next interval
+        hold(0.4, "the signal must come mid-interval: 0.4 s into the next 1 s interval")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
         msgs += collect(sub, lambda m: any(offline(x) for x in m), timeout=5)
@@ -296,6 +247,7 @@ def test_sigterm_flushes_the_partial_interval_and_exits_cleanly(stack, tmp_path)
     assert 0 < levels[-1]["coverage"] < 1.0 and levels[-1]["duration_s"] == 1.0
 
 
+@pytest.mark.slow
 def test_live_input_is_stamped_from_the_wall_clock(pulse_server, stack, tmp_path):
     """The live source through a private PulseAudio server: a 1 kHz tone at RMS 0.3536 raw
     units with S = 1 Pa/unit reads 84.95 dB; the intervals start at the wall clock of the
@@ -319,9 +271,8 @@ def test_live_input_is_stamped_from_the_wall_clock(pulse_server, stack, tmp_path
     runner.start()
     player = None
     try:
-        deadline = time.monotonic() + 15
-        while agent.stream_start_ns is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: agent.stream_start_ns is not None, 15, "the live stream to start",
+                 interval=0.01)
         player = pulse_server.play(tone)
         runner.join(timeout=30)
         msgs = collect(sub, lambda m: len(seqs_of(m)) >= 8, timeout=10)
@@ -374,17 +325,23 @@ def test_a_refused_record_is_counted_and_kept(stack, tmp_path, caplog):
 
 def test_backlog_is_paced_and_live_records_jump_the_queue(stack, tmp_path):
     """1000 old records and a backlog rate of 200/s: about 200 go out in the first second,
-    while a record appended meanwhile arrives at once."""
+    while a record appended meanwhile overtakes the backlog still queued."""
     ob = Outbox(tmp_path / "paced.sqlite", meter="m1")
     topic = contract.topic(ENT, SITE, "m1", "events")
     old = time.time_ns() - 3600 * 10**9
     ob.append_many([(topic, {"old": i}) for i in range(1000)], created_ns=old)
     sub = subscriber(stack, "m1")
     live_seen = threading.Event()
+    old_received = [0]  # backlog records received so far ...
+    old_before_live = []  # ... when the live one arrived
 
     def on_message(client, userdata, message):
-        if json.loads(message.payload).get("live"):
+        payload = json.loads(message.payload)
+        if payload.get("live"):
+            old_before_live.append(old_received[0])
             live_seen.set()
+        elif "old" in payload:
+            old_received[0] += 1
 
     sub.on_message = on_message
     pub = Publisher(ob, meter="m1", enterprise=ENT, site=SITE, host=stack.host,
@@ -393,31 +350,32 @@ def test_backlog_is_paced_and_live_records_jump_the_queue(stack, tmp_path):
                     status_every_s=60.0)
     try:
         pub.start()
-        deadline = time.monotonic() + 10
-        while not pub.connected and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: pub.connected, 10, "the publisher to connect", interval=0.01)
         t_conn = time.monotonic()
-        time.sleep(0.5)
+        hold(0.5, "the paced backlog drains for 0.5 s before a live record comes")
+        sent_before = pub.sent
         live = ob.append(topic, {"live": True})
-        t_live = time.monotonic()
         pub.wake()
         assert live_seen.wait(5)
-        latency = time.monotonic() - t_live
-        time.sleep(max(0.0, t_conn + 1.0 - time.monotonic()))
+        hold(max(0.0, t_conn + 1.0 - time.monotonic()),
+             "sent_1s is what the paced backlog sent in its first second")
         sent_1s = pub.sent
     finally:
         pub.stop(timeout=0)
         close(sub)
-    assert latency < 0.5, latency  # not behind the 800 backlog records (4 s at 200/s)
+    # not behind the 800 backlog records still queued (4 s at 200/s): at most 100 of them
+    # (0.5 s at 200/s) went out between the live record's append and its arrival
+    overtaken_by = old_before_live[0] - sent_before
+    assert overtaken_by < 100, (old_before_live, sent_before)
     assert 120 <= sent_1s <= 260, sent_1s  # 200/s, plus a burst of 20 and the live one
     assert ob.get(live) is None  # delivered and acknowledged
     assert 500 < ob.depth() < 850  # the rest of the backlog stays for later
     ob.close()
 
 
-def test_throughput_of_one_agent_through_the_local_broker(stack, tmp_path):
-    """How fast one publisher empties an outbox with an unlimited backlog rate (and a
-    collector subscribed): printed, and at least 1000 messages/s."""
+def test_an_unpaced_backlog_arrives_complete_through_the_local_broker(stack, tmp_path):
+    """One publisher empties an outbox of 5000 records with an unlimited backlog rate (and a
+    collector subscribed): every seq arrives. (How fast: bench/agent_publisher.py.)"""
     n = 5000
     ob = Outbox(tmp_path / "fast.sqlite", meter="m1")
     topic = contract.topic(ENT, SITE, "m1", "levels")
@@ -434,20 +392,13 @@ def test_throughput_of_one_agent_through_the_local_broker(stack, tmp_path):
                     status_every_s=60.0)
     try:
         pub.start()
-        deadline = time.monotonic() + 10
-        while not pub.connected and time.monotonic() < deadline:
-            time.sleep(0.001)
-        t0 = time.monotonic()
+        wait_for(lambda: pub.connected, 10, "the publisher to connect", interval=0.01)
         assert pub.wait_idle(60)
-        rate = n / (time.monotonic() - t0)
         msgs = collect(sub, lambda m: len(m) >= n + 1, timeout=20)  # + retained status
     finally:
         pub.stop(timeout=0)
         close(sub)
-    print(f"\none publisher pushed {rate:.0f} messages/s (QoS 1, window {pub.window}, "
-          f"outbox ack per batch) through the local broker")
     assert sorted(seqs_of(msgs)) == list(range(1, n + 1))
-    assert rate > 1000
     ob.close()
 
 
@@ -480,6 +431,7 @@ class FakeSntp:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_status_reports_clock_offset_and_calibration(stack, tmp_path):
     """A retained status every second: queue depth, calibration, and the local clock's offset
     against the configured SNTP server (here one 2.5 s ahead: offset −2.5 s)."""
@@ -581,7 +533,7 @@ def test_file_source_intervals_are_stamped_from_start_time(tmp_path):
     cfg = {"meter": {"id": "m1", "enterprise": ENT, "site": SITE, "pa_per_unit": 200.0},
            "source": {"kind": "file", "path": str(tmp_path / "rec.wav"),
                       "start_time": "2026-11-24T08:00:00+08:00"},
-           "mqtt": {"port": _free_port(), "drain_s": 0.5},
+           "mqtt": {"port": free_port(), "drain_s": 0.5},
            "outbox": {"path": str(tmp_path / "o.sqlite")}}
     summary = Agent(cfg).run()
     assert summary["intervals"] == 4 and summary["queue_depth"] == 4  # the last one partial
@@ -591,13 +543,6 @@ def test_file_source_intervals_are_stamped_from_start_time(tmp_path):
     assert [p["start_ns"] for p in ps] == [t0 + i * 10**9 for i in range(4)]
     assert [p["coverage"] for p in ps] == [1.0, 1.0, 1.0, 0.5]
     assert all(p["calibrated"] for p in ps)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 
 def test_digital_silence_gives_null_levels_that_pass_the_contract(tmp_path):
@@ -610,7 +555,7 @@ def test_digital_silence_gives_null_levels_that_pass_the_contract(tmp_path):
     sf.write(tmp_path / "zeros.wav", residue, 48000, subtype="FLOAT")
     cfg = {"meter": {"id": "m1", "enterprise": ENT, "site": SITE, "pa_per_unit": 1.0},
            "source": {"kind": "file", "path": str(tmp_path / "zeros.wav")},
-           "mqtt": {"port": _free_port(), "drain_s": 0.2},
+           "mqtt": {"port": free_port(), "drain_s": 0.2},
            "outbox": {"path": str(tmp_path / "o.sqlite")}}
     agent = Agent(cfg)
     assert agent.run()["queue_depth"] == 1

@@ -1,24 +1,17 @@
-"""The collector against the real stack (Mosquitto + InfluxDB from ``fixtures_stack``):
+"""The collector against the real stack (Mosquitto + InfluxDB from ``support.stack``):
 messages of every kind stored exactly, re-deliveries overwrite, refused points split out
 into dead letters, 1-minute rollups equal a direct computation, two collectors share a
 group, InfluxDB outages and a killed collector lose and duplicate nothing, and the
 configuration reports its errors clearly.
-
-The helpers at the top (configuration, a fast publisher, payloads, waiting) are also used
-by test_hostile_payloads.py.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import math
-import os
 import random
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,11 +21,26 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.collector import collector_process, start_collector
+from support.commands import free_port, metrics
+from support.configs import write_collector_config
+from support.mqtt import Publisher
+from support.wait import hold, wait_for
 
 from tingbao.collector import cli
 from tingbao.collector.deadletter import DeadLetterFile
 from tingbao.collector.influx import ConfigError, DataError, InfluxClient, TransientError
 from tingbao.collector.rollups import MINUTE_NS, laeq, minute_of
+from tingbao.collector.schema import (
+    BANDS,
+    DATABASE,
+    DEAD_LETTERS,
+    EVENTS,
+    LEVELS,
+    LEVELS_1M,
+    RP_FOREVER,
+    STATUS,
+)
 from tingbao.collector.service import Collector
 from tingbao.edge import contract
 
@@ -40,134 +48,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(stack, directory: Path, *, client_id: str, group: str,
-                 known_meters=("m1", "m2"), accept_any_meter: bool = False,
-                 batch_size: int = 200, batch_ms: int = 50, receive_maximum: int = 1000,
-                 metrics_port: int = 0, deadletter_file: str = "", rollups: bool = True,
-                 settle_ms: int = 100, retry_cap_s: float = 1.0) -> Path:
-    """A collector TOML file for ``stack`` (password files next to it); returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    creds = stack.credentials
-    for name, password in (("mqtt.pw", creds.mqtt_collector.password),
-                           ("writer.pw", creds.influx_writer.password),
-                           ("reader.pw", creds.influx_reader.password)):
-        (directory / name).write_text(password + "\n")
-        os.chmod(directory / name, 0o600)
-    meters = ("accept_any_meter = true" if accept_any_meter
-              else f"known_meters = {json.dumps(list(known_meters))}")
-    text = f"""
-[mqtt]
-host = "{stack.host}"
-port = {stack.mqtt_port}
-username = "collector"
-password_file = "mqtt.pw"
-group = "{group}"
-client_id = "{client_id}"
-receive_maximum = {receive_maximum}
-
-[influx]
-url = "{stack.influx_url}"
-db = "{stack.database}"
-username = "{creds.influx_writer.username}"
-password_file = "writer.pw"
-
-[collector]
-batch_size = {batch_size}
-batch_ms = {batch_ms}
-{meters}
-metrics_port = {metrics_port}
-deadletter_file = "{deadletter_file}"
-retry_cap_s = {retry_cap_s}
-
-[rollups]
-enabled = {"true" if rollups else "false"}
-username = "{creds.influx_reader.username}"
-password_file = "reader.pw"
-settle_ms = {settle_ms}
-catchup_minutes = 0
-"""
-    path = directory / f"{client_id}.toml"
-    path.write_text(text)
-    return path
-
-
-def start_collector(stack, directory: Path, **kwargs) -> Collector:
-    """An in-process collector, started and subscribed."""
-    collector = Collector(cli.load_config(write_config(stack, directory, **kwargs)))
-    collector.start()
-    assert collector.ready.wait(10), f"collector did not subscribe: {collector.counters()}"
-    return collector
-
-
-class Publisher:
-    """A device's MQTT v5 client that keeps up to 1000 QoS 1 messages in flight (paho's
-    default of 20 would make the publisher the bottleneck)."""
-
-    def __init__(self, stack, user: str):
-        from paho.mqtt import client as mqtt
-
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"pub-{user}-{secrets.token_hex(4)}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(user, stack.mqtt_account(user).password)
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.refused: list[int] = []
-        self.client.on_publish = self._on_publish
-        self.client.connect(stack.host, stack.mqtt_port, keepalive=30)
-        self.client.loop_start()
-        self.infos = []
-
-    def _on_publish(self, client, userdata, mid, reason_code, properties):
-        if reason_code.is_failure:
-            self.refused.append(reason_code.value)
-
-    def publish(self, topic: str, payload: bytes | dict, qos: int = 1):
-        if isinstance(payload, dict):
-            payload = contract.encode(payload)
-        info = self.client.publish(topic, payload, qos=qos)
-        self.infos.append(info)
-        return info
-
-    def wait(self, timeout: float = 60.0) -> None:
-        """Wait until the broker acknowledged everything published so far."""
-        deadline = time.monotonic() + timeout
-        for info in self.infos:
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            assert info.is_published(), "broker did not acknowledge a publish"
-        self.infos = []
-        assert not self.refused, f"broker refused publishes: {self.refused[:5]}"
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def reader(stack) -> InfluxClient:
-    account = stack.influx_account("reader")
-    return InfluxClient(stack.influx_url, stack.database, *account)
-
-
 def count(stack, q: str) -> int:
-    rows = reader(stack).query_rows(q)
+    rows = stack.influx().query_rows(q)
     return int(rows[0]["count"]) if rows else 0
+
+
+def levels_count(stack, enterprise: str) -> int:
+    """How many ``levels`` points an enterprise has."""
+    return count(stack, f"SELECT COUNT(seq) FROM {LEVELS} WHERE enterprise = '{enterprise}'")
+
+
+def seq_sum(stack, enterprise: str) -> int:
+    """The sum of ``seq`` over an enterprise's ``levels`` points."""
+    rows = stack.influx().query_rows(f"SELECT SUM(seq) FROM {LEVELS} WHERE "
+                                    f"enterprise = '{enterprise}'")
+    return rows[0]["sum"]
 
 
 def levels_payload(meter: str, seq: int, start_ns: int, rng: random.Random | None = None,
@@ -200,7 +95,7 @@ def test_example_config_loads(tmp_path):
     assert config.mqtt.password == "pw-mqtt-collector" and config.mqtt.receive_maximum == 1000
     assert config.influx.password == "pw-influx-writer" and config.influx.retention is None
     assert config.collector.known_meters == ("m1", "m2") and config.collector.batch_ms == 200
-    assert config.rollups.username == "tingbao_reader" and config.rollups.retention == "forever"
+    assert config.rollups.username == "tingbao_reader" and config.rollups.retention == RP_FOREVER
     assert cli.run(type("A", (), {"config": str(tmp_path / "c.toml"), "check": True,
                                   "log_level": "warning"})()) == 0
 
@@ -238,7 +133,7 @@ def test_config_errors_are_clear(tmp_path, edit, message, capsys):
 # --------------------------------------------------------------------------- the client
 def test_influx_client_reports_typed_errors(stack):
     writer_account = stack.influx_account("writer")
-    w = InfluxClient(stack.influx_url, stack.database, *writer_account)
+    w = stack.influx("writer")
     t = now_s() - 60 * 10**9
     w.write([f"client_test,k=v f=1.0 {t}"])
     with pytest.raises(DataError, match="field type conflict") as e:
@@ -247,21 +142,21 @@ def test_influx_client_reports_typed_errors(stack):
     with pytest.raises(DataError, match="unable to parse"):
         w.write(["client_test f="])
     with pytest.raises(ConfigError) as e:
-        InfluxClient(stack.influx_url, stack.database, "tingbao_writer", "wrong").write(
+        InfluxClient(stack.influx_url, DATABASE, "tingbao_writer", "wrong").write(
             [f"client_test f=1.0 {t}"])
     assert e.value.status == 401
     with pytest.raises(ConfigError, match="database not found"):
         InfluxClient(stack.influx_url, "nope", *writer_account).write([f"x f=1.0 {t}"])
     with pytest.raises(ConfigError):  # the reader may not write
-        reader(stack).write([f"client_test f=1.0 {t}"])
+        stack.influx().write([f"client_test f=1.0 {t}"])
     with pytest.raises(ConfigError):  # the writer may not read
         w.query("SELECT * FROM client_test")
     with pytest.raises(TransientError, match="cannot reach"):
         InfluxClient(f"http://127.0.0.1:{free_port()}", "x", timeout=2).write(["x f=1.0"])
-    rows = reader(stack).query_rows("SELECT f FROM client_test WHERE k = 'v'")
+    rows = stack.influx().query_rows("SELECT f FROM client_test WHERE k = 'v'")
     assert rows == [{"time": t, "f": 1.0}]
     with pytest.raises(DataError, match="error parsing query"):
-        reader(stack).query("SELECT FROM nothing")
+        stack.influx().query("SELECT FROM nothing")
     with pytest.raises(ValueError, match="credentials"):
         InfluxClient("http://u:p@127.0.0.1:1", "db")
 
@@ -295,25 +190,25 @@ def test_every_kind_is_stored_and_bad_messages_are_dead_lettered(stack, tmp_path
         pub2.wait()
         wait_for(lambda: c.counters()["acked"] >= 7, what="7 acknowledgements")
 
-        r = reader(stack)
-        rows = r.query_rows("SELECT * FROM levels WHERE enterprise = 'kinds' ORDER BY time")
+        r = stack.influx()
+        rows = r.query_rows(f"SELECT * FROM {LEVELS} WHERE enterprise = 'kinds' ORDER BY time")
         assert len(rows) == 2
         row = rows[0]
         assert (row["time"], row["meter"], row["site"], row["channel"]) == (t, "m1", "s1", "2")
         for k in (*contract.LEVEL_FIELDS, "ea", "coverage", "duration_s", "seq", "overload",
                   "calibrated"):
             assert row.get(k) == lv[k], k
-        (b,) = r.query_rows("SELECT * FROM bands WHERE enterprise = 'kinds'")
+        (b,) = r.query_rows(f"SELECT * FROM {BANDS} WHERE enterprise = 'kinds'")
         assert (b["b31_5"], b["b1000"], b.get("b16000"), b["fraction"]) == (41.25, 70.0,
                                                                             None, 1)
-        (s,) = r.query_rows("SELECT * FROM meter_status WHERE enterprise = 'kinds'")
+        (s,) = r.query_rows(f"SELECT * FROM {STATUS} WHERE enterprise = 'kinds'")
         assert (s["online"], s["queue_depth"], s["clock_offset_s"], s["note"]) == (
             True, 3, -0.25, status["note"])
-        (e,) = r.query_rows("SELECT * FROM meter_events WHERE enterprise = 'kinds'")
+        (e,) = r.query_rows(f"SELECT * FROM {EVENTS} WHERE enterprise = 'kinds'")
         assert e["event"] == event["event"] and e["time"] == t
         assert e["note"] == event["note"]
 
-        dead = r.query_rows("SELECT * FROM dead_letters WHERE collector = 'kinds'")
+        dead = r.query_rows(f"SELECT * FROM {DEAD_LETTERS} WHERE collector = 'kinds'")
         assert sorted(d["stage"] for d in dead) == ["contract", "meter"]
         by_stage = {d["stage"]: d for d in dead}
         assert "not JSON" in by_stage["contract"]["reason"]
@@ -324,7 +219,7 @@ def test_every_kind_is_stored_and_bad_messages_are_dead_lettered(stack, tmp_path
         assert sorted(d["stage"] for d in records) == ["contract", "meter"]
         assert {d["payload_sha256"] for d in records} == {d["payload_sha256"] for d in dead}
 
-        m = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5))
+        m = metrics(port, timeout=5)
         assert m["received"] == 7 and m["written"] == 5 and m["rejected"] == 2
         assert m["acked"] == 7 and m["rejected_by_stage"] == {"contract": 1, "meter": 1}
         assert 0 < m["lag_s"] < 60 and m["batch_latency_s"] > 0
@@ -333,7 +228,7 @@ def test_every_kind_is_stored_and_bad_messages_are_dead_lettered(stack, tmp_path
         # one interval ended 1-2 s ago, the other 29-30 s ago
         assert m["latency_p50_s"] <= 3 and 20 <= m["latency_p99_s"] <= 60
         assert m == {**m, **{k: c.counters()[k] for k in ("received", "written", "acked")}}
-        with pytest.raises(urllib.error.HTTPError):
+        with pytest.raises(urllib.error.HTTPError):  # a raw request on purpose: refused
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
     finally:
         pub.close()
@@ -352,13 +247,13 @@ def test_redelivery_overwrites_the_same_point(stack, tmp_path):
             pub.publish(topic, p)
         pub.wait()
         wait_for(lambda: c.counters()["acked"] >= 50, what="first delivery")
-        q = "SELECT COUNT(seq), SUM(ea) FROM levels WHERE enterprise = 'dup'"
-        first = reader(stack).query_rows(q)
+        q = f"SELECT COUNT(seq), SUM(ea) FROM {LEVELS} WHERE enterprise = 'dup'"
+        first = stack.influx().query_rows(q)
         for p in payloads + payloads[:10]:  # everything again, some of it a third time
             pub.publish(topic, p)
         pub.wait()
         wait_for(lambda: c.counters()["acked"] >= 110, what="re-deliveries")
-        again = reader(stack).query_rows(q)
+        again = stack.influx().query_rows(q)
         assert first == again and first[0]["count"] == 50
         expected = sum(p["ea"] for p in payloads if p["ea"] is not None)
         assert math.isclose(again[0]["sum"], expected, rel_tol=1e-12)
@@ -371,7 +266,7 @@ def test_points_influxdb_refuses_are_split_out_and_dead_lettered(stack, tmp_path
     """A field-type conflict refuses one point of a batch: the batch is split, the refused
     message becomes a dead letter with InfluxDB's message, every other one is stored."""
     t = now_s() - 20 * 10**9
-    w = InfluxClient(stack.influx_url, stack.database, *stack.influx_account("writer"))
+    w = stack.influx("writer")
     w.write([f"meter_status,enterprise=split,meter=m1,site=s1 online=true,battery=80.0 {t}"])
     c = start_collector(stack, tmp_path, client_id="split", group="g-split",
                         batch_size=100, batch_ms=300)
@@ -387,10 +282,10 @@ def test_points_influxdb_refuses_are_split_out_and_dead_lettered(stack, tmp_path
                         levels_payload("m1", i, t + i * 10**9))
         pub.wait()
         wait_for(lambda: c.counters()["acked"] >= 120, what="120 acknowledgements")
-        assert count(stack, "SELECT COUNT(online) FROM meter_status WHERE "
+        assert count(stack, f"SELECT COUNT(online) FROM {STATUS} WHERE "
                      "enterprise = 'split'") == 1 + 60 - len(bad)
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'split'") == 60
-        dead = reader(stack).query_rows("SELECT * FROM dead_letters WHERE collector = 'split'")
+        assert levels_count(stack, "split") == 60
+        dead = stack.influx().query_rows(f"SELECT * FROM {DEAD_LETTERS} WHERE collector = 'split'")
         assert len(dead) == len(bad)
         for d in dead:
             assert d["stage"] == "store" and d["kind"] == "status"
@@ -424,8 +319,8 @@ def _expected_rollups(payloads, enterprise):
 
 def _rollups_match(stack, payloads, enterprise) -> bool:
     expected = _expected_rollups(payloads, enterprise)
-    rows = reader(stack).query_rows(
-        f"SELECT * FROM forever.levels_1m WHERE enterprise = '{enterprise}'")
+    rows = stack.influx().query_rows(
+        f"SELECT * FROM {RP_FOREVER}.{LEVELS_1M} WHERE enterprise = '{enterprise}'")
     got = {(r["meter"], r["channel"], r["time"]): r for r in rows}
     if set(got) != set(expected):
         return False
@@ -473,10 +368,10 @@ def test_multichannel_messages_store_one_point_per_channel(stack, tmp_path):
         counters = c.counters()
         assert counters["written"] == 100 and counters["written_levels"] == 300
         assert counters["rejected"] == 0
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'multi'") == 270
-        r = reader(stack)
+        assert levels_count(stack, "multi") == 270
+        r = stack.influx()
         for ch in channels:
-            (row,) = r.query_rows(f"SELECT SUM(ea), COUNT(laeq) FROM levels WHERE "
+            (row,) = r.query_rows(f"SELECT SUM(ea), COUNT(laeq) FROM {LEVELS} WHERE "
                                   f"enterprise = 'multi' AND channel = '{ch}'")
             mine = [p for p in flat if p["channel"] == ch]
             assert math.isclose(row["sum"], sum(p["ea"] or 0.0 for p in mine), rel_tol=1e-12)
@@ -526,8 +421,8 @@ def test_rollup_task_alone_equals_a_direct_computation(stack, n_series):
     from tingbao.collector.rollups import Rollups, SeriesKey
 
     enterprise = f"rollalone{n_series}"
-    writer = InfluxClient(stack.influx_url, stack.database, *stack.influx_account("writer"))
-    rollups = Rollups(reader(stack), writer, settle_s=0)
+    writer = stack.influx("writer")
+    rollups = Rollups(stack.influx(), writer, settle_s=0)
     rng = random.Random(n_series)
     base = minute_of(time.time_ns()) - 30 * MINUTE_NS
     payloads, lines = [], []
@@ -555,8 +450,8 @@ def test_a_live_minute_is_rolled_up_once_it_is_over_and_again_after_late_data(st
     enterprise = "rolllive"
     minute = minute_of(time.time_ns()) - 20 * MINUTE_NS
     clock = [minute + 30 * 10**9]  # the collector's wall clock, inside that minute
-    writer = InfluxClient(stack.influx_url, stack.database, *stack.influx_account("writer"))
-    rollups = Rollups(reader(stack), writer, settle_s=2.0, clock_ns=lambda: clock[0])
+    writer = stack.influx("writer")
+    rollups = Rollups(stack.influx(), writer, settle_s=2.0, clock_ns=lambda: clock[0])
     key = SeriesKey(enterprise, "s1", "m1", "0")
     rng = random.Random(5)
 
@@ -602,9 +497,8 @@ def test_two_collectors_split_the_load_without_loss_or_duplicates(stack, tmp_pat
         ca, cb = a.counters(), b.counters()
         assert ca["written"] > n // 10 and cb["written"] > n // 10, (ca, cb)
         assert ca["written"] + cb["written"] == n and ca["received"] + cb["received"] == n
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'two'") == n
-        rows = reader(stack).query_rows("SELECT SUM(seq) FROM levels WHERE enterprise = 'two'")
-        assert rows[0]["sum"] == n * (n - 1) // 2
+        assert levels_count(stack, "two") == n
+        assert seq_sum(stack, "two") == n * (n - 1) // 2
     finally:
         pub1.close()
         pub2.close()
@@ -630,7 +524,7 @@ def test_influxdb_outage_loses_and_duplicates_nothing(fresh_stack, tmp_path):
             pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
         pub.wait()  # the broker holds them: QoS 1, persistent session
         wait_for(lambda: c.counters()["retries"] >= 3, what="retries")
-        time.sleep(1.0)
+        hold(1.0, "an acknowledgement while InfluxDB is down would show within 1 s")
         during = c.counters()
         assert during["acked"] == 100  # nothing acknowledged while InfluxDB is down
         # What arrived during the outage is held unacknowledged (in the batch in hand or in
@@ -642,9 +536,8 @@ def test_influxdb_outage_loses_and_duplicates_nothing(fresh_stack, tmp_path):
         assert "cannot reach InfluxDB" in during["last_error"]
         stack.start_influx()
         wait_for(lambda: c.counters()["acked"] >= 400, 30, "acks after the outage")
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'outage'") == 400
-        rows = reader(stack).query_rows("SELECT SUM(seq) FROM levels WHERE enterprise='outage'")
-        assert rows[0]["sum"] == 400 * 399 // 2
+        assert levels_count(stack, "outage") == 400
+        assert seq_sum(stack, "outage") == 400 * 399 // 2
         after = c.counters()
         assert after["written"] == 400 and after["rejected"] == 0
     finally:
@@ -672,24 +565,10 @@ def test_broker_restart_with_a_batch_in_hand(fresh_stack, tmp_path):
         counters = c.counters()
         assert counters["stale_unacked"] == 100 and counters["connects"] == 2
         assert counters["received"] == 200 and counters["written"] == 200
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'restart'") == 100
+        assert levels_count(stack, "restart") == 100
     finally:
         pub.close()
         c.stop()
-
-
-def _run_cli(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tingbao.edge.cli.main", "collector", "--config", str(config)],
-        stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=str(config.parent))
-
-
-def _metrics(port: int) -> dict | None:
-    try:
-        return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                                timeout=2))
-    except OSError:
-        return None
 
 
 def test_collector_killed_mid_batch_then_restarted_loses_nothing(fresh_stack, tmp_path):
@@ -700,44 +579,42 @@ def test_collector_killed_mid_batch_then_restarted_loses_nothing(fresh_stack, tm
     port = free_port()
     log = tmp_path / "collector.log"
     common = dict(client_id="crash", group="g-crash", metrics_port=port)
-    holding = write_config(stack, tmp_path / "hold", batch_size=100_000, batch_ms=600_000,
-                           **common)
-    normal = write_config(stack, tmp_path / "normal", **common)
+    holding = write_collector_config(stack, tmp_path / "hold", batch_size=100_000,
+                                     batch_ms=600_000, **common)
+    normal = write_collector_config(stack, tmp_path / "normal", **common)
     pub = Publisher(stack, "m1")
     topic = contract.topic("crash", "s1", "m1", "levels")
     t0 = now_s() - 1800 * 10**9
-    proc = _run_cli(holding, log)
+    proc = collector_process(holding, log, timeout=20)  # returns once subscribed
     try:
-        wait_for(lambda: (_metrics(port) or {}).get("subscribed"), 20, "first start")
         for i in range(300):
             pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
         pub.wait()
-        wait_for(lambda: _metrics(port)["received"] == 300, what="300 held in a batch")
-        assert _metrics(port)["acked"] == 0
+        wait_for(lambda: metrics(port)["received"] == 300, what="300 held in a batch")
+        assert metrics(port)["acked"] == 0
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'crash'") == 0
+        assert levels_count(stack, "crash") == 0
         for i in range(300, 500):  # while no collector runs
             pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
         pub.wait()
 
-        proc = _run_cli(normal, log)
-        wait_for(lambda: (_metrics(port) or {}).get("acked", 0) >= 500, 30, "restart")
+        proc = collector_process(normal, log, wait=False)
+        wait_for(lambda: (metrics(port) or {}).get("acked", 0) >= 500, 30, "restart")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'crash'") == 500
+        assert levels_count(stack, "crash") == 500
 
-        proc = _run_cli(holding, log)  # SIGTERM with a held batch: flushed on the way out
-        wait_for(lambda: (_metrics(port) or {}).get("subscribed"), 20, "third start")
+        # SIGTERM with a held batch: flushed on the way out
+        proc = collector_process(holding, log, timeout=20)
         for i in range(500, 600):
             pub.publish(topic, levels_payload("m1", i, t0 + i * 10**9))
         pub.wait()
-        wait_for(lambda: _metrics(port)["received"] >= 100, what="held batch")
+        wait_for(lambda: metrics(port)["received"] >= 100, what="held batch")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'crash'") == 600
-        rows = reader(stack).query_rows("SELECT SUM(seq) FROM levels WHERE enterprise='crash'")
-        assert rows[0]["sum"] == 600 * 599 // 2
+        assert levels_count(stack, "crash") == 600
+        assert seq_sum(stack, "crash") == 600 * 599 // 2
         assert "collector stopped" in log.read_text()
     finally:
         pub.close()
@@ -765,7 +642,7 @@ def test_stop_without_flush_leaves_messages_in_the_broker(stack, tmp_path):
         kwargs.update(batch_size=50, batch_ms=50)
         c = start_collector(stack, tmp_path / "2", **kwargs)
         wait_for(lambda: c.counters()["acked"] >= 80, what="re-delivery")
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'noflush'") == 80
+        assert levels_count(stack, "noflush") == 80
     finally:
         pub.close()
         c.stop()
@@ -776,14 +653,14 @@ def test_metrics_are_served_while_running(stack, tmp_path):
     c = start_collector(stack, tmp_path, client_id="metrics", group="g-metrics",
                         metrics_port=port)
     try:
-        m = _metrics(port)
+        m = metrics(port)
         assert m is not None and m["connected"] and m["subscribed"]
         assert set(m) >= {"received", "written", "rejected", "retries", "acked", "lag_s",
                           "batch_latency_s"}
         assert c.metrics_url == f"http://127.0.0.1:{port}/metrics"
     finally:
         c.stop()
-    assert _metrics(port) is None
+    assert metrics(port) is None
 
 
 def test_the_collector_does_not_import_audio_packages():
@@ -816,7 +693,7 @@ def test_worker_survives_a_crashing_converter(stack, tmp_path, monkeypatch):
         wait_for(lambda: c.counters()["acked"] >= 6, what="acks")
         counters = c.counters()
         assert counters["written"] == 5 and counters["rejected_by_stage"] == {"internal": 1}
-        dead = reader(stack).query_rows("SELECT reason FROM dead_letters WHERE "
+        dead = stack.influx().query_rows(f"SELECT reason FROM {DEAD_LETTERS} WHERE "
                                         "collector = 'boom'")
         assert "simulated bug" in dead[0]["reason"]
     finally:
@@ -849,7 +726,7 @@ def test_a_worker_error_reconnects_and_loses_nothing(stack, tmp_path, monkeypatc
         counters = c.counters()
         assert counters["internal_errors"] == 1 and counters["connects"] == 2
         assert counters["redelivered"] >= calls[0]
-        assert count(stack, "SELECT COUNT(seq) FROM levels WHERE enterprise = 'flaky'") == 40
+        assert levels_count(stack, "flaky") == 40
     finally:
         pub.close()
         c.stop()
@@ -892,6 +769,9 @@ def test_threads_are_cleaned_up(stack, tmp_path):
     c = start_collector(stack, tmp_path, client_id="threads", group="g-threads",
                         metrics_port=free_port())
     c.stop()
-    time.sleep(0.2)
-    left = {t.name for t in threading.enumerate()} - before
-    assert not {n for n in left if n.startswith("tingbao")}, left
+
+    def left() -> set[str]:
+        return {t.name for t in threading.enumerate()} - before
+
+    wait_for(lambda: not {n for n in left() if n.startswith("tingbao")}, 5,
+             "the collector's threads to end", detail=left)

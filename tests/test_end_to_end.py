@@ -5,80 +5,49 @@ Each fault test runs a real-time agent on a synthetic scene, breaks one part for
 then checks in InfluxDB that every interval the agent measured (every ``seq`` its outbox
 numbered) is stored exactly once, and that the stored exposure equals what the meter computes
 directly from the same audio.
+
+All of it is ``slow`` (minutes of real-time runs and outages).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
-from fixtures_stack import influx_query, mqtt_client, publish
-from test_agent import ENT, SITE, make_config, write_toml
+from support.agent import outbox_depth
+from support.collector import collector_process, metrics_port
+from support.commands import free_port, metrics, tingbao
+from support.configs import ENT, SITE, make_config, write_collector_config, write_toml
+from support.mqtt import mqtt_client, publish
+from support.stack import influx_query
+from support.wait import hold, wait_for
 
-from tingbao.collector.stack import free_ports
+from tingbao.collector.schema import LEVELS
 from tingbao.edge import contract, iec61672
 from tingbao.edge.levels import P0, lex_8h
 from tingbao.edge.sources import SyntheticScene
 
+pytestmark = pytest.mark.slow
 
 # ---------------------------------------------------------------------------------- helpers
-def collector_config(tmp_path, stack, name="c1", batch_ms=200) -> str:
-    """A collector config for the test stack, with its metrics on a free port."""
-    mqtt_pw = tmp_path / f"{name}-mqtt.pw"
-    mqtt_pw.write_text(stack.mqtt_account("collector").password)
-    w = stack.influx_account("writer")
-    r = stack.influx_account("reader")
-    (tmp_path / f"{name}-w.pw").write_text(w.password)
-    (tmp_path / f"{name}-r.pw").write_text(r.password)
-    path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f'[mqtt]\nhost = "{stack.host}"\nport = {stack.mqtt_port}\nusername = "collector"\n'
-        f'password_file = "{mqtt_pw}"\nclient_id = "e2e-{name}"\n'
-        f'[influx]\nurl = "{stack.influx_url}"\nusername = "{w.username}"\n'
-        f'password_file = "{tmp_path / f"{name}-w.pw"}"\n'
-        f'[collector]\nbatch_size = 200\nbatch_ms = {batch_ms}\nknown_meters = ["m1", "m2"]\n'
-        f'retry_cap_s = 2.0\nmetrics_port = {free_ports(1)[0]}\n'
-        f'[rollups]\nusername = "{r.username}"\npassword_file = "{tmp_path / f"{name}-r.pw"}"\n')
-    return str(path)
+def collector_config(tmp_path, stack, name="c1"):
+    """A collector config for the test stack (the collector's default group, rollups and
+    catch-up), with its metrics on a free port."""
+    return write_collector_config(stack, tmp_path, client_id=f"e2e-{name}", batch_ms=200,
+                                  retry_cap_s=2.0, metrics_port=free_port(),
+                                  settle_ms=1000, catchup_minutes=60)
 
 
-def start_collector(config: str, tmp_path, name="c1", wait: bool = True) -> subprocess.Popen:
-    """A collector process; with ``wait``, returns once it has subscribed (before that, a
-    message with no subscriber at all would be dropped by the broker)."""
-    log = open(tmp_path / f"{name}.log", "ab")
-    p = subprocess.Popen([sys.executable, "-c",
-                          "import sys; from tingbao.edge.cli.main import main; "
-                          "sys.exit(main(sys.argv[1:]))", "collector", "--config", config],
-                         stdout=log, stderr=log)
-    port = int(re.search(r"metrics_port = (\d+)", open(config).read()).group(1))
-    if wait:
-        wait_for(lambda: p.poll() is not None or _metrics(port).get("subscribed"), 30,
-                 "the collector to subscribe", every=0.1)
-        assert p.poll() is None, (tmp_path / f"{name}.log").read_text()[-2000:]
-    return p
-
-
-def _metrics(port: int) -> dict:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return json.loads(r.read())
-    except OSError:
-        return {}
+def start_collector(config, tmp_path, name="c1") -> subprocess.Popen:
+    """A collector process, once it has subscribed; its output goes to ``{name}.log``."""
+    return collector_process(config, tmp_path / f"{name}.log")
 
 
 def start_agent(config: str, tmp_path, name="a1") -> subprocess.Popen:
-    log = open(tmp_path / f"{name}.log", "ab")
-    return subprocess.Popen([sys.executable, "-c",
-                             "import sys; from tingbao.edge.cli.main import main; "
-                             "sys.exit(main(sys.argv[1:]))", "agent", "--config", config],
-                            stdout=log, stderr=log)
+    return tingbao("agent", "--config", config, log=tmp_path / f"{name}.log")
 
 
 def stop(p: subprocess.Popen, sig=signal.SIGTERM, timeout=30.0) -> int:
@@ -88,18 +57,8 @@ def stop(p: subprocess.Popen, sig=signal.SIGTERM, timeout=30.0) -> int:
 
 
 def stored(stack, meter="m1") -> list[dict]:
-    return influx_query(stack, f"SELECT seq, ea, coverage FROM levels WHERE meter = '{meter}'",
-                        epoch="ns")
-
-
-def wait_for(pred, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return influx_query(stack, f"SELECT seq, ea, coverage FROM {LEVELS} WHERE "
+                               f"meter = '{meter}'", epoch="ns")
 
 
 def agent_config(tmp_path, stack, seconds: float, realtime: bool = True, seed: int = 11,
@@ -139,35 +98,39 @@ def test_lex_from_stored_exposure_equals_lex_computed_from_the_audio(stack, tmp_
     try:
         agent = start_agent(cfg_path, tmp_path)
         assert agent.wait(120) == 0
-        wait_for(lambda: len(stored(stack)) >= 60, 60, "60 intervals in InfluxDB")
+        wait_for(lambda: len(stored(stack)) >= 60, 60, "60 intervals in InfluxDB",
+                 interval=0.5)
         rows = assert_every_interval_once(stack, 60)
-        total = influx_query(stack, "SELECT SUM(ea) FROM levels WHERE meter = 'm1'")[0]["sum"]
+        total = influx_query(stack, f"SELECT SUM(ea) FROM {LEVELS} WHERE meter = 'm1'"
+                             )[0]["sum"]
         assert total == pytest.approx(sum(r["ea"] for r in rows), rel=1e-9)
         lex_stored = float(lex_8h(total))
         lex_direct = float(lex_8h(direct_exposure(seconds, seed)))
         assert lex_stored == pytest.approx(lex_direct, abs=0.05)
         # And an LEX query done entirely in InfluxQL (subquery: LOG10 cannot wrap SUM).
         q = ("SELECT 10*LOG10(s/(0.0000000004*28800)) AS lex FROM (SELECT SUM(ea) AS s FROM "
-             "levels WHERE meter = 'm1')")
+             f"{LEVELS} WHERE meter = 'm1')")
         assert influx_query(stack, q)[0]["lex"] == pytest.approx(lex_direct, abs=0.05)
     finally:
         stop(col)
 
 
 def _fault_run(stack, tmp_path, fault, seconds=45.0, seed=5):
-    """A real-time agent for ``seconds``; ``fault(col_holder)`` runs after 8 s and returns
-    once the broken part is back. Then everything measured must be stored exactly once."""
+    """A real-time agent for ``seconds``; ``fault(col_holder)`` runs once its first 5
+    intervals are stored (about 8 s after its start) and returns once the broken part is
+    back. Then everything measured must be stored exactly once."""
     cfg_path, cfg = agent_config(tmp_path, stack, seconds, realtime=True, seed=seed)
     col_cfg = collector_config(tmp_path, stack)
     holder = {"col": start_collector(col_cfg, tmp_path), "cfg": col_cfg}
     try:
         agent = start_agent(cfg_path, tmp_path)
-        time.sleep(8)
+        wait_for(lambda: len(stored(stack)) >= 5, 30, "the agent's first 5 intervals stored "
+                 "(the fault strikes mid-run)", interval=0.5)
         fault(holder)
         assert agent.wait(seconds + 90) == 0
         n = int(seconds)
-        wait_for(lambda: len(stored(stack)) >= n, 120, f"{n} intervals stored")
-        time.sleep(2)  # anything extra (a duplicate point) would show now
+        wait_for(lambda: len(stored(stack)) >= n, 120, f"{n} intervals stored", interval=0.5)
+        hold(2, "anything extra (a duplicate point) would show within 2 s")
         rows = assert_every_interval_once(stack, n)
         assert [r["seq"] for r in sorted(rows, key=lambda r: r["time"])] == sorted(
             r["seq"] for r in rows)
@@ -179,7 +142,7 @@ def _fault_run(stack, tmp_path, fault, seconds=45.0, seed=5):
 def test_broker_killed_for_30_s_loses_nothing(fresh_stack, tmp_path):
     def fault(_):
         fresh_stack.kill_broker()
-        time.sleep(30)
+        hold(30, "the fault: the broker stays dead for 30 s")
         fresh_stack.start_broker()
 
     _fault_run(fresh_stack, tmp_path, fault, seconds=45.0)
@@ -188,7 +151,7 @@ def test_broker_killed_for_30_s_loses_nothing(fresh_stack, tmp_path):
 def test_influxdb_stopped_for_30_s_loses_nothing(fresh_stack, tmp_path):
     def fault(_):
         fresh_stack.stop_influx()
-        time.sleep(30)
+        hold(30, "the fault: InfluxDB stays down for 30 s")
         fresh_stack.start_influx()
 
     _fault_run(fresh_stack, tmp_path, fault, seconds=45.0)
@@ -198,7 +161,7 @@ def test_collector_killed_mid_batch_and_restarted_loses_nothing(fresh_stack, tmp
     def fault(h):
         h["col"].kill()  # SIGKILL: whatever batch it held was never acknowledged
         h["col"].wait()
-        time.sleep(5)
+        hold(5, "the fault: no collector runs for 5 s (messages wait in the broker)")
         h["col"] = start_collector(h["cfg"], tmp_path, name="c1-again")
 
     _fault_run(fresh_stack, tmp_path, fault, seconds=25.0)
@@ -210,16 +173,19 @@ def test_agent_killed_and_restarted_its_outbox_survives(fresh_stack, tmp_path):
     try:
         fresh_stack.stop_broker()  # so that the first run's records wait in the outbox
         first = start_agent(cfg_path, tmp_path, "a1")
-        time.sleep(12)
-        first.kill()
-        first.wait()
+        try:
+            wait_for(lambda: outbox_depth(cfg["outbox"]["path"]) >= 10, 30,
+                     "10 intervals in the first run's outbox", interval=0.2)
+        finally:
+            first.kill()
+            first.wait()
         fresh_stack.start_broker()
         second = start_agent(cfg_path, tmp_path, "a2")
         assert second.wait(90) == 0
-        # The first run measured ~11 intervals (seq 1..k) and the second 20 more (k+1..k+20).
+        # The first run measured >= 10 intervals (seq 1..k) and the second 20 more (k+1..k+20).
         rows = wait_for(lambda: (r := stored(fresh_stack)) and max(x["seq"] for x in r) >= 25
                         and len(r) == max(x["seq"] for x in r) and r, 90,
-                        "both runs' intervals stored")
+                        "both runs' intervals stored", interval=0.5)
         seqs = sorted(r["seq"] for r in rows)
         assert seqs == list(range(1, len(rows) + 1))
         assert len(rows) >= 28
@@ -228,7 +194,8 @@ def test_agent_killed_and_restarted_its_outbox_survives(fresh_stack, tmp_path):
 
 
 def test_the_same_message_delivered_twice_is_stored_once(stack, tmp_path):
-    col = start_collector(collector_config(tmp_path, stack, name="dup"), tmp_path, "dup")
+    config = collector_config(tmp_path, stack, name="dup")
+    col = start_collector(config, tmp_path, "dup")
     try:
         dev = mqtt_client(stack, "m2", stack.mqtt_account("m2").password)
         start_ns = (time.time_ns() // 10**9 - 100) * 10**9
@@ -239,10 +206,11 @@ def test_the_same_message_delivered_twice_is_stored_once(stack, tmp_path):
         t = contract.topic(ENT, SITE, "m2", "levels")
         for _ in range(3):
             assert publish(dev, t, payload, qos=1) < 128
-        wait_for(lambda: stored(stack, "m2"), 30, "the point")
-        time.sleep(2)
+        port = metrics_port(config)
+        wait_for(lambda: (metrics(port) or {}).get("written", 0) >= 3, 30,
+                 "the collector to have written all three deliveries")
         assert len(stored(stack, "m2")) == 1
-        s = influx_query(stack, "SELECT SUM(ea) FROM levels WHERE meter = 'm2'")[0]["sum"]
+        s = influx_query(stack, f"SELECT SUM(ea) FROM {LEVELS} WHERE meter = 'm2'")[0]["sum"]
         assert s == pytest.approx(0.5)
         assert float(lex_8h(s)) == pytest.approx(10 * np.log10(0.5 / (P0**2 * 28800)))
     finally:

@@ -24,12 +24,18 @@ import random
 import time
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_collector import Publisher, reader, start_collector, wait_for
+from support.collector import start_collector
+from support.mqtt import Publisher
+from support.wait import wait_for
 
 from tingbao.collector import lineprotocol as lp
+from tingbao.collector.schema import BANDS, DEAD_LETTERS, EVENTS, LEVELS, STATUS
 from tingbao.edge import contract
+
+pytestmark = pytest.mark.slow
 
 N_HOSTILE = 10_000
 GOOD_EVERY = 3  # a good message after about every third bad one
@@ -186,14 +192,14 @@ def expected_point(kind: str, site: str, p: dict):
     if kind == "levels":
         fields = {k: p[k] for k in (*contract.LEVEL_FIELDS, "ea", "coverage", "duration_s",
                                     "seq", "overload", "calibrated")}
-        measurement = "levels"
+        measurement = LEVELS
     elif kind == "bands":
         fields = {lp.band_field(b): v for b, v in p["bands"].items()}
         fields.update(seq=p["seq"], duration_s=p["duration_s"], fraction=p["fraction"])
-        measurement = "bands"
+        measurement = BANDS
     else:
         fields = {k: v for k, v in p.items() if k not in ("schema", "meter", "time_ns")}
-        measurement = "meter_status" if kind == "status" else "meter_events"
+        measurement = STATUS if kind == "status" else EVENTS
     return (measurement, tuple(sorted(tags.items())), p[TIME_FIELD[kind]]), fields
 
 
@@ -498,8 +504,8 @@ def test_hostile_stream_is_dead_lettered_and_good_messages_are_stored(stack, tmp
         assert len(set(sent.categories)) >= len(CATEGORIES)
 
         # every bad message has exactly one dead letter, at the right stage, with a reason
-        r = reader(stack)
-        dead = r.query_rows("SELECT topic, payload_sha256, stage, reason FROM dead_letters "
+        r = stack.influx()
+        dead = r.query_rows(f"SELECT topic, payload_sha256, stage, reason FROM {DEAD_LETTERS} "
                             "WHERE collector = 'hostile'")
         assert all(d["reason"] for d in dead)
         got = Counter((d["topic"], d["payload_sha256"], d["stage"]) for d in dead)
@@ -507,7 +513,7 @@ def test_hostile_stream_is_dead_lettered_and_good_messages_are_stored(stack, tmp
 
         # every good message is stored, field for field; no bad one is
         stored = {}
-        for measurement in ("levels", "bands", "meter_status", "meter_events"):
+        for measurement in (LEVELS, BANDS, STATUS, EVENTS):
             assert not r.query_rows(f"SELECT * FROM {measurement} WHERE enterprise = "
                                     f"'{BAD_ENTERPRISE}'")
             for row in r.query_rows(f"SELECT * FROM {measurement} WHERE enterprise = "

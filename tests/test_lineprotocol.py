@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tingbao.collector import lineprotocol as lp
 from tingbao.collector.deadletter import DeadLetter, printable
-from tingbao.collector.influx import InfluxClient
+from tingbao.collector.schema import BANDS, DEAD_LETTERS, EVENTS, LEVELS, STATUS
 from tingbao.edge import contract
 from tingbao.edge.contract import ContractError
 
@@ -129,7 +129,7 @@ def levels_payload(**over):
 def test_levels_point():
     (line,) = lp.message_lines(_msg("levels", levels_payload()))
     head, fields, ts = line.split(" ")
-    assert head == "levels,channel=1,enterprise=e1,meter=m1,site=s1"
+    assert head == f"{LEVELS},channel=1,enterprise=e1,meter=m1,site=s1"
     assert ts == str(NOW - 10**9)
     f = dict(kv.split("=") for kv in fields.split(","))
     assert f["laeq"] == "80.0"  # an integer level is stored as a float (no type conflicts)
@@ -148,8 +148,8 @@ def test_multichannel_levels_give_one_point_per_channel():
               if k not in shared} for ch in (0, 5)]
     lines = lp.message_lines(_msg("levels", {**shared, "channels": chans}))
     assert [ln.split(" ")[0] for ln in lines] == [
-        "levels,channel=0,enterprise=e1,meter=m1,site=s1",
-        "levels,channel=5,enterprise=e1,meter=m1,site=s1"]
+        f"{LEVELS},channel=0,enterprise=e1,meter=m1,site=s1",
+        f"{LEVELS},channel=5,enterprise=e1,meter=m1,site=s1"]
     assert "laeq=70.0," in lines[0] and "laeq=75.0," in lines[1]
     # each is the line the one-channel form of the same record gives
     (single,) = lp.message_lines(_msg("levels", levels_payload(channel=5, laeq=75)))
@@ -161,7 +161,7 @@ def test_bands_point_names_fields_by_band():
          "start_ns": NOW - 10**9, "duration_s": 1.0, "fraction": 3,
          "bands": {"31.5": 40.0, "1000": 60.5, "8000": None}}
     (line,) = lp.message_lines(_msg("bands", p))
-    assert line.startswith("bands,channel=0,enterprise=e1,meter=m1,site=s1 ")
+    assert line.startswith(f"{BANDS},channel=0,enterprise=e1,meter=m1,site=s1 ")
     assert "b31_5=40.0" in line and "b1000=60.5" in line and "b8000" not in line
     assert "fraction=3i" in line and "seq=3i" in line
     assert lp.band_field("31.5") == "b31_5"
@@ -172,14 +172,14 @@ def test_status_and_events_points_type_their_extras():
          "queue_depth": 5, "clock_offset_s": 0, "battery": 80, "fw": 'v1 "beta", x=1',
          "calibration": {"ok": True, "db": 94.0}, "published": 12.0, "refused": 0}
     (line,) = lp.message_lines(_msg("status", p))
-    assert line.startswith("meter_status,enterprise=e1,meter=m1,site=s1 online=true,")
+    assert line.startswith(f"{STATUS},enterprise=e1,meter=m1,site=s1 online=true,")
     assert "queue_depth=5i" in line and "clock_offset_s=0.0" in line
     assert "published=12i" in line and "refused=0i" in line
     assert "battery=80.0" in line and 'fw="v1 \\"beta\\", x=1"' in line
     assert 'calibration="{\\"ok\\":true,\\"db\\":94.0}"' in line
     e = {"schema": "tingbao.events/1", "meter": "m1", "time_ns": NOW, "event": "calibrated"}
     (line,) = lp.message_lines(_msg("events", e))
-    assert line == f'meter_events,enterprise=e1,meter=m1,site=s1 event="calibrated" {NOW}'
+    assert line == f'{EVENTS},enterprise=e1,meter=m1,site=s1 event="calibrated" {NOW}'
 
 
 @pytest.mark.parametrize("extra", ['"a b": 1', '"x": 1e400', f'"{"k" * 70}": 1',
@@ -199,7 +199,7 @@ def test_event_with_a_newline_is_refused():
     with pytest.raises(ContractError, match="event"):
         _msg("events", e)
     with pytest.raises(lp.LineProtocolError, match="newline"):
-        lp.line("meter_events", {"meter": "m1"}, {"event": "a\nb"}, NOW)
+        lp.line(EVENTS, {"meter": "m1"}, {"event": "a\nb"}, NOW)
 
 
 def test_dead_letter_line_survives_any_payload_and_reason():
@@ -207,21 +207,16 @@ def test_dead_letter_line_survives_any_payload_and_reason():
     d = DeadLetter("contract", nasty * 500, "tingbao/v1/e e/s,s/m=1/levels\n", b"\x00\xff" * 5000,
                    NOW, "c1")
     line = d.to_line()
-    assert "\n" not in line and line.startswith("dead_letters,collector=c1,kind=other,")
+    assert "\n" not in line and line.startswith(f"{DEAD_LETTERS},collector=c1,kind=other,")
     assert "payload_bytes=10000i" in line and "payload_truncated=true" in line
     assert printable("a\nb\x1b", 10) == "a\\nb\\x1b"
 
 
 # ------------------------------------------------------------------- the real InfluxDB
-def _client(stack, role):
-    account = stack.influx_account(role)
-    return InfluxClient(stack.influx_url, stack.database, account.username, account.password)
-
-
 def test_hostile_strings_round_trip_through_influxdb(stack):
     """Every string of HOSTILE as measurement, tag key, tag value, field key and string field
     value, and extreme floats, are written to InfluxDB and read back unchanged."""
-    writer, reader = _client(stack, "writer"), _client(stack, "reader")
+    writer, reader = stack.influx("writer"), stack.influx("reader")
     t0 = NOW - 3600 * 10**9
     # (-0.0 is stored, but InfluxDB's JSON answer writes it as 0: the sign is lost there)
     floats = [4e-10, 1.5e20, 5e-324, 1.7976931348623157e308, 1e-300, 0.1 + 0.2, 1 / 3,
@@ -255,7 +250,7 @@ def _ident(name: str) -> str:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(min_size=1, max_size=30))
 def test_random_text_round_trips_through_influxdb(stack, s):
-    writer, reader = _client(stack, "writer"), _client(stack, "reader")
+    writer, reader = stack.influx("writer"), stack.influx("reader")
     try:
         line = lp.line("rt_random", {"k": s}, {"v": s}, NOW)
     except lp.LineProtocolError:
@@ -266,11 +261,11 @@ def test_random_text_round_trips_through_influxdb(stack, s):
 
 
 def test_message_points_read_back_exactly(stack):
-    writer, reader = _client(stack, "writer"), _client(stack, "reader")
+    writer, reader = stack.influx("writer"), stack.influx("reader")
     p = levels_payload(meter="m1", start_ns=NOW - 5 * 10**9, ea=1.2345678901234567e-3,
                        laeq=84.123456789)
     writer.write(lp.message_lines(_msg("levels", p, enterprise="rt-e")))
-    (row,) = reader.query_rows("SELECT * FROM levels WHERE enterprise = 'rt-e'")
+    (row,) = reader.query_rows(f"SELECT * FROM {LEVELS} WHERE enterprise = 'rt-e'")
     assert row["time"] == p["start_ns"] and row["channel"] == "1"
     assert row["ea"] == p["ea"] and row["laeq"] == p["laeq"] and row["seq"] == 7
     assert row.get("lzpeak") is None and row["overload"] is False

@@ -1,5 +1,5 @@
 """LiveSource against real audio: a private PulseAudio server (fixture ``pulse_server`` in
-conftest.py) plays a WAV into a null sink; sounddevice records its monitor through the ALSA
+support/pulse.py) plays a WAV into a null sink; sounddevice records its monitor through the ALSA
 ``pulse`` device. The audio path is never mocked. Two tests drive what PulseAudio cannot
 provoke: a PortAudio-reported input overflow (fed to the accounting method directly) and a
 machine without the PortAudio library (simulated in a subprocess)."""
@@ -13,8 +13,11 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from support.wait import hold
 
 from tingbao.edge.sources import Chunk, LiveSource, Source, SourceError
+
+pytestmark = pytest.mark.slow  # seconds of live audio per test (marked live_audio, too)
 
 FS = 48000
 
@@ -95,7 +98,7 @@ def test_slow_consumer_loses_blocks_but_never_silently(pulse_server):
             if slow_until is None:
                 slow_until = now + 3.0
             if now < slow_until:
-                time.sleep(0.25)  # too slow: blocks pile up and are dropped
+                hold(0.25, "a consumer too slow on purpose: blocks pile up and are dropped")
                 continue
             # then keep up until the queue is drained and blocks arrive as they are recorded
             if now - t_ask > 0.3 * block_s:

@@ -1,4 +1,4 @@
-"""The real server stack (collector/stack.py): Mosquitto 2 and InfluxDB 1.x processes on
+"""The real server stack (collector/stack): Mosquitto 2 and InfluxDB 1.x processes on
 loopback, their accounts and ACLs, persistence across restarts, TLS and the CLI. No mocks."""
 
 from __future__ import annotations
@@ -8,24 +8,17 @@ import os
 import socket
 import ssl
 import stat
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from fixtures_stack import (
-    MqttRefused,
-    close,
-    drain,
-    influx_query,
-    influx_write,
-    mqtt_client,
-    publish,
-    subscribe,
-)
+from support.commands import run_tingbao
+from support.mqtt import MqttRefused, close, drain, mqtt_client, publish, subscribe
+from support.stack import influx_query, influx_write
 
 from tingbao.collector import stack as stack_mod
+from tingbao.collector.influx import ConfigError, TransientError
+from tingbao.collector.schema import RP_FOREVER, RP_LEVELS
 from tingbao.collector.stack import Stack, StackError, mqtt_connect_code
 from tingbao.collector.stack_cli import site_meters
 from tingbao.edge.cli.main import main
@@ -41,8 +34,7 @@ def test_stack_starts_and_answers(stack):
         assert st[part]["alive"] and st[part]["answers"], st
     assert st["mqtt"]["version"].startswith("2.")
     assert st["influxdb"]["version"].startswith("1.")
-    status, headers, _ = stack.influx_request("GET", "/ping", auth=None)
-    assert status == 204 and headers["X-Influxdb-Version"]
+    assert stack.influx(None).ping()  # answers without credentials, with its version
     assert mqtt_connect_code(stack.host, stack.mqtt_port, *stack.mqtt_account("collector")) == 0
     # secrets are private; the broker config says what the deployment relies on
     assert stat.S_IMODE(os.stat(stack.credentials_file).st_mode) == 0o600
@@ -113,26 +105,26 @@ def test_device_added_while_running(stack):
 
 def test_influx_accounts(stack):
     line = "stack_test,meter=m1 ea=0.5"
-    for auth in (None,):
-        status, _, _ = stack.influx_request("POST", "/write", params={"db": "tingbao"},
-                                            body=line.encode(), auth=auth)
-        assert status == 401
-        status, _, _ = stack.influx_request("GET", "/query", auth=auth,
-                                            params={"db": "tingbao", "q": "SHOW MEASUREMENTS"})
-        assert status == 401
+    anonymous = stack.influx(None)  # no credentials: 401 Unauthorized
+    with pytest.raises(ConfigError) as refused:
+        anonymous.write([line])
+    assert refused.value.status == 401
+    with pytest.raises(ConfigError) as refused:
+        anonymous.query("SHOW MEASUREMENTS")
+    assert refused.value.status == 401
     influx_write(stack, [line])  # writer
-    with pytest.raises(StackError, match="HTTP 403"):
+    with pytest.raises(ConfigError, match="HTTP 403"):
         influx_query(stack, "SELECT * FROM stack_test", user="writer")
     rows = influx_query(stack, "SELECT ea, meter FROM stack_test", user="reader")
     assert [(r["meter"], r["ea"]) for r in rows] == [("m1", 0.5)]
-    with pytest.raises(StackError, match="HTTP 403"):
+    with pytest.raises(ConfigError, match="HTTP 403"):
         influx_write(stack, [line], user="reader")
     # retention policies: levels_1s (90 days) is the default, forever keeps rollups
     rps = {r["name"]: r for r in influx_query(stack, "SHOW RETENTION POLICIES", user="admin")}
-    assert rps["levels_1s"]["duration"] == "2160h0m0s" and rps["levels_1s"]["default"]
-    assert rps["forever"]["duration"] == "0s" and not rps["forever"]["default"]
-    influx_write(stack, ["stack_rollup,meter=m1 ea=1.5 0"], rp="forever")  # 1970 is kept
-    rows = influx_query(stack, 'SELECT ea FROM "forever".stack_rollup')
+    assert rps[RP_LEVELS]["duration"] == "2160h0m0s" and rps[RP_LEVELS]["default"]
+    assert rps[RP_FOREVER]["duration"] == "0s" and not rps[RP_FOREVER]["default"]
+    influx_write(stack, ["stack_rollup,meter=m1 ea=1.5 0"], rp=RP_FOREVER)  # 1970 is kept
+    rows = influx_query(stack, f'SELECT ea FROM "{RP_FOREVER}".stack_rollup')
     assert [r["ea"] for r in rows] == [1.5]
 
 
@@ -184,7 +176,7 @@ def test_influx_kill_and_restart_keeps_data_and_accounts(fresh_stack):
     influx_write(s, ["kill_test,meter=m2 ea=2.0"])
     s.kill_influx()  # SIGKILL: the WAL is fsynced on every write
     assert not s.status()["influxdb"]["alive"]
-    with pytest.raises(OSError):
+    with pytest.raises(TransientError):  # unreachable
         influx_query(s, "SELECT * FROM kill_test")
     s.start_influx()
     assert [r["ea"] for r in influx_query(s, "SELECT ea FROM kill_test")] == [2.0]
@@ -196,7 +188,7 @@ def test_influx_kill_and_restart_keeps_data_and_accounts(fresh_stack):
         again.start()
         assert [r["ea"] for r in influx_query(again, "SELECT ea FROM kill_test")] == [2.0]
         rps = {r["name"]: r for r in influx_query(again, "SHOW RETENTION POLICIES", "admin")}
-        assert rps["levels_1s"]["duration"] == "720h0m0s"
+        assert rps[RP_LEVELS]["duration"] == "720h0m0s"
         assert mqtt_connect_code(again.host, again.mqtt_port, *again.mqtt_account("m2")) == 0
     finally:
         again.stop()
@@ -219,22 +211,15 @@ def test_missing_servers_say_what_to_install(tmp_path, monkeypatch):
         Stack(tmp_path / "stack").start()
 
 
-def _tingbao(*args, timeout=60):
-    # the installed `tingbao` command (not `-m ...main`, which would load main.py twice)
-    cmd = [sys.executable, "-c", "import sys; from tingbao.edge.cli.main import main; "
-           "sys.exit(main())", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
 def test_cli_up_detach_status_down(tmp_path, capsys):
     data = tmp_path / "var" / "stack"
     site = stack_mod.CONFIG_DIR / "site.example.toml"
-    up = _tingbao("stack", "up", "--detach", "--data-dir", str(data), "--device", "m7",
-                  "--site", str(site), "--retention", "30d", "--tls")
+    up = run_tingbao("stack", "up", "--detach", "--data-dir", str(data), "--device", "m7",
+                     "--site", str(site), "--retention", "30d", "--tls")
     try:
         assert up.returncode == 0, up.stderr
         assert "InfluxDB" in up.stdout and "credentials" in up.stdout
-        status = _tingbao("stack", "status", "--data-dir", str(data))
+        status = run_tingbao("stack", "status", "--data-dir", str(data))
         assert status.returncode == 0, status.stderr
         state = json.loads(status.stdout)
         for part in ("mqtt", "influxdb"):
@@ -246,7 +231,7 @@ def test_cli_up_detach_status_down(tmp_path, capsys):
         assert main(["stack", "up", "--detach", "--data-dir", str(data)]) == 2
         assert "already runs" in capsys.readouterr().err
     finally:
-        down = _tingbao("stack", "down", "--data-dir", str(data))
+        down = run_tingbao("stack", "down", "--data-dir", str(data))
     assert down.returncode == 0, down.stderr
     assert json.loads(down.stdout) == {"influxdb": "stopped", "mqtt": "stopped"}
     assert main(["stack", "status", "--data-dir", str(data)]) == 1  # 1: not running
@@ -279,4 +264,4 @@ def test_site_example_is_consistent():
             if "meter" in task:
                 assert meters[task["meter"]]["enterprise"] == job["enterprise"], job["id"]
             else:
-                assert 40.0 <= task["laeq_dba"] <= 140.0
+                assert 40.0 <= task["laeq_db"] <= 140.0
