@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -132,6 +133,7 @@ def main() -> int:
     if args.child:
         return publisher_child(args)
 
+    from tingbao.collector.schema import EA, LEVELS, quote_ident, source, where_tags
     from tingbao.collector.stack import Stack
 
     tmp = Path(tempfile.mkdtemp(prefix="tingbao-bench-"))
@@ -207,11 +209,10 @@ def main() -> int:
                for k, v in watched.items()}
         pub_out = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in pubs]
         m = [metrics(p) for p in metrics_ports]
-        rows = stack.influx_query('SELECT COUNT("ea") FROM "levels" WHERE "enterprise" = '
-                                  "'bench'", user="reader")
-        stored = 0
-        for series in rows.get("results", [{}])[0].get("series", []):
-            stored += int(series["values"][0][1])
+        rows = stack.influx("reader").query_rows(
+            f"SELECT COUNT({quote_ident(EA)}) FROM {source(LEVELS)} WHERE "
+            f"{where_tags([('enterprise', 'bench')])}")
+        stored = sum(int(r["count"]) for r in rows)
         first_end = t0 + 1
         hist = merge_hists(m)
         span = (t_done or time.time()) - first_end
@@ -260,8 +261,7 @@ def cpu_s(pid: int | None) -> float:
 
 
 def metrics(port: int) -> dict:
-    import urllib.request
-
+    """A collector's ``GET /metrics`` (its own HTTP endpoint, not InfluxDB); {} if none."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             return json.loads(r.read())
