@@ -44,7 +44,6 @@ new :class:`Collector` hands to its delivery).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
@@ -61,7 +60,15 @@ from .mqtt_input import INBOX_MAX_BYTES, SUBSCRIPTION, Inbound, MqttInput
 from .mqtt_input import Inbox as _Inbox
 from .mqtt_input import tcp_keepalive as _tcp_keepalive
 from .output import InfluxOutput
+from .registry import RegistryWatcher
 from .rollups import Rollups, RollupThread
+from .settings import (
+    CollectorSettings,
+    Config,
+    InfluxSettings,
+    MqttSettings,
+    RollupSettings,
+)
 from .validation import Entry, Validator
 
 __all__ = [
@@ -76,71 +83,6 @@ __all__ = [
 log = logging.getLogger("tingbao.collector")
 
 
-# ------------------------------------------------------------------------------ settings
-@dataclasses.dataclass
-class MqttSettings:
-    """``[mqtt]``: the broker and this collector's session."""
-
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
-    group: str = "tingbao-collectors"
-    client_id: str = "tingbao-collector-1"
-    receive_maximum: int = 1000
-    session_expiry_s: int = 7 * 24 * 3600
-    keepalive_s: int = 300
-    ca_file: str | None = None
-
-
-@dataclasses.dataclass
-class InfluxSettings:
-    """``[influx]``: the database the points go to."""
-
-    url: str = "http://127.0.0.1:8086"
-    db: str = "tingbao"
-    username: str | None = None
-    password: str | None = None
-    retention: str | None = None
-    timeout_s: float = 10.0
-
-
-@dataclasses.dataclass
-class CollectorSettings:
-    """``[collector]``: batching, meters, metrics, dead letters."""
-
-    batch_size: int = 500
-    batch_ms: int = 200
-    known_meters: tuple[str, ...] = ()
-    accept_any_meter: bool = False
-    metrics_port: int = 0
-    deadletter_file: str | None = None
-    retry_cap_s: float = 10.0
-    stop_timeout_s: float = 10.0
-
-
-@dataclasses.dataclass
-class RollupSettings:
-    """``[rollups]``: 1-minute rollups (need an account that may read)."""
-
-    enabled: bool = True
-    retention: str | None = "forever"
-    username: str | None = None
-    password: str | None = None
-    settle_ms: int = 1000
-    catchup_minutes: int = 60
-
-
-@dataclasses.dataclass
-class Config:
-    """Everything :class:`Collector` needs (``tingbao collector`` reads it from TOML)."""
-
-    mqtt: MqttSettings = dataclasses.field(default_factory=MqttSettings)
-    influx: InfluxSettings = dataclasses.field(default_factory=InfluxSettings)
-    collector: CollectorSettings = dataclasses.field(default_factory=CollectorSettings)
-    rollups: RollupSettings = dataclasses.field(default_factory=RollupSettings)
-
-
 # ------------------------------------------------------------------------------ collector
 class Collector:
     """Subscribes, validates, stores, acknowledges. ``start()``/``stop()`` for embedding and
@@ -150,8 +92,14 @@ class Collector:
         self.config = config
         c, m, influx = config.collector, config.mqtt, config.influx
         self.batch_size = max(1, int(c.batch_size))
-        self.batch_s = max(0.001, c.batch_ms / 1000.0)
-        self.known_meters = frozenset(c.known_meters)
+        self.batch_s = max(0.001, c.batch_s)
+        self.registry: RegistryWatcher | None = None
+        if c.site is not None:  # the registry's meters are the known ones, reloaded on edits
+            self.registry = RegistryWatcher(c.site, on_change=self._registry_changed,
+                                            poll_s=c.registry_poll_s)
+            self.known_meters = self.registry.current.meter_ids
+        else:
+            self.known_meters = frozenset(c.known_meters)
         self.collector_tag = safe_tag(m.client_id)
         self.writer = InfluxClient(influx.url, influx.db, influx.username, influx.password,
                                    influx.timeout_s)
@@ -166,7 +114,7 @@ class Collector:
                                   r.password if r.username else influx.password,
                                   influx.timeout_s)
             self.rollups = Rollups(reader, self.writer, source_rp=influx.retention,
-                                   target_rp=r.retention, settle_s=r.settle_ms / 1000.0)
+                                   target_rp=r.retention, settle_s=r.settle_s)
         self.metrics = Metrics()
         self._stop = threading.Event()  # stop requested
         self._abort = threading.Event()  # give up the batch in hand, do not acknowledge it
@@ -196,6 +144,8 @@ class Collector:
                                  ack=self.input.ack, reconnect=self.input.drop_connection,
                                  batch_size=self.batch_size, batch_s=self.batch_s,
                                  deadletter_file=self.deadletter_file)
+        if self.registry is not None:
+            self.validator.known_from = f"the site registry {self.registry.path}"
         if self.rollups:
             self.delivery.on_stored.append(self._touch_rollups)
         self._worker = threading.Thread(target=self.delivery.run, name="tingbao-collector",
@@ -216,6 +166,18 @@ class Collector:
         for e in batch:
             for series, start_ns, _end_ns in e.spans:
                 self.rollups.touch(series, start_ns)
+
+    def _registry_changed(self, new, old) -> None:
+        """The registry file was edited and the edit accepted: its meters are known from now
+        on (a rebinding, atomic for the worker thread that reads it)."""
+        self.known_meters = new.meter_ids
+        self.validator.known_meters = new.meter_ids
+
+    def reload_registry(self) -> None:
+        """Read the site registry again now (safe from a SIGHUP handler); a broken edit is
+        refused with its errors and the registry in force stays."""
+        if self.registry is not None:
+            self.registry.request_reload()
 
     # compatibility: what used to be attributes of the single Collector class
     @property
@@ -244,10 +206,13 @@ class Collector:
         self._worker.start()
         if self._rollup_thread:
             self._rollup_thread.start()
+        if self.registry is not None:
+            self.registry.start()
         log.info("collector %r started: batches of %d lines or %g ms, %s",
                  self.config.mqtt.client_id, self.batch_size, self.batch_s * 1000,
                  "any meter accepted" if self.config.collector.accept_any_meter
-                 else f"{len(self.known_meters)} known meters")
+                 else f"{len(self.known_meters)} known meters"
+                 + (f" from {self.registry.path}" if self.registry else ""))
         return self
 
     def __enter__(self) -> Collector:
@@ -291,6 +256,8 @@ class Collector:
             if self._rollup_thread and self._rollup_thread.is_alive():
                 self._rollup_thread.stop(final=flush)
             self.input.stop()
+            if self.registry is not None:
+                self.registry.stop()
         finally:
             timer.cancel()
             self._metrics_server.close()
@@ -303,6 +270,13 @@ class Collector:
         out.update(self._inbox.stats())
         out["connected"] = self.input.connected
         out["subscribed"] = self.ready.is_set()
+        if self.registry is not None:
+            out["registry"] = {"path": str(self.registry.path),
+                               "digest": self.registry.current.digest,
+                               "meters": len(self.known_meters),
+                               "reloads": self.registry.reloads,
+                               "refused": self.registry.refused,
+                               "last_error": self.registry.last_error}
         if self.rollups:
             out["rollups"] = {"written": self.rollups.written, "pending": self.rollups.pending,
                               "errors": self.rollups.errors, "dropped": self.rollups.dropped,

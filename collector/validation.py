@@ -60,6 +60,8 @@ class Validator:
                  convert: Callable[[contract.Message], list[str]] = message_lines):
         self.metrics = metrics
         self.known_meters = frozenset(known_meters)
+        self.known_from = "[collector] known_meters"
+        """Where the known meters come from, for the dead letter's reason."""
         self.accept_any_meter = accept_any_meter
         self.collector_tag = collector_tag
         self.keep_raw = keep_raw
@@ -85,7 +87,7 @@ class Validator:
         meter = msg.topic.meter
         if not self.accept_any_meter and meter not in self.known_meters:
             return self.dead_letter(item, "meter", f"unknown meter {meter!r}: not in "
-                                    "[collector] known_meters")
+                                    f"{self.known_from}")
         try:
             lines = self.convert(msg)
         except LineProtocolError as e:

@@ -35,7 +35,7 @@ def _imported_modules(argv: list[str], tmp_path) -> set[str]:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     d = tmp_path_factory.mktemp("rec")
-    t = np.arange(48000 * 2) / 48000
+    t = np.arange(48000 * 4) / 48000  # a calibrator recording needs ≥ 2.5 s
     sf.write(d / "tone.wav", 0.1 * np.sin(2 * np.pi * 1000 * t), 48000)
     return d
 
