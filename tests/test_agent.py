@@ -31,7 +31,8 @@ from tingbao.edge import contract
 from tingbao.edge.agent import Agent, ConfigError, check_config, load_config
 from tingbao.edge.meter import SoundLevelMeter
 from tingbao.edge.outbox import Outbox
-from tingbao.edge.publisher import Publisher, sntp_offset
+from tingbao.edge.clock import sntp_offset
+from tingbao.edge.publisher import Publisher
 from tingbao.edge.sources import SyntheticScene
 
 
@@ -373,6 +374,7 @@ def test_backlog_is_paced_and_live_records_jump_the_queue(stack, tmp_path):
     ob.close()
 
 
+@pytest.mark.slow  # 5000 records through the broker
 def test_an_unpaced_backlog_arrives_complete_through_the_local_broker(stack, tmp_path):
     """One publisher empties an outbox of 5000 records with an unlimited backlog rate (and a
     collector subscribed): every seq arrives. (How fast: bench/agent_publisher.py.)"""

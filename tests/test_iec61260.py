@@ -373,6 +373,7 @@ def check_class1(fs, fraction, labels):
     return worst
 
 
+@pytest.mark.slow  # every band at two rates: ~5 s each; the inner loop checks some bands
 @pytest.mark.parametrize("fs", [48_000, 44_100])
 def test_class1_every_third_octave_band(fs):
     assert check_class1(fs, 3, NOMINAL_THIRDS) > 0

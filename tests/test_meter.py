@@ -84,6 +84,7 @@ def _same(a, b, tol=0.01):
     return np.nanmax(np.abs(a - b)) < tol
 
 
+@pytest.mark.slow  # blocks of 37 samples over 3 s of audio: ~4 s
 def test_results_do_not_depend_on_block_size():
     x = 0.2 * pink(FS * 3, seed=7)
     x[FS : FS + 200] += 0.9  # an impulse

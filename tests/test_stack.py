@@ -145,6 +145,7 @@ def test_tls_listener(stack):
                           ssl_context=ssl.create_default_context())
 
 
+@pytest.mark.slow
 def test_broker_restart_keeps_queued_qos1_for_offline_session(fresh_stack):
     s = fresh_stack
     port = s.mqtt_port
@@ -171,6 +172,7 @@ def test_broker_restart_keeps_queued_qos1_for_offline_session(fresh_stack):
         close(sub)
 
 
+@pytest.mark.slow
 def test_influx_kill_and_restart_keeps_data_and_accounts(fresh_stack):
     s = fresh_stack
     influx_write(s, ["kill_test,meter=m2 ea=2.0"])
@@ -211,6 +213,7 @@ def test_missing_servers_say_what_to_install(tmp_path, monkeypatch):
         Stack(tmp_path / "stack").start()
 
 
+@pytest.mark.slow
 def test_cli_up_detach_status_down(tmp_path, capsys):
     data = tmp_path / "var" / "stack"
     site = stack_mod.CONFIG_DIR / "site.example.toml"

@@ -63,6 +63,9 @@ def mqtt_client(stack, user: str | None, password: str | None = None,
         client.username_pw_set(user, password)
     if tls:
         client.tls_set_context(stack.ssl_context())
+    # paho's network thread sleeps out the reconnect delay (1 s by default) before it sees
+    # loop_stop(): a refused or lost connection would cost every close() a second
+    client.reconnect_delay_set(min_delay=0.1, max_delay=1)
     client.tb_messages = queue.Queue()
     client.tb_pubacks = {}
     client.tb_subacks = {}
