@@ -33,6 +33,7 @@ import time
 from . import contract
 from .agent_settings import AgentConfig, ConfigError, check_config, load_config
 from .calibration import CalibrationError, CalibrationStore
+from .clock import ClockCheck
 from .meter import SoundLevelMeter
 from .outbox import Outbox
 from .publisher import Publisher
@@ -73,6 +74,7 @@ class Agent:
         self._stop = threading.Event()
         self._held: list[tuple[str, dict]] = []  # records the outbox could not take yet
         self._ran = False
+        self.clock = ClockCheck(st.sntp_server, st.sntp_every_s) if st.sntp_server else None
         self.outbox = Outbox(self.config.outbox.path, meter=m.id)
         try:
             self.publisher = Publisher(
@@ -81,8 +83,7 @@ class Agent:
                 password=q.password, ca_file=q.ca_file, client_id=q.client_id,
                 window=q.window, backlog_rate=q.backlog_per_s, live_s=q.live_s,
                 keepalive=q.keepalive_s, reconnect_s=(1.0, q.reconnect_max_s),
-                status_every_s=st.every_s, sntp_server=st.sntp_server,
-                sntp_every_s=st.sntp_every_s, status_extra=self._status_extra)
+                status_every_s=st.every_s, status_extra=self._status_extra)
         except BaseException:
             self.outbox.close()
             raise
@@ -164,6 +165,8 @@ class Agent:
         s = cfg.source
         kind = s.kind
         self.publisher.start()
+        if self.clock is not None:
+            self.clock.start()
         try:
             src = self.source = self._open_source()
             fs = src.samplerate
@@ -211,6 +214,8 @@ class Agent:
         finally:
             if self.source is not None:
                 self.source.close()
+            if self.clock is not None:
+                self.clock.stop()
             drained = self.publisher.stop(timeout=cfg.mqtt.drain_s)
             st = self.publisher.stats()
             summary = {"intervals": self.intervals, "records": self.records,
@@ -298,6 +303,8 @@ class Agent:
             out["missing_s"] = round(src.dropped_frames / src.samplerate, 3)
         if self.out_of_range:
             out["levels_out_of_range"] = self.out_of_range
+        if self.clock is not None and self.clock.offset_s is not None:
+            out["clock_offset_s"] = round(self.clock.offset_s, 6)
         if self.meter is not None and self.meter.bad_samples:
             out["bad_samples"] = int(self.meter.bad_samples)
         return out

@@ -27,20 +27,17 @@ Sending policy (one sender thread; the measuring loop never waits for the networ
 
 Status: every ``status_every_s`` seconds (and at once after each connection) a retained QoS 1
 ``status`` message: ``online``, ``queue_depth``, ``in_flight``, ``published``, ``refused``,
-``software``, ``clock_offset_s`` when an SNTP server is configured, and whatever the agent
-adds (calibration state, ``input_overflows``). The last will, set before every connection
-attempt, is the same topic with ``online: false`` (retained, QoS 1); a graceful stop publishes
-it explicitly before disconnecting.
+``software``, and whatever the agent adds (calibration state, ``input_overflows``,
+``clock_offset_s`` from its clock check, :mod:`tingbao.edge.clock`). The last will, set
+before every connection attempt, is the same topic with ``online: false`` (retained, QoS 1);
+a graceful stop publishes it explicitly before disconnecting.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import math
-import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +48,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from . import contract
 from .outbox import Outbox, Record
 
-__all__ = ["Publisher", "sntp_offset", "software_version"]
+__all__ = ["Publisher", "software_version"]
 
 log = logging.getLogger("tingbao.edge.publisher")
 
@@ -64,10 +61,6 @@ UNHEARD_RETRY_S = (1.0, 30.0)
 NO_MATCHING_SUBSCRIBERS = 16
 """MQTT v5 PUBACK reason code: accepted, but no subscription matched."""
 
-NTP_EPOCH_OFFSET = 2_208_988_800
-"""Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01)."""
-
-
 def software_version() -> str:
     """The installed tingbao version, e.g. ``'0.1.0'``."""
     try:
@@ -76,47 +69,6 @@ def software_version() -> str:
         return version("tingbao")
     except Exception:  # not installed as a distribution (a bare checkout)
         return "0+unknown"
-
-
-def sntp_offset(server: str, port: int = 123, timeout: float = 1.0) -> float:
-    """Offset of the local clock against an (S)NTP server, seconds (RFC 4330, one query).
-
-    Returns local − server: positive when the local clock, and so every interval start the
-    agent stamps, is ahead of the server's time. Raises OSError (unreachable, timeout) or
-    ValueError (a reply that is not a valid, synchronised server answer to this query).
-    """
-    addr = socket.getaddrinfo(server, port, type=socket.SOCK_DGRAM)[0]
-    with socket.socket(addr[0], socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        t1 = time.time_ns()
-        xmt = _to_ntp(t1)
-        packet = bytearray(48)
-        packet[0] = (0 << 6) | (4 << 3) | 3  # LI 0, version 4, mode 3 (client)
-        packet[40:48] = xmt
-        s.sendto(bytes(packet), addr[4])
-        while True:
-            data, _ = s.recvfrom(512)
-            t4 = time.time_ns()
-            if len(data) >= 48 and data[24:32] == xmt:
-                break  # a reply to this query (origin timestamp echoed)
-    li, mode, stratum = data[0] >> 6, data[0] & 7, data[1]
-    if mode not in (4, 5) or stratum == 0 or li == 3:
-        raise ValueError(f"SNTP server {server}: unusable reply (mode {mode}, stratum "
-                         f"{stratum}, leap indicator {li})")
-    t2 = _from_ntp(data[32:40])
-    t3 = _from_ntp(data[40:48])
-    # NTP: offset of the server against us = ((t2 - t1) + (t3 - t4)) / 2
-    return -((t2 - t1) + (t3 - t4)) / 2 / 1e9
-
-
-def _to_ntp(ns: int) -> bytes:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return struct.pack("!II", (sec + NTP_EPOCH_OFFSET) & 0xFFFFFFFF, (frac << 32) // 10**9)
-
-
-def _from_ntp(b: bytes) -> int:
-    sec, frac = struct.unpack("!II", b)
-    return (sec - NTP_EPOCH_OFFSET) * 1_000_000_000 + (frac * 10**9 >> 32)
 
 
 class Publisher:
@@ -150,9 +102,6 @@ class Publisher:
         First and largest delay between reconnection attempts, seconds (doubling).
     status_every_s : float
         Period of the retained status message, seconds.
-    sntp_server : str, optional
-        ``host`` or ``host:port`` of an (S)NTP server to measure ``clock_offset_s`` against
-        (every ``sntp_every_s`` seconds, in its own thread); omitted from the status if None.
     status_extra : callable, optional
         Returns a dict of extra status fields (called from the sender thread).
     """
@@ -163,7 +112,6 @@ class Publisher:
                  client_id: str | None = None, window: int = 100, backlog_rate: float = 200.0,
                  live_s: float = 10.0, keepalive: int = 30,
                  reconnect_s: tuple[float, float] = (1.0, 30.0), status_every_s: float = 5.0,
-                 sntp_server: str | None = None, sntp_every_s: float = 64.0,
                  status_extra: Callable[[], dict] | None = None):
         if window < 1:
             raise ValueError(f"window must be ≥ 1 message, got {window}")
@@ -178,8 +126,6 @@ class Publisher:
         self.backlog_rate = float(backlog_rate)
         self.live_s = float(live_s)
         self.status_every_s = float(status_every_s)
-        self.sntp_server = sntp_server
-        self.sntp_every_s = float(sntp_every_s)
         self.status_extra = status_extra
         self.software = software_version()
 
@@ -190,7 +136,6 @@ class Publisher:
         self._unheard_seqs: set[int] = set()  # held for that reason (not done: keep trying)
         self.sent = 0  # PUBLISH packets handed to paho for records (re-sends included)
         self.connects = 0
-        self.clock_offset_s: float | None = None
         self.last_refusal: tuple[int, str, str] | None = None  # (seq, topic, reason)
 
         self._connected = threading.Event()
@@ -284,9 +229,6 @@ class Publisher:
         self.client.loop_start()
         self._threads = [threading.Thread(target=self._sender, name="tingbao-sender",
                                           daemon=True)]
-        if self.sntp_server:
-            self._threads.append(threading.Thread(target=self._sntp_loop, name="tingbao-sntp",
-                                                  daemon=True))
         for t in self._threads:
             t.start()
 
@@ -465,8 +407,6 @@ class Publisher:
         fields = {"queue_depth": self.outbox.depth(), "in_flight": len(self._mid_seq),
                   "published": self.published, "refused": self.refused,
                   "software": self.software}
-        if self.clock_offset_s is not None:
-            fields["clock_offset_s"] = round(self.clock_offset_s, 6)
         if self.status_extra is not None:
             try:
                 fields.update(self.status_extra())
@@ -478,23 +418,3 @@ class Publisher:
         p = contract.status_payload(meter=self.meter, time_ns=time.time_ns(), online=True,
                                     **self._status_fields())
         self.client.publish(self.status_topic, contract.encode(p), qos=1, retain=True)
-
-    # ------------------------------------------------------------------ SNTP thread
-    def _sntp_loop(self) -> None:
-        host, _, port = self.sntp_server.partition(":")
-        warned = False
-        while not self._stopping.is_set():
-            try:
-                offset = sntp_offset(host, int(port or 123))
-                if math.isfinite(offset):
-                    self.clock_offset_s = offset
-                    if abs(offset) > 1.0:
-                        log.warning("the local clock is %+.3f s off %s: interval times are "
-                                    "off by as much", offset, self.sntp_server)
-                warned = False
-            except (OSError, ValueError) as e:
-                self.clock_offset_s = None
-                if not warned:
-                    log.warning("SNTP server %s: %s", self.sntp_server, e)
-                    warned = True
-            self._stopping.wait(self.sntp_every_s)
