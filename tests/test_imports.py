@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ast
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from support.commands import TINGBAO
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ["edge", "collector", "analysis", "dashboards"]
@@ -19,10 +19,9 @@ LAYERS = ["edge", "collector", "analysis", "dashboards"]
 
 def _imported_modules(argv: list[str], tmp_path) -> set[str]:
     """Modules imported by ``tingbao ARGV`` (from ``python -X importtime``)."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c",
-         "import sys; from tingbao.edge.cli.main import main; sys.exit(main(sys.argv[1:]))",
-         *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    python, *command = TINGBAO
+    done = subprocess.run([python, "-X", "importtime", *command, *argv], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     mods = set()
     for line in done.stderr.splitlines():
@@ -98,9 +97,7 @@ def test_the_check_sees_a_wrong_import(tmp_path, monkeypatch):
 
 
 def test_levels_without_calibration_says_so_and_a_closed_pipe_is_quiet(recording):
-    cmd = [sys.executable, "-c",
-           "import sys; from tingbao.edge.cli.main import main; sys.exit(main(sys.argv[1:]))",
-           "levels", str(recording / "tone.wav"), "--interval", "0.1"]
+    cmd = [*TINGBAO, "levels", str(recording / "tone.wav"), "--interval", "0.1"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert "relative to 1 Pa per unit" in done.stderr
@@ -113,6 +110,6 @@ def test_levels_without_calibration_says_so_and_a_closed_pipe_is_quiet(recording
     assert first.startswith(b"{")
     assert "Error" not in err and "Traceback" not in err, err
     assert code in (0, 141)
-    done = subprocess.run([*cmd[:4], "levels", str(recording / "tone.wav"), "--pa-per-unit",
+    done = subprocess.run([*TINGBAO, "levels", str(recording / "tone.wav"), "--pa-per-unit",
                            "0.5"], capture_output=True, text=True, timeout=120)
     assert "relative to 1 Pa" not in done.stderr

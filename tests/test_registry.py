@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from support.wait import wait_for
 
 from tingbao.collector.registry import (
     ConfigError,
@@ -125,14 +125,6 @@ def test_profiles_are_dated_data():
         profile("GBZ-1995")
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.02)
-
-
 def test_hot_reload_takes_an_edit_and_refuses_a_broken_one(tmp_path):
     path = tmp_path / "site.toml"
     path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
@@ -150,22 +142,23 @@ def test_hot_reload_takes_an_edit_and_refuses_a_broken_one(tmp_path):
         # an edit: a meter renamed (and the job that uses it follows)
         text = path.read_text(encoding="utf-8").replace("ht-pol-01", "ht-pol-02")
         path.write_text(text, encoding="utf-8")
-        _wait(done.is_set, 10, "the watcher to accept the edit")
+        wait_for(done.is_set, 10, "the watcher to accept the edit", interval=0.02)
         assert changes == [(["ht-pol-02"], ["ht-pol-01"])]
         assert "ht-pol-02" in watcher.current.meter_ids and watcher.reloads == 1
         # a broken edit: refused with its errors, the registry in force stays
         good = watcher.current
         path.write_text(text.replace('{ meter = "ht-prs-01", hours = 7.0',
                                      '{ meter = "ht-prs-09", hours = 7.0'), encoding="utf-8")
-        _wait(lambda: watcher.refused == 1, 10, "the watcher to refuse the broken edit")
+        wait_for(lambda: watcher.refused == 1, 10, "the watcher to refuse the broken edit",
+                 interval=0.02)
         assert watcher.current is good
         assert "tasks[0].meter = 'ht-prs-09': unknown meter" in watcher.last_error
         assert str(path) in watcher.last_error
         # a touch without a change is no reload; SIGHUP-style request reloads a fixed file
         path.write_text(text, encoding="utf-8")
         os.utime(path)
-        _wait(lambda: watcher.last_error is None or watcher.refused > 1, 10,
-              "the watcher to read the fixed file")
+        wait_for(lambda: watcher.last_error is None or watcher.refused > 1, 10,
+                 "the watcher to read the fixed file", interval=0.02)
         assert watcher.current.digest == good.digest and watcher.reloads == 1
         watcher.request_reload()
         assert len(changes) == 1
