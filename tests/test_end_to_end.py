@@ -32,6 +32,7 @@ from tingbao.edge.sources import SyntheticScene
 
 pytestmark = pytest.mark.slow
 
+
 # ---------------------------------------------------------------------------------- helpers
 def collector_config(tmp_path, stack, name="c1"):
     """A collector config for the test stack (the collector's default group, rollups and
@@ -39,11 +40,6 @@ def collector_config(tmp_path, stack, name="c1"):
     return write_collector_config(stack, tmp_path, client_id=f"e2e-{name}", batch_ms=200,
                                   retry_cap_s=2.0, metrics_port=free_port(),
                                   settle_ms=1000, catchup_minutes=60)
-
-
-def start_collector(config, tmp_path, name="c1") -> subprocess.Popen:
-    """A collector process, once it has subscribed; its output goes to ``{name}.log``."""
-    return collector_process(config, tmp_path / f"{name}.log")
 
 
 def start_agent(config: str, tmp_path, name="a1") -> subprocess.Popen:
@@ -94,7 +90,7 @@ def direct_exposure(seconds: float, seed: int, profile: str = "stamping") -> flo
 def test_lex_from_stored_exposure_equals_lex_computed_from_the_audio(stack, tmp_path):
     seconds, seed = 60.0, 21
     cfg_path, _ = agent_config(tmp_path, stack, seconds, realtime=False, seed=seed)
-    col = start_collector(collector_config(tmp_path, stack), tmp_path)
+    col = collector_process(collector_config(tmp_path, stack), tmp_path / "c1.log")
     try:
         agent = start_agent(cfg_path, tmp_path)
         assert agent.wait(120) == 0
@@ -121,7 +117,7 @@ def _fault_run(stack, tmp_path, fault, seconds=45.0, seed=5):
     back. Then everything measured must be stored exactly once."""
     cfg_path, cfg = agent_config(tmp_path, stack, seconds, realtime=True, seed=seed)
     col_cfg = collector_config(tmp_path, stack)
-    holder = {"col": start_collector(col_cfg, tmp_path), "cfg": col_cfg}
+    holder = {"col": collector_process(col_cfg, tmp_path / "c1.log"), "cfg": col_cfg}
     try:
         agent = start_agent(cfg_path, tmp_path)
         wait_for(lambda: len(stored(stack)) >= 5, 30, "the agent's first 5 intervals stored "
@@ -162,14 +158,14 @@ def test_collector_killed_mid_batch_and_restarted_loses_nothing(fresh_stack, tmp
         h["col"].kill()  # SIGKILL: whatever batch it held was never acknowledged
         h["col"].wait()
         hold(5, "the fault: no collector runs for 5 s (messages wait in the broker)")
-        h["col"] = start_collector(h["cfg"], tmp_path, name="c1-again")
+        h["col"] = collector_process(h["cfg"], tmp_path / "c1-again.log")
 
     _fault_run(fresh_stack, tmp_path, fault, seconds=25.0)
 
 
 def test_agent_killed_and_restarted_its_outbox_survives(fresh_stack, tmp_path):
     cfg_path, cfg = agent_config(tmp_path, fresh_stack, 20.0, realtime=True, seed=8)
-    col = start_collector(collector_config(tmp_path, fresh_stack), tmp_path)
+    col = collector_process(collector_config(tmp_path, fresh_stack), tmp_path / "c1.log")
     try:
         fresh_stack.stop_broker()  # so that the first run's records wait in the outbox
         first = start_agent(cfg_path, tmp_path, "a1")
@@ -194,7 +190,7 @@ def test_agent_killed_and_restarted_its_outbox_survives(fresh_stack, tmp_path):
 
 
 def test_the_same_message_delivered_twice_is_stored_once(stack, tmp_path):
-    col = start_collector(collector_config(tmp_path, stack, name="dup"), tmp_path, "dup")
+    col = collector_process(collector_config(tmp_path, stack, name="dup"), tmp_path / "dup.log")
     try:
         dev = mqtt_client(stack, "m2", stack.mqtt_account("m2").password)
         start_ns = (time.time_ns() // 10**9 - 100) * 10**9
