@@ -29,9 +29,9 @@ from support.wait import hold, wait_for
 
 from tingbao.edge import contract
 from tingbao.edge.agent import Agent, ConfigError, check_config, load_config
+from tingbao.edge.clock import sntp_offset
 from tingbao.edge.meter import SoundLevelMeter
 from tingbao.edge.outbox import Outbox
-from tingbao.edge.clock import sntp_offset
 from tingbao.edge.publisher import Publisher
 from tingbao.edge.sources import SyntheticScene
 
