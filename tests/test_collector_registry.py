@@ -107,6 +107,7 @@ def test_known_meters_follow_the_registry_file(stack, tmp_path):
         collector.stop()
 
 
+@pytest.mark.slow  # a collector process: start, subscribe, SIGHUP
 def test_sighup_reloads_the_registry_of_a_running_collector(stack, tmp_path):
     site = tmp_path / "site.toml"
     site.write_text(registry_text(["m1"]), encoding="utf-8")

@@ -96,6 +96,7 @@ def test_the_check_sees_a_wrong_import(tmp_path, monkeypatch):
         bad.unlink()
 
 
+@pytest.mark.slow  # three tingbao processes
 def test_levels_without_calibration_says_so_and_a_closed_pipe_is_quiet(recording):
     cmd = [*TINGBAO, "levels", str(recording / "tone.wav"), "--interval", "0.1"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
