@@ -4,6 +4,7 @@ registry in force stays (real Mosquitto and InfluxDB)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import tomllib
@@ -35,6 +36,13 @@ def registry_text(meters: list[str], task_meter: str | None = None) -> str:
     lines.append(f'[[job_types]]\nid = "op"\nenterprise = "{ENT}"\nname_zh = "冲压工"\n'
                  f'tasks = [{{ meter = "{task_meter or meters[0]}", hours = 8.0 }}]\n')
     return "\n".join(lines)
+
+
+def edit(site: Path, text: str) -> None:
+    """Replace the registry file as an editor that saves by rename does."""
+    tmp = site.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, site)
 
 
 def payload(meter: str, seq: int) -> bytes:
@@ -86,14 +94,14 @@ def test_known_meters_follow_the_registry_file(stack, tmp_path):
         wait_for(lambda: stored(stack, "m1") == 1 and dead(stack, "m2") == 1, 20,
                  "m1 stored and m2 dead-lettered as unknown")
         # an accepted edit: m2 is declared; the collector reloads the file by itself
-        site.write_text(registry_text(["m1", "m2"]), encoding="utf-8")
+        edit(site, registry_text(["m1", "m2"]))
         wait_for(lambda: collector.counters()["registry"]["reloads"] == 1, 20,
                  "the collector to reload the edited registry")
         assert collector.known_meters == {"m1", "m2"}
         publish(dev2, contract.topic(ENT, "press", "m2", "levels"), payload("m2", 2))
         wait_for(lambda: stored(stack, "m2") == 1, 20, "m2 stored once it is declared")
         # a broken edit (a task at an undeclared meter): refused, the registry in force stays
-        site.write_text(registry_text(["m1"], task_meter="m9"), encoding="utf-8")
+        edit(site, registry_text(["m1"], task_meter="m9"))
         wait_for(lambda: collector.counters()["registry"]["refused"] >= 1, 20,
                  "the collector to refuse the broken registry")
         reg = collector.counters()["registry"]

@@ -4,8 +4,10 @@ restart, on SIGHUP or when the file changes, and refuses a broken edit.
 :class:`RegistryWatcher` holds the registry in force. :meth:`~RegistryWatcher.reload` reads
 the file again; a file that fails any check is refused with its error (logged, kept in
 ``last_error``, counted in ``refused``) and the registry in force stays. A thread polls the
-file's modification time, size and inode every ``poll_s`` seconds and reloads when they
-change, and when the content's SHA-256 differs (a ``touch`` alone changes nothing). A SIGHUP
+file's modification time, size and inode every ``poll_s`` seconds and reloads once they
+changed and then stayed the same for one poll (so a file being written in place is not read
+half-written), and only a different content (SHA-256) counts as an edit (a ``touch`` alone
+changes nothing). A SIGHUP
 handler installed by the service calls :meth:`~RegistryWatcher.request_reload`, which only
 sets a flag (safe in a signal handler); the thread does the work.
 """
@@ -99,12 +101,18 @@ class RegistryWatcher:
             self._thread.join(5.0)
 
     def _run(self) -> None:
+        seen = self._stamp  # the file's stamp at the previous poll
         while not self._stop.is_set():
             forced = self._wake.wait(self.poll_s)
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if forced or self._stat() != self._stamp:
+            stamp = self._stat()
+            # a changed file is read once it stayed unchanged for a whole poll, so an editor
+            # still writing it (in place, not by rename) is not read half-written
+            settled = stamp == seen
+            seen = stamp
+            if forced or (stamp != self._stamp and settled):
                 try:
                     self.reload()
                 except Exception:  # a bug in a callback must not end the watcher
