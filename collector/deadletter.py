@@ -37,9 +37,10 @@ from pathlib import Path
 
 from tingbao.edge import contract
 
+from . import schema
 from .lineprotocol import line
 
-MEASUREMENT = "dead_letters"
+MEASUREMENT = schema.DEAD_LETTERS
 STAGES = ("contract", "meter", "convert", "store", "internal")
 RAW_LIMIT_INFLUX = 4096
 """Bytes of the raw payload kept (base64) in InfluxDB."""

@@ -199,13 +199,3 @@ def _classify(status: int, raw: bytes) -> InfluxError:
     if status in (401, 403, 404):
         return ConfigError(message, status)
     return DataError(message, status)
-
-
-def quote_ident(name: str) -> str:
-    """An InfluxQL identifier in double quotes."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def quote_string(value: str) -> str:
-    """An InfluxQL string literal in single quotes."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -44,6 +44,8 @@ from collections.abc import Mapping
 
 from tingbao.edge import contract
 
+from . import schema
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_SERIES_KEY_BYTES = 65_535
 """InfluxDB refuses a measurement plus tag set longer than this."""
@@ -214,7 +216,7 @@ def levels_lines(msg: contract.Message) -> list[str]:
         fields.update(ea=_float(p.get("ea")), coverage=_float(p["coverage"]),
                       duration_s=_float(p["duration_s"]), seq=int(p["seq"]),
                       overload=bool(p["overload"]), calibrated=bool(p["calibrated"]))
-        out.append(line("levels", _tags(msg, channel=p["channel"]), fields,
+        out.append(line(schema.LEVELS, _tags(msg, channel=p["channel"]), fields,
                         int(p["start_ns"])))
     return out
 
@@ -231,7 +233,7 @@ def bands_line(msg: contract.Message) -> str:
     fields: dict[str, object] = {band_field(k): _float(v) for k, v in p["bands"].items()}
     fields.update(seq=int(p["seq"]), duration_s=_float(p["duration_s"]),
                   fraction=int(p["fraction"]))
-    return line("bands", _tags(msg, channel=p["channel"]), fields, int(p["start_ns"]))
+    return line(schema.BANDS, _tags(msg, channel=p["channel"]), fields, int(p["start_ns"]))
 
 
 def _extras(p: dict, skip: set[str]) -> dict[str, object]:
@@ -273,7 +275,7 @@ def status_line(msg: contract.Message) -> str:
     p = msg.payload
     fields = {"online": bool(p["online"]), **_extras(p, {"schema", "meter", "time_ns",
                                                          "online"})}
-    return line("meter_status", _tags(msg), fields, int(p["time_ns"]))
+    return line(schema.STATUS, _tags(msg), fields, int(p["time_ns"]))
 
 
 def events_line(msg: contract.Message) -> str:
@@ -281,7 +283,7 @@ def events_line(msg: contract.Message) -> str:
     time = ``time_ns``."""
     p = msg.payload
     fields = {"event": p["event"], **_extras(p, {"schema", "meter", "time_ns", "event"})}
-    return line("meter_events", _tags(msg), fields, int(p["time_ns"]))
+    return line(schema.EVENTS, _tags(msg), fields, int(p["time_ns"]))
 
 
 _BY_KIND = {"levels": levels_lines, "bands": lambda m: [bands_line(m)],

@@ -37,19 +37,20 @@ import threading
 import time
 from collections.abc import Iterable
 
-from .influx import InfluxClient, InfluxError, quote_ident, quote_string
+from . import schema
+from .influx import InfluxClient, InfluxError
 from .lineprotocol import line
+from .schema import where_tags
 
 log = logging.getLogger("tingbao.collector.rollups")
 
 P0 = 20e-6
 """Reference sound pressure, Pa."""
-MINUTE_NS = 60 * 1_000_000_000
-MEASUREMENT = "levels_1m"
-SOURCE = "levels"
-TAGS = ("enterprise", "site", "meter", "channel")
-AGGREGATES = (("ea", "SUM"), ("coverage", "SUM"), ("duration_s", "SUM"), ("lafmax", "MAX"),
-              ("lcpeak", "MAX"), ("lzpeak", "MAX"), ("lasmax", "MAX"), ("lafmin", "MIN"))
+MINUTE_NS = schema.MINUTE_NS
+MEASUREMENT = schema.LEVELS_1M
+SOURCE = schema.LEVELS
+TAGS = schema.SERIES_TAGS
+AGGREGATES = schema.ROLLUP_AGGREGATES
 STATEMENTS_PER_QUERY = 25
 SERIES_PER_STATEMENT_LIMIT = 20
 """Above this many touched series in a run of minutes, a statement covers whole meters."""
@@ -98,17 +99,16 @@ def rollup_point(key: SeriesKey, minute_ns: int, agg: dict) -> str:
 
 
 def _select(source: str) -> str:
-    cols = ", ".join(f"{fn}({quote_ident(f)}) AS {quote_ident(f)}" for f, fn in AGGREGATES)
-    return f"SELECT {cols}, COUNT({quote_ident('seq')}) AS {quote_ident('n')} FROM {source}"
+    return schema.rollup_select(source)
 
 
 def _where(pairs) -> str:
     """``"tag" = 'value' AND …`` of (tag, value) pairs."""
-    return " AND ".join(f"{quote_ident(t)} = {quote_string(v)}" for t, v in pairs)
+    return where_tags(pairs)
 
 
 def _group_by() -> str:
-    return "GROUP BY time(1m), " + ", ".join(quote_ident(t) for t in TAGS) + " fill(none)"
+    return schema.rollup_group_by()
 
 
 class Rollups:
@@ -129,13 +129,12 @@ class Rollups:
     """
 
     def __init__(self, reader: InfluxClient, writer: InfluxClient, *,
-                 source_rp: str | None = None, target_rp: str | None = "forever",
+                 source_rp: str | None = None, target_rp: str | None = schema.RP_FOREVER,
                  settle_s: float = 1.0, max_pending: int = 200_000, clock_ns=time.time_ns,
                  pace: float = 1.0):
         self.reader = reader
         self.writer = writer
-        self.source = (f"{quote_ident(source_rp)}.{quote_ident(SOURCE)}" if source_rp
-                       else quote_ident(SOURCE))
+        self.source = schema.source(SOURCE, source_rp)
         self.target_rp = target_rp
         self.settle_s = settle_s
         self.max_pending = max_pending

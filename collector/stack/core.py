@@ -27,7 +27,6 @@ import time
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient, InfluxError
@@ -35,7 +34,7 @@ from tingbao.edge import contract
 
 from . import accounts, configs, influxdb, tls
 from .accounts import SERVICE_USERS, Account, Credentials
-from .errors import InfluxUnreachable, StackError
+from .errors import StackError
 from .probe import mqtt_connect_code
 from .processes import (
     HOST,
@@ -374,74 +373,6 @@ class Stack:
         account = role if isinstance(role, Account) else self.credentials.influx(role)
         return InfluxClient(self.influx_url, db, account.username, account.password,
                             timeout=timeout)
-
-    def influx_query(self, q: str, *, user: str | Account = "reader",
-                     db: str | None = schema.DATABASE, post: bool | None = None,
-                     epoch: str | None = None) -> dict:
-        """Run InfluxQL ``q`` as ``user`` through :meth:`influx` and return the answer in
-        InfluxDB's JSON shape (``{"results": [{"series": [...]}]}``, see
-        :func:`.influxdb.answer_json`: all series in the first result). Raises StackError on
-        an HTTP or statement error (InfluxUnreachable, an OSError too, when InfluxDB does not
-        answer). ``epoch=None`` gives RFC 3339 times. ``post`` is ignored: the client sends
-        SELECT and SHOW by GET and other statements by POST.
-
-        Kept for older callers; new code uses ``stack.influx(role).query_rows(q)``."""
-        del post  # the client chooses the method
-        try:
-            series = self.influx(user, db or "").query(q, epoch=epoch)
-        except InfluxError as e:
-            raise influxdb.stack_error(f"InfluxDB query {q!r} failed", e) from e
-        return influxdb.answer_json(series)
-
-    def influx_write(self, lines: str | bytes | Iterable[str], *, user: str | Account = "writer",
-                     rp: str | None = None, precision: str = "ns") -> None:
-        """Write line protocol (ns timestamps) to the ``tingbao`` database as ``user``
-        (retention policy ``rp``, default the database default) through :meth:`influx`;
-        raises StackError unless InfluxDB stored it (InfluxUnreachable when it does not
-        answer).
-
-        Kept for older callers; new code uses ``stack.influx("writer").write(lines)``."""
-        if precision != "ns":
-            raise ValueError(f"precision {precision!r}: the stack writes ns timestamps only")
-        if isinstance(lines, bytes):
-            lines = lines.decode("utf-8")
-        try:
-            self.influx(user).write(lines, rp=rp)
-        except InfluxError as e:
-            raise influxdb.stack_error("InfluxDB write failed", e) from e
-
-    def influx_request(self, method: str, path: str, *, params: dict | None = None,
-                       body: bytes | None = None, auth: str | Account | None = "reader",
-                       timeout: float = 10.0) -> tuple[int, dict, bytes]:
-        """One InfluxDB request, as (HTTP status, headers, body) whatever the status, made with
-        :meth:`influx` as ``auth`` (None: no credentials). Only ``/ping`` (headers: the
-        ``X-Influxdb-Version``), ``/write`` and ``/query`` (body: :meth:`influx_query`'s JSON,
-        or ``{"error": …}``) exist; ``method`` is the client's choice, not this argument.
-        Raises InfluxUnreachable when InfluxDB does not answer.
-
-        Kept for tests/test_stack.py, which looks at status codes; new code uses
-        ``stack.influx(role)`` and its typed errors (ConfigError for 401/403)."""
-        del method  # the client chooses GET or POST
-        form = dict(params or {})
-        if body is not None and path == "/query":
-            form.update(parse_qsl(body.decode("utf-8")))
-        client = self.influx(auth, form.get("db", ""), timeout=timeout)
-        try:
-            if path == "/ping":
-                return 204, {"X-Influxdb-Version": client.ping()}, b""
-            if path == "/write":
-                if form.get("precision", "ns") != "ns":
-                    raise ValueError("the stack writes ns timestamps only")
-                client.write((body or b"").decode("utf-8"), rp=form.get("rp"))
-                return 204, {}, b""
-            if path == "/query":
-                answer = influxdb.answer_json(client.query(form["q"], epoch=form.get("epoch")))
-                return 200, {}, json.dumps(answer).encode()
-        except InfluxError as e:
-            if e.status is None:
-                raise InfluxUnreachable(e.message) from e
-            return e.status, {}, json.dumps({"error": e.message}).encode()
-        raise ValueError(f"influx_request: no {path!r} (only /ping, /write, /query)")
 
     def _setup_influx(self) -> None:
         """Create the admin, the database, retention policies and the writer/reader users

@@ -12,16 +12,14 @@
 
 Every step is idempotent. Names come from :mod:`tingbao.collector.schema`.
 
-Also here: :func:`stack_error`, which turns the client's typed errors into the stack's, and
-:func:`answer_json`, the InfluxDB JSON answer shape that ``Stack.influx_query`` still
-returns to its older callers.
+Also here: :func:`stack_error`, which turns the client's typed errors into the stack's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tingbao.collector.influx import ConfigError, InfluxClient, InfluxError, Series
+from tingbao.collector.influx import ConfigError, InfluxClient, InfluxError
 from tingbao.collector.schema import DATABASE, RP_FOREVER, RP_LEVELS
 
 from .accounts import Credentials
@@ -81,27 +79,3 @@ def set_up(admin: InfluxClient, anonymous: InfluxClient, creds: Credentials, ret
         q(f"REVOKE ALL ON {DATABASE} FROM {user.username}")
         q(f"GRANT {privilege} ON {DATABASE} TO {user.username}")
 
-
-def answer_json(series: list[Series]) -> dict:
-    """``InfluxClient.query``'s series in the shape of InfluxDB's JSON answer::
-
-        {"results": [{"statement_id": 0, "series": [
-            {"name": …, "tags": {…}, "columns": [...], "values": [[...], ...]}]}]}
-
-    All series go into one result (statement boundaries of a multi-statement query are not
-    kept), ``tags`` only when there are any, no ``series`` key when there is none (as
-    InfluxDB answers), and the columns are those of the first row (a query that names the
-    same column twice keeps it once)."""
-    out = []
-    for s in series:
-        columns = list(s.rows[0]) if s.rows else []
-        entry: dict = {"name": s.name}
-        if s.tags:
-            entry["tags"] = dict(s.tags)
-        entry["columns"] = columns
-        entry["values"] = [[row.get(c) for c in columns] for row in s.rows]
-        out.append(entry)
-    result: dict = {"statement_id": 0}
-    if out:
-        result["series"] = out
-    return {"results": [result]}
