@@ -161,7 +161,7 @@ def main() -> int:
                 f'client_id = "bench-collector-{i}"\nreceive_maximum = 5000\n'
                 f'[influx]\nurl = "{stack.influx_url}"\nusername = "{w_user}"\n'
                 f'password_file = "{tmp / "influx.pw"}"\n'
-                f'[collector]\nbatch_size = 5000\nbatch_ms = 100\naccept_any_meter = true\n'
+                f'[collector]\nbatch_size = 5000\nbatch_s = 0.1\naccept_any_meter = true\n'
                 f'metrics_port = {port}\n'
                 f'[rollups]\nusername = "{r_user}"\npassword_file = "{tmp / "reader.pw"}"\n')
             metrics_ports.append(port)

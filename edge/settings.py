@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 import os
 import tomllib
 import types
@@ -229,8 +230,10 @@ def _type_name(t) -> str:
 
 def _convert(value, hint, meta: dict, entry: str, key: str, base: Path):
     """Check ``value`` against the annotation ``hint`` and the key's declaration."""
+    given = value
+
     def fail(text: str) -> ConfigError:
-        return ConfigError(f"= {value!r}: {text}", entry=entry, key=key)
+        return ConfigError(f"= {given!r}: {text}", entry=entry, key=key)
 
     origin = typing.get_origin(hint)
     options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
@@ -255,8 +258,10 @@ def _convert(value, hint, meta: dict, entry: str, key: str, base: Path):
     lo, hi, unit = meta.get("lo"), meta.get("hi"), meta.get("unit")
     nums = value if isinstance(value, tuple) else (value,)
     for x in nums:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise fail("must be a finite number")
         if isinstance(x, int | float) and not isinstance(x, bool):
-            if x != x or (lo is not None and x < lo) or (hi is not None and x > hi):
+            if (lo is not None and x < lo) or (hi is not None and x > hi):
                 rng = (f"in {lo:g}..{hi:g}" if lo is not None and hi is not None
                        else f"≥ {lo:g}" if lo is not None else f"≤ {hi:g}")
                 raise fail(f"must be {rng}{f' {unit}' if unit else ''}")

@@ -121,7 +121,7 @@ def test_multichannel_device_sends_one_levels_message_per_interval(stack, tmp_pa
     exposure is what the meter computes on that channel."""
     sub = subscriber(stack, "m1")
     try:
-        cfg = make_config(tmp_path, stack, source={"duration": 10.0, "channels": 3})
+        cfg = make_config(tmp_path, stack, source={"duration_s": 10.0, "channels": 3})
         summary = Agent(cfg).run()
         msgs = collect(sub, lambda m: len(seqs_of(m)) >= 10)
         msgs += drain(sub, wait=0.3)
@@ -147,8 +147,8 @@ def test_broker_outage_backlog_drains_without_loss(fresh_stack, tmp_path):
     and after the broker returns every seq arrives (duplicates allowed, losses not)."""
     stack = fresh_stack
     sub = subscriber(stack, "m1")
-    cfg = make_config(tmp_path, stack, meter={"interval": 0.5},
-                      source={"realtime": True, "duration": 12.0})
+    cfg = make_config(tmp_path, stack, meter={"interval_s": 0.5},
+                      source={"realtime": True, "duration_s": 12.0})
     agent = Agent(cfg)
     result = {}
     runner = threading.Thread(target=lambda: result.update(agent.run()))
@@ -184,8 +184,8 @@ def test_sigkilled_agent_sends_its_unacknowledged_records_after_restart(fresh_st
     intact. Restarted with the broker up, it sends them (and new ones, seq going on); killed
     again, the broker publishes its last will (status online: false)."""
     stack = fresh_stack
-    cfg = make_config(tmp_path, stack, meter={"interval": 0.5},
-                      source={"realtime": True, "duration": 120.0})
+    cfg = make_config(tmp_path, stack, meter={"interval_s": 0.5},
+                      source={"realtime": True, "duration_s": 120.0})
     path = write_toml(tmp_path / "agent.toml", cfg)
     box = cfg["outbox"]["path"]
     stack.stop_broker()
@@ -227,7 +227,7 @@ def test_sigterm_flushes_the_partial_interval_and_exits_cleanly(stack, tmp_path)
     """``tingbao agent`` stopped with SIGTERM mid-interval: the partial interval is flushed
     (coverage < duration), everything is acknowledged, the status says offline, exit 0."""
     sub = subscriber(stack, "m1")
-    cfg = make_config(tmp_path, stack, source={"realtime": True, "duration": 60.0})
+    cfg = make_config(tmp_path, stack, source={"realtime": True, "duration_s": 60.0})
     proc = tingbao("agent", "--config", write_toml(tmp_path / "agent.toml", cfg))
     try:
         msgs = collect(sub, lambda m: len(seqs_of(m)) >= 2, timeout=20)
@@ -260,10 +260,10 @@ def test_live_input_is_stamped_from_the_wall_clock(pulse_server, stack, tmp_path
     t = np.arange(int(1.5 * fs)) / fs
     sf.write(str(tone), 0.5 * np.sin(2 * np.pi * 1000.0 * t), fs, subtype="FLOAT")
     sub = subscriber(stack, "m1")
-    cfg = make_config(tmp_path, stack, meter={"interval": 0.5, "pa_per_unit": 1.0},
-                      source={"kind": "live", "device": "pulse", "samplerate": 48000},
+    cfg = make_config(tmp_path, stack, meter={"interval_s": 0.5, "pa_per_unit": 1.0},
+                      source={"kind": "live", "device": "pulse", "samplerate_hz": 48000},
                       status={"every_s": 0.5})
-    del cfg["source"]["profile"], cfg["source"]["seed"], cfg["source"]["duration"]
+    del cfg["source"]["profile"], cfg["source"]["seed"], cfg["source"]["duration_s"]
     del cfg["source"]["realtime"]
     agent = Agent(cfg)
     result = {}
@@ -304,7 +304,7 @@ def test_a_refused_record_is_counted_and_kept(stack, tmp_path, caplog):
     right account the same outbox is delivered."""
     caplog.set_level(logging.ERROR, logger="tingbao.edge.publisher")
     cfg = make_config(tmp_path, stack, meter={"id": "m2"}, account="m1",
-                      source={"duration": 3.0}, mqtt={"drain_s": 3.0})
+                      source={"duration_s": 3.0}, mqtt={"drain_s": 3.0})
     summary = Agent(cfg).run()
     assert summary["records"] == 3 and summary["refused"] == 3
     assert summary["published"] == 0 and summary["queue_depth"] == 3
@@ -315,7 +315,7 @@ def test_a_refused_record_is_counted_and_kept(stack, tmp_path, caplog):
 
     sub = subscriber(stack, "m2")
     try:
-        good = make_config(tmp_path, stack, meter={"id": "m2"}, source={"duration": 2.0})
+        good = make_config(tmp_path, stack, meter={"id": "m2"}, source={"duration_s": 2.0})
         summary = Agent(good).run()
         msgs = collect(sub, lambda m: len(seqs_of(m)) >= 5)
     finally:
@@ -441,7 +441,7 @@ def test_status_reports_clock_offset_and_calibration(stack, tmp_path):
     try:
         assert sntp_offset("127.0.0.1", sntp.port) == pytest.approx(-2.5, abs=0.05)
         sub = subscriber(stack, "m1")
-        cfg = make_config(tmp_path, stack, source={"realtime": True, "duration": 2.5},
+        cfg = make_config(tmp_path, stack, source={"realtime": True, "duration_s": 2.5},
                           status={"every_s": 0.5, "sntp_server": f"127.0.0.1:{sntp.port}"})
         try:
             Agent(cfg).run()
@@ -490,7 +490,7 @@ def test_config_errors_name_the_section_and_key(tmp_path):
     assert "[source] path" in err(source={"kind": "file", "path": str(tmp_path / "x.wav")})
     assert "[mqtt] port = 'x': expected int" in err(mqtt={"port": "x"})
     assert "expected bool" in err(source={"realtime": 1})
-    assert "interval" in err(meter={"interval": 120})
+    assert "interval" in err(meter={"interval_s": 120})
     assert "not both" in err(meter={"pa_per_unit": 1.0, "calibration_store": str(tmp_path)})
     cfg = {k: dict(v) for k, v in base.items()}
     del cfg["outbox"]

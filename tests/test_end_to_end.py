@@ -59,7 +59,7 @@ def stored(stack, meter="m1") -> list[dict]:
 
 def agent_config(tmp_path, stack, seconds: float, realtime: bool = True, seed: int = 11,
                  profile: str = "stamping") -> tuple[str, dict]:
-    cfg = make_config(tmp_path, stack, source={"duration": seconds, "realtime": realtime,
+    cfg = make_config(tmp_path, stack, source={"duration_s": seconds, "realtime": realtime,
                                                "seed": seed, "profile": profile})
     return write_toml(tmp_path / "agent.toml", cfg), cfg
 

@@ -35,8 +35,8 @@ def make_config(tmp_path: Path, stack, *, account=None, tls=False, **over) -> di
     pw = tmp_path / f"{account}.password"
     pw.write_text(stack.mqtt_account(account).password + "\n")
     cfg = {
-        "meter": {"id": meter, "enterprise": ENT, "site": SITE, "interval": 1.0},
-        "source": {"kind": "synthetic", "profile": "stamping", "seed": 3, "duration": 30.0,
+        "meter": {"id": meter, "enterprise": ENT, "site": SITE, "interval_s": 1.0},
+        "source": {"kind": "synthetic", "profile": "stamping", "seed": 3, "duration_s": 30.0,
                    "realtime": False},
         "mqtt": {"host": stack.host, "port": stack.mqtt_port, "username": account,
                  "password_file": str(pw), "reconnect_max_s": 1.0, "drain_s": 5.0},
@@ -73,7 +73,7 @@ def write_collector_config(stack, directory: Path, *, client_id: str, group: str
     if group is not None:
         mqtt["group"] = group
     mqtt.update(client_id=client_id, receive_maximum=receive_maximum)
-    collector = {"batch_size": batch_size, "batch_ms": batch_ms}
+    collector = {"batch_size": batch_size, "batch_s": batch_ms / 1000.0}
     if accept_any_meter:
         collector["accept_any_meter"] = True
     else:
@@ -87,7 +87,7 @@ def write_collector_config(stack, directory: Path, *, client_id: str, group: str
                    "password_file": "writer.pw"},
         "collector": collector,
         "rollups": {"enabled": rollups, "username": stack.influx_account("reader").username,
-                    "password_file": "reader.pw", "settle_ms": settle_ms,
+                    "password_file": "reader.pw", "settle_s": settle_ms / 1000.0,
                     "catchup_minutes": catchup_minutes},
     }
     path = directory / f"{client_id}.toml"
