@@ -1,6 +1,6 @@
 """The project's own server stack: a Mosquitto 2 broker and an InfluxDB 1.x database, started
 as child processes with configs generated from the templates in :mod:`tingbao.configs`
-(DESIGN.md, "Real components, started by the project itself").
+(ARCHITECTURE.md, "Where are the servers started?").
 
 Everything lives under one data directory::
 
