@@ -267,7 +267,7 @@ def test_points_influxdb_refuses_are_split_out_and_dead_lettered(stack, tmp_path
     message becomes a dead letter with InfluxDB's message, every other one is stored."""
     t = now_s() - 20 * 10**9
     w = stack.influx("writer")
-    w.write([f"meter_status,enterprise=split,meter=m1,site=s1 online=true,battery=80.0 {t}"])
+    w.write([f"{STATUS},enterprise=split,meter=m1,site=s1 online=true,battery=80.0 {t}"])
     c = start_collector(stack, tmp_path, client_id="split", group="g-split",
                         batch_size=100, batch_ms=300)
     pub = Publisher(stack, "m1")
