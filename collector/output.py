@@ -17,6 +17,10 @@ and splitting it around the points it refuses.
   found; it becomes a dead letter (stage ``store``) with InfluxDB's message, and every other
   message of the batch is stored. A refused dead letter (cannot happen with the lines
   :mod:`.deadletter` makes) is logged and dropped rather than retried forever.
+* **Rollup markers**: with ``rollups`` (a :class:`~.rollups.Rollups`), every write also
+  carries the ``rollups_due`` markers of the minutes its levels records touched
+  (:meth:`.rollups.Rollups.mark`), so the minutes owed a rollup are stored in the same
+  request as the data, before the acknowledgement; a split part carries its own.
 * Writes are idempotent: a point is (measurement, tags, time), so writing a part twice, or a
   re-delivered message again, overwrites the same points.
 """
@@ -34,6 +38,7 @@ from .metrics import Every, Metrics
 
 if TYPE_CHECKING:
     from .mqtt_input import Inbound
+    from .rollups import Rollups
     from .validation import Entry
 
 log = logging.getLogger("tingbao.collector.output")
@@ -44,12 +49,15 @@ class InfluxOutput:
     database's default). ``dead_letter(inbound, stage, reason)`` makes the dead letter of a
     refused message (:meth:`.validation.Validator.dead_letter`). Counts ``retries``,
     ``splits`` and ``dead_letter_failed`` into ``metrics``; a failed write becomes
-    ``metrics.last_error``. ``abort`` set: give up the batch in hand."""
+    ``metrics.last_error``. ``abort`` set: give up the batch in hand. ``rollups``: write the
+    batch's rollup markers with its data (see the module docstring)."""
 
     def __init__(self, client: InfluxClient, metrics: Metrics, abort: threading.Event, *,
                  dead_letter: Callable[[Inbound, str, str], Entry],
-                 retention: str | None = None, retry_cap_s: float = 10.0):
+                 retention: str | None = None, retry_cap_s: float = 10.0,
+                 rollups: Rollups | None = None):
         self.client = client
+        self.rollups = rollups
         self.metrics = metrics
         self.retention = retention
         self.retry_cap_s = retry_cap_s
@@ -66,8 +74,13 @@ class InfluxOutput:
         parts = [batch]
         while parts:
             part = parts.pop(0)
+            lines = [ln for e in part for ln in e.lines]
+            marks = (self.rollups.mark(s for e in part for s in e.spans)
+                     if self.rollups is not None else None)
+            ok = False
             try:
-                self.write([ln for e in part for ln in e.lines])
+                self.write(lines + marks.lines if marks is not None else lines)
+                ok = True
             except DataError as e:
                 if len(part) > 1:
                     counts["splits"] += 1
@@ -85,6 +98,9 @@ class InfluxOutput:
                     log.error("InfluxDB refused a dead letter (%s); it is only logged: %s",
                               e.message, entry.dead.to_json())
                     entry.lines = []
+            finally:
+                if marks is not None:
+                    self.rollups.stored(marks, ok)
 
     def write(self, lines: list[str]) -> None:
         """One write, retried with exponential back-off on transient and configuration

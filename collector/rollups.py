@@ -25,7 +25,49 @@ InfluxDB more than the writes), and again whenever late data touches it. Re-writ
 rollup point overwrites it, so recomputing is idempotent, late data is folded in, and
 several collectors sharing the load converge (the last one to touch a minute recomputes it
 after its own write). Reading needs an account with READ on the database
-(``tingbao_reader``).
+(``tingbao_reader``); deleting markers needs WRITE (the collector's writer account).
+
+**Durable bookkeeping** (the guarantee): a minute owed a rollup is written down in InfluxDB
+*before* the batch that touched it is acknowledged, whatever the minute's age, so a
+collector killed at any point leaves nothing stale for good::
+
+    batch ──POST /write: data lines + one rollups_due marker per (series, minute) not yet
+            marked by this collector──▶ 204 ──▶ PUBACK
+    rollup pass (quiet, settled minutes) ──SELECT levels … GROUP BY time(1m)──▶ write levels_1m
+            ──▶ DELETE FROM rollups_due (the finished minutes' markers of this writer)
+    at start and every ``scan_s`` ──SELECT rollups_due (any age)──▶ own markers (same client
+            id: a previous run of this collector) and orphans (another collector's markers
+            older than ``orphan_s``) are recomputed and deleted
+
+A marker is ``rollups_due,enterprise,site,meter,channel,writer=<client id> at=<ns>`` at the
+minute's start, in the data's retention policy (:data:`schema.ROLLUPS_DUE`); one ``/write``
+holds the data and its markers, so both are stored before the acknowledgement (one per
+series and minute per collector: ~170 points/s at 10,000 records/s, not one per record).
+
+Race handling (a marker must not be deleted unless a rollup query that started after the
+marked data was stored has been written):
+
+* *own markers* are exact. The worker registers a batch's minutes as in flight before its
+  ``/write`` (:meth:`Rollups.mark`) and as stored after it (:meth:`Rollups.stored`); a pass
+  takes only minutes whose last write completed ``settle_s`` before, and deletes the marker
+  of a minute only if no write touched it since the pass took it (else it stays, and the
+  next pass redoes it). While a delete is under way, a write of the same minutes waits for
+  it (a few ms), so a marker re-written meanwhile is never the one deleted. A whole
+  minute's markers go in one statement (``writer`` and time only) when every marker of this
+  writer is known (an untruncated scan at start, no bookkeeping dropped since), else one
+  statement per 100 series.
+* *orphans* (another client id's markers, taken over only once their ``at`` is older than
+  ``orphan_s``, far beyond any write's time-out; a collector re-writes a marker it still
+  holds at half that age, so a live collector's markers are not taken over while it keeps
+  touching the minute): between the pass's rollup query and its
+  delete (milliseconds) that collector, if still alive, could store late data for the same
+  minute; it then still has the minute in memory and recomputes it itself, so a stale
+  minute needs two faults (that collector also dies before its own pass) inside that
+  window.
+
+Peers may recompute the same minute twice, which is harmless (idempotent overwrites).
+``catchup_minutes`` (the recomputation of the last minutes of every series at start) stays as
+a safety net for data stored without markers (by an older collector, or written directly).
 """
 
 from __future__ import annotations
@@ -40,7 +82,7 @@ from collections.abc import Iterable
 from . import schema
 from .influx import InfluxClient, InfluxError
 from .lineprotocol import line
-from .schema import where_tags
+from .schema import where_any, where_tags
 
 log = logging.getLogger("tingbao.collector.rollups")
 
@@ -57,6 +99,11 @@ SERIES_PER_STATEMENT_LIMIT = 20
 METERS_PER_STATEMENT = 20
 """Meters (all their channels) per statement of a large recomputation; each such statement is
 a query of its own, followed by a pause (see ``Rollups.pace``)."""
+MARKERS = schema.ROLLUPS_DUE
+WRITER = schema.MARKER_WRITER
+AT = schema.MARKER_AT
+SERIES_PER_DELETE = 100
+"""Series conditions per ``DELETE`` statement of markers (when not a whole minute)."""
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -70,6 +117,18 @@ class SeriesKey:
 
     def tags(self) -> dict[str, str]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Marks:
+    """The bookkeeping of one write (:meth:`Rollups.mark`): the (series, minute) keys it
+    touches, those this collector had not marked yet, and their marker lines (to append to
+    the write's data lines)."""
+
+    keys: list[tuple[SeriesKey, int]]
+    new: list[tuple[SeriesKey, int]]
+    lines: list[str]
+    at: int = 0
 
 
 def minute_of(time_ns: int) -> int:
@@ -121,8 +180,12 @@ class Rollups:
         target_rp: retention policy of the rollups (``forever``; None: the default one).
         settle_s: a touched minute is recomputed once it is over and was not touched for
             this long, seconds.
-        max_pending: bound on remembered dirty minutes (the oldest are dropped beyond it).
+        max_pending: bound on remembered dirty minutes (the oldest are dropped beyond it;
+            their markers stay in InfluxDB and the next scan brings them back).
         clock_ns: the wall clock, UTC ns (for tests).
+        writer_id: the ``writer`` tag of this collector's markers (its MQTT client id: a
+            restarted collector finishes its own markers at once).
+        orphan_s: another writer's marker is taken over once its ``at`` is this old, s.
         pace: after each query of a large recomputation, rest this many times as long as
             the query took, so that InfluxDB keeps time for the live writes (a fleet's
             minute closes for every series at once).
@@ -131,7 +194,7 @@ class Rollups:
     def __init__(self, reader: InfluxClient, writer: InfluxClient, *,
                  source_rp: str | None = None, target_rp: str | None = schema.RP_FOREVER,
                  settle_s: float = 1.0, max_pending: int = 200_000, clock_ns=time.time_ns,
-                 pace: float = 1.0):
+                 pace: float = 1.0, writer_id: str = "collector", orphan_s: float = 600.0):
         self.reader = reader
         self.writer = writer
         self.source = schema.source(SOURCE, source_rp)
@@ -140,23 +203,84 @@ class Rollups:
         self.max_pending = max_pending
         self.clock_ns = clock_ns
         self.pace = pace
+        self.source_rp = source_rp
+        self.marker_source = schema.source(MARKERS, source_rp)
+        self.writer_id = writer_id
+        self.orphan_s = orphan_s
         self._dirty: dict[tuple[SeriesKey, int], float] = {}
+        """(series, minute) → monotonic time of its last stored write (inf: in flight)."""
+        self._marked: dict[tuple[SeriesKey, int], int] = {}
+        """Keys whose marker of this writer is stored and not yet deleted → its ``at``."""
+        self._foreign: dict[tuple[SeriesKey, int], set[str]] = {}
+        """Orphaned keys taken over from other writers → those writers."""
+        self._complete = False
+        """Every marker of this writer in InfluxDB is known (untruncated scan, none dropped)."""
+        self._deleting: set[tuple[SeriesKey, int]] = set()
+        self._deleting_minutes: set[int] = set()
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self.written = 0
         self.errors = 0
         self.dropped = 0
+        self.markers_written = 0
+        self.markers_deleted = 0
+        self.orphans = 0
+        self.scans = 0
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------------- marking
     def touch(self, key: SeriesKey, time_ns: int) -> None:
-        """Mark the minute holding ``time_ns`` of series ``key`` for recomputation."""
+        """Mark the minute holding ``time_ns`` of series ``key`` for recomputation, in memory
+        only (tools and tests; the collector marks durably with :meth:`mark`)."""
+        with self._lock:
+            self._set((key, minute_of(time_ns)), time.monotonic())
+
+    def _set(self, k: tuple[SeriesKey, int], t: float) -> None:
+        """(under the lock) ``k`` dirty since ``t``; beyond ``max_pending`` the oldest key is
+        forgotten (its marker stays in InfluxDB, found again by the next scan)."""
+        self._dirty.pop(k, None)  # re-insert: newest last
+        self._dirty[k] = t
+        while len(self._dirty) > self.max_pending:
+            old = next(iter(self._dirty))
+            del self._dirty[old]
+            self._marked.pop(old, None)
+            self._complete = False
+            self.dropped += 1
+
+    def mark(self, spans: Iterable[tuple[SeriesKey, int, int]]) -> Marks:
+        """Before a write of levels records (``(series, start ns, end ns)`` each): their
+        minutes are in flight (no pass takes them) and the marker lines of those this
+        collector has not marked yet are returned, to be written in the same request. Waits
+        while a delete of the same minutes' markers is under way. Call :meth:`stored`
+        after the write, whatever its outcome."""
+        keys = list(dict.fromkeys((k, minute_of(start)) for k, start, _ in spans))
+        if not keys:
+            return Marks([], [], [])
+        with self._cond:
+            while (self._deleting or self._deleting_minutes) and any(
+                    k in self._deleting or k[1] in self._deleting_minutes for k in keys):
+                self._cond.wait(1.0)
+            for k in keys:
+                self._set(k, math.inf)
+            at = self.clock_ns()
+            stale = at - int(self.orphan_s * 5e8)  # refreshed at half the orphan age
+            new = [k for k in keys if self._marked.get(k, stale) <= stale]
+        lines = [line(MARKERS, {**key.tags(), WRITER: self.writer_id}, {AT: at}, minute)
+                 for key, minute in new]
+        return Marks(keys, new, lines, at)
+
+    def stored(self, marks: Marks, ok: bool) -> None:
+        """After the write of :meth:`mark`'s batch: its minutes are dirty from now on (the
+        settling delay runs from here); with ``ok`` their markers are stored."""
+        if not marks.keys:
+            return
         now = time.monotonic()
         with self._lock:
-            self._dirty.pop((key, minute_of(time_ns)), None)  # re-insert: newest last
-            self._dirty[(key, minute_of(time_ns))] = now
-            while len(self._dirty) > self.max_pending:
-                self._dirty.pop(next(iter(self._dirty)))
-                self.dropped += 1
+            for k in marks.keys:
+                self._set(k, now)
+            if ok:
+                self._marked.update(dict.fromkeys(marks.new, marks.at))
+                self.markers_written += len(marks.new)
 
     @property
     def pending(self) -> int:
@@ -189,12 +313,103 @@ class Rollups:
         if not due:
             return 0
         try:
-            return self._recompute(due)
+            written = self._recompute(due)
         except InfluxError as e:
             self._give_back(due)
             self.errors += 1
             self.last_error = str(e)
             raise
+        self._clear(due)
+        return written
+
+    # ------------------------------------------------------------------------- markers
+    def _clear(self, done: list[tuple[SeriesKey, int]]) -> None:
+        """Delete the markers of minutes just recomputed, unless a write touched them since
+        they were taken (then they stay dirty and marked). A failed delete is logged: the
+        markers stay and the next scan brings the minutes back."""
+        with self._cond:
+            done = [k for k in done if k not in self._dirty]
+            own = [k for k in done if k in self._marked or not self._complete]
+            open_minutes = {m for _, m in self._dirty}
+            by_minute: dict[int, list[SeriesKey]] = {}
+            for key, m in own:
+                by_minute.setdefault(m, []).append(key)
+            whole = ({m for m in by_minute if m not in open_minutes} if self._complete
+                     else set())
+            foreign = {k: self._foreign.pop(k) for k in done if k in self._foreign}
+            for k in done:
+                self._marked.pop(k, None)
+            if not own and not foreign:
+                return
+            self._deleting = set(done)
+            self._deleting_minutes = whole
+        measurement = schema.quote_ident(MARKERS)
+        me = where_tags([(WRITER, self.writer_id)])
+        statements = []
+        for m, keys in sorted(by_minute.items()):
+            span = f"time >= {m} AND time < {m + MINUTE_NS}"
+            if m in whole:
+                statements.append(f"DELETE FROM {measurement} WHERE {me} AND {span}")
+                continue
+            keys.sort()
+            for i in range(0, len(keys), SERIES_PER_DELETE):
+                cond = " OR ".join(f"({_where(k.tags().items())})"
+                                   for k in keys[i:i + SERIES_PER_DELETE])
+                statements.append(f"DELETE FROM {measurement} WHERE {me} AND ({cond}) AND "
+                                  f"{span}")
+        for (key, m), writers in sorted(foreign.items()):
+            statements.append(f"DELETE FROM {measurement} WHERE "
+                              f"{where_any(WRITER, sorted(writers))} AND "
+                              f"{_where(key.tags().items())} AND time >= {m} AND "
+                              f"time < {m + MINUTE_NS}")
+        try:
+            for i in range(0, len(statements), STATEMENTS_PER_QUERY):
+                self.writer.query("; ".join(statements[i:i + STATEMENTS_PER_QUERY]))
+            self.markers_deleted += len(own) + len(foreign)
+        except InfluxError as e:
+            self.errors += 1
+            self.last_error = f"deleting rollup markers: {e}"
+            log.warning("rollups: deleting %d marker statement(s) failed (the markers stay "
+                        "and are redone after the next scan): %s", len(statements), e)
+        finally:
+            with self._cond:
+                self._deleting = set()
+                self._deleting_minutes = set()
+                self._cond.notify_all()
+
+    def scan(self) -> int:
+        """Read the outstanding markers (any age): this writer's (a previous run's, or ones
+        whose delete failed) and other writers' older than ``orphan_s`` become dirty minutes
+        due at once. Returns how many keys it added. An untruncated scan makes every marker
+        of this writer known (whole-minute deletes allowed)."""
+        limit = max(1000, self.max_pending - self.pending)
+        cols = ", ".join(schema.quote_ident(c) for c in (AT, WRITER, *TAGS))
+        rows = self.reader.query_rows(f"SELECT {cols} FROM {self.marker_source} LIMIT {limit}",
+                                      epoch="ns")
+        oldest = self.clock_ns() - int(self.orphan_s * 1e9)
+        added = 0
+        with self._lock:
+            dropped = self.dropped
+            for r in rows:
+                try:
+                    k = (SeriesKey(*(str(r[t]) for t in TAGS)), int(r["time"]))
+                    writer, at = str(r[WRITER]), int(r.get(AT) or 0)
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if writer == self.writer_id:
+                    self._marked[k] = max(at, self._marked.get(k, 0))
+                elif at <= oldest:
+                    if k not in self._foreign:
+                        self.orphans += 1
+                    self._foreign.setdefault(k, set()).add(writer)
+                else:
+                    continue
+                if k not in self._dirty:
+                    self._set(k, 0.0)
+                    added += 1
+            self._complete = len(rows) < limit and self.dropped == dropped
+            self.scans += 1
+        return added
 
     def _recompute(self, keys: list[tuple[SeriesKey, int]]) -> int:
         """One statement per series and run of minutes when few series were touched (up to
@@ -270,16 +485,30 @@ def _runs(keys: Iterable[tuple[SeriesKey, int]]):
 class RollupThread(threading.Thread):
     """Runs :meth:`Rollups.run_due` every ``interval`` seconds, backing off on errors;
     :meth:`stop` makes a last forced pass. First it recomputes the last ``catchup_minutes``
-    of every series: a previous run may have stopped before it rolled up what it stored."""
+    of every series (a safety net for data stored without markers); then it scans the
+    outstanding markers (:meth:`Rollups.scan`) at once and every ``scan_s`` seconds (every
+    5 s while a scan fails): a previous run, or a dead peer, may have stopped before it
+    rolled up what it stored."""
 
     def __init__(self, rollups: Rollups, interval: float = 0.5, max_backoff: float = 30.0,
-                 catchup_minutes: int = 0):
+                 catchup_minutes: int = 0, scan_s: float = 60.0):
         super().__init__(name="tingbao-rollups", daemon=True)
         self.rollups = rollups
         self.interval = interval
         self.max_backoff = max_backoff
         self.catchup_minutes = catchup_minutes
+        self.scan_s = scan_s
         self._stop_event = threading.Event()
+
+    def _scan(self) -> bool:
+        try:
+            n = self.rollups.scan()
+        except Exception as e:  # retried soon
+            log.warning("rollups: reading the outstanding markers failed: %s", e)
+            return False
+        if n:
+            log.info("rollups: %d minute(s) owed a rollup found in %s", n, MARKERS)
+        return True
 
     def _catch_up(self) -> None:
         if self.catchup_minutes <= 0:
@@ -296,7 +525,13 @@ class RollupThread(threading.Thread):
     def run(self) -> None:
         self._catch_up()
         delay = self.interval
-        while not self._stop_event.wait(delay):
+        next_scan = time.monotonic()
+        while True:
+            if time.monotonic() >= next_scan:
+                ok = self._scan()
+                next_scan = time.monotonic() + (self.scan_s if ok else min(5.0, self.scan_s))
+            if self._stop_event.wait(delay):
+                break
             try:
                 self.rollups.run_due()
                 delay = self.interval

@@ -13,6 +13,8 @@ Layout (InfluxDB 1.x, also served by 2.x/3.x through ``/write`` and ``/query``):
         meter_status  enterprise, site, meter            the agent's status counters
         meter_events  enterprise, site, meter            event, plus small extras
         dead_letters  collector, kind, stage             reason, topic, payload_b64, …
+        rollups_due   enterprise, site, meter, channel,  at (ns): a minute (the point's time)
+                      writer                             still owed a rollup
       retention policy forever
         levels_1m     enterprise, site, meter, channel   SUM(ea), SUM(coverage), SUM(duration_s),
                                                          MAX of maxima, MIN(lafmin), n, laeq
@@ -46,6 +48,11 @@ BANDS = "bands"
 STATUS = "meter_status"
 EVENTS = "meter_events"
 DEAD_LETTERS = "dead_letters"
+ROLLUPS_DUE = "rollups_due"
+"""Durable rollup bookkeeping: one point per (series, minute, writer) that a stored batch
+touched and whose ``levels_1m`` point is not yet recomputed (``collector/rollups.py``). It is
+written in the same ``/write`` as the batch's data, into the data's retention policy, and
+deleted once the minute is rolled up."""
 
 MEASUREMENT_OF_KIND = {"levels": LEVELS, "bands": BANDS, "status": STATUS, "events": EVENTS}
 """Contract message kind → measurement."""
@@ -55,6 +62,11 @@ SERIES_TAGS = ("enterprise", "site", "meter", "channel")
 METER_TAGS = ("enterprise", "site", "meter")
 """Tags of ``meter_status`` and ``meter_events``."""
 DEAD_LETTER_TAGS = ("collector", "kind", "stage")
+MARKER_WRITER = "writer"
+"""Tag of a ``rollups_due`` point besides :data:`SERIES_TAGS`: the collector (MQTT client id)
+that wrote it."""
+MARKER_AT = "at"
+"""Field of a ``rollups_due`` point: the writer's wall clock when it made the marker, ns."""
 
 LEVEL_FIELDS = contract.LEVEL_FIELDS
 """Decibel fields of a ``levels`` point (dB re 20 µPa), as in the contract."""

@@ -10,7 +10,8 @@ Flow of one message, and the part that does each step::
                 validation.Validator
                 batch of N lines or T ms ──POST /write──▶ InfluxDB ──204──▶ PUBACK each, in order
                 output.InfluxOutput (retries, split on 400)                 MqttInput.ack
-                then the on_stored hooks: rollups now, receipts later
+                (the same /write carries the batch's rollup markers, see .rollups)
+                then the on_stored hooks (receipts belong there)
 
 The parts, one job each, split the way Telegraf's ``mqtt_consumer`` splits the same work
 (input, delivery tracking, output):
@@ -114,7 +115,8 @@ class Collector:
                                   r.password if r.username else influx.password,
                                   influx.timeout_s)
             self.rollups = Rollups(reader, self.writer, source_rp=influx.retention,
-                                   target_rp=r.retention, settle_s=r.settle_s)
+                                   target_rp=r.retention, settle_s=r.settle_s,
+                                   writer_id=m.client_id)
         self.metrics = Metrics()
         self._stop = threading.Event()  # stop requested
         self._abort = threading.Event()  # give up the batch in hand, do not acknowledge it
@@ -138,7 +140,8 @@ class Collector:
                                    convert=message_lines)
         self.output = InfluxOutput(self.writer, self.metrics, self._abort,
                                    dead_letter=self.validator.dead_letter,
-                                   retention=influx.retention, retry_cap_s=c.retry_cap_s)
+                                   retention=influx.retention, retry_cap_s=c.retry_cap_s,
+                                   rollups=self.rollups)
         self.delivery = Delivery(self._inbox, self.metrics, self._stop, self._abort,
                                  validate=self.validator.entry, store=self._store,
                                  ack=self.input.ack, reconnect=self.input.drop_connection,
@@ -146,8 +149,6 @@ class Collector:
                                  deadletter_file=self.deadletter_file)
         if self.registry is not None:
             self.validator.known_from = f"the site registry {self.registry.path}"
-        if self.rollups:
-            self.delivery.on_stored.append(self._touch_rollups)
         self._worker = threading.Thread(target=self.delivery.run, name="tingbao-collector",
                                         daemon=True)
         self._rollup_thread = (RollupThread(self.rollups,
@@ -162,7 +163,9 @@ class Collector:
         self.output.store(batch)
 
     def _touch_rollups(self, batch: list[Entry]) -> None:
-        """``on_stored`` hook: the minutes a stored batch reached are due for a rollup."""
+        """The minutes a stored batch reached are due for a rollup, in memory only (kept for
+        tools; the collector marks them durably in the batch's own write, see
+        :mod:`.output`)."""
         for e in batch:
             for series, start_ns, _end_ns in e.spans:
                 self.rollups.touch(series, start_ns)
@@ -280,6 +283,9 @@ class Collector:
         if self.rollups:
             out["rollups"] = {"written": self.rollups.written, "pending": self.rollups.pending,
                               "errors": self.rollups.errors, "dropped": self.rollups.dropped,
+                              "markers_written": self.rollups.markers_written,
+                              "markers_deleted": self.rollups.markers_deleted,
+                              "orphans": self.rollups.orphans, "scans": self.rollups.scans,
                               "last_error": self.rollups.last_error}
         return out
 
