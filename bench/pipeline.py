@@ -16,7 +16,10 @@ as the agent of a multichannel device does; ``--form single`` sends one message 
 Figures: ``records_per_s`` = records stored / (time the last record was stored − time the
 first interval ended); latency per record = the collector's write-acknowledged time − the
 interval end, from the collectors' latency histograms; ``lost`` = expected − stored points;
-``cpu_cores`` = CPU seconds per wall second of InfluxDB, Mosquitto and the collectors
+``receipts_per_s`` = receipt messages the collectors published per wall second (one per
+meter per stored batch; the simulated meters do not subscribe to them, so the broker drops
+them after the collectors paid for them). ``cpu_cores`` = CPU seconds per wall second of
+InfluxDB, Mosquitto and the collectors
 while the run lasted (what bounds it, of the machine's cores); ``duplicated`` = stored
 points beyond the expected ones (InfluxDB keeps one point per
 (meter, channel, start), so a re-delivery overwrites; ``redelivered`` counts those).
@@ -235,6 +238,8 @@ def main() -> int:
             "publish_acked": sum(p["acked"] for p in pub_out),
             "publish_refused": sum(p["refused"] for p in pub_out),
             "rejected": sum(x.get("rejected", 0) for x in m),
+            "receipts_sent": sum(x.get("receipts_sent", 0) for x in m),
+            "receipts_per_s": round(sum(x.get("receipts_sent", 0) for x in m) / wall, 1),
             "cpu_cores": cpu,
         }
         print(json.dumps(result))

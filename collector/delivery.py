@@ -36,8 +36,9 @@ is set for those); ``entry.spans`` lists the levels records the entry stored as
 ``(SeriesKey, interval start ns, interval end ns)``, one per channel, and
 ``entry.inbound`` the delivery (topic, receive time). A batch abandoned on abort or by a
 worker error never reaches the hooks; a batch re-delivered after a reconnect reaches them
-again (stored twice, same points). The rollups use it to mark the minutes to recompute;
-receipts (publish per meter which intervals are stored) belong here as well. A hook must be
+again (stored twice, same points). Receipts use it (:mod:`.receipts`: per meter, the seqs
+now stored, published to that meter's agent, which deletes them from its outbox only then;
+``entry.seq`` is the seq of a levels or bands message). A hook must be
 quick (hand slow work to a thread of its own); one that raises is logged and counted in
 ``internal_errors``, and the other hooks still run.
 """

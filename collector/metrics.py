@@ -12,7 +12,10 @@ records they held, one per channel), ``rejected`` (dead letters stored), ``retri
 stored levels interval), ``batch_latency_s`` (arrival of a batch's first message → its
 acknowledgement), ``latency_hist`` (levels records by interval end → stored,
 ``{"edges_ms": [...], "counts": [...]}``, count i = latency ≤ edge i and > edge i−1) with
-``latency_p50_s`` / ``latency_p99_s`` read from it, and more.
+``latency_p50_s`` / ``latency_p99_s`` read from it, ``receipts_sent`` (receipt messages
+published, :mod:`.receipts`), ``receipts_failed``, ``receipts_ignored`` (receipts that reached
+this collector through a subscription of an older version, acknowledged and dropped), and
+more.
 
 The counters are plain numbers updated from paho's network thread and the worker thread
 without a lock (each update is one dict item); a snapshot is exact per counter, not a
@@ -43,7 +46,8 @@ LATENCY_EDGES_MS = (10, 20, 50, 100, 150, 200, 300, 400, 500, 750, 1000, 1250, 1
 acknowledged), ms; the last bucket also holds everything slower."""
 COUNTERS = ("received", "written", "rejected", "retries", "acked", "batches",
             "written_levels", "redelivered", "splits", "stale_unacked", "dead_letter_failed",
-            "deadletter_file_errors", "internal_errors", "connects", "disconnects")
+            "deadletter_file_errors", "internal_errors", "connects", "disconnects",
+            "receipts_sent", "receipts_failed", "receipts_ignored")
 """The plain counters, in the order ``GET /metrics`` lists them."""
 
 

@@ -8,8 +8,13 @@ the acknowledgements, and the bounded inbox that hands each delivery to the work
 
 * **Persistent session**: a stable client id, ``clean_start=False`` and a long session
   expiry, so messages wait in the broker while the collector is down or InfluxDB is.
-* **Shared subscription** ``$share/<group>/tingbao/v1/+/+/+/+``: several collectors with
-  the same group split the stream. ``retainHandling=2``: no retained messages at subscribe.
+* **Shared subscriptions** ``$share/<group>/tingbao/v1/+/+/+/<kind>``, one per data kind
+  (levels, bands, status, events; :data:`SUBSCRIPTIONS`): several collectors with the same
+  group split the stream. Not ``…/+/+/+/+``: that would bring the collectors their own
+  receipts (``…/receipts``, :mod:`.receipts`), which are not data; the old filter is
+  unsubscribed at every connect (a persistent session of an older collector holds it), and a
+  receipt that still arrives is acknowledged and dropped (``receipts_ignored``).
+  ``retainHandling=2``: no retained messages at subscribe.
 * **Manual acknowledgement**: paho's ``manual_ack=True``; the MQTT v5 Receive Maximum
   bounds how many unacknowledged messages the broker sends, which is the back-pressure.
   The :class:`Inbox` is bounded as well and makes paho stop reading the socket when full
@@ -25,7 +30,10 @@ the acknowledgements, and the bounded inbox that hands each delivery to the work
   member whose persistent session is offline (seen: 50 of 100 queued for a stopped
   collector). Nothing is lost while it comes back within ``session_expiry_s`` with the
   same ``client_id``, but its share waits until then; a collector taken out of service for
-  good must first be drained, or its queued share is lost when the session expires.
+  good must first be drained, or its queued share is dropped when the session expires. A
+  queued share that the broker drops (that, or a broker crash before its autosave) is not
+  lost data: the agents keep every record until a receipt (:mod:`.receipts`) and send it
+  again after their resend time.
 """
 
 from __future__ import annotations
@@ -52,8 +60,11 @@ from .metrics import Every, Metrics
 log = logging.getLogger("tingbao.collector.mqtt")
 
 SUBSCRIPTION = "tingbao/v1/+/+/+/+"
-"""The topics the collector stores (enterprise/site/meter/kind); subscribed as
-``$share/<group>/`` + this."""
+"""The shape of the topics the collector stores (enterprise/site/meter/kind). Collectors
+before receipts subscribed to it as ``$share/<group>/`` + this; it is unsubscribed at
+connect."""
+SUBSCRIPTIONS = tuple(f"tingbao/v1/+/+/+/{kind}" for kind in contract.KINDS)
+"""The filters subscribed (as ``$share/<group>/`` + each): one per data kind."""
 INBOX_MAX_BYTES = 64 * 1024 * 1024
 """Received messages waiting for the worker are bounded to this many bytes (and to twice the
 Receive Maximum in number)."""
@@ -177,7 +188,10 @@ class MqttInput:
         self.inbox = inbox
         self.metrics = metrics
         self.host, self.port, self.client_id = host, port, client_id
-        self.subscription = f"$share/{group}/{SUBSCRIPTION}"
+        self.subscription = f"$share/{group}/tingbao/v1/+/+/+/{{{','.join(contract.KINDS)}}}"
+        """What is subscribed, for logs (one filter per kind, :attr:`subscriptions`)."""
+        self.subscriptions = [f"$share/{group}/{f}" for f in SUBSCRIPTIONS]
+        self._old_subscription = f"$share/{group}/{SUBSCRIPTION}"
         self.receive_maximum = receive_maximum
         self.session_expiry_s = session_expiry_s
         self.keepalive_s = keepalive_s
@@ -233,6 +247,13 @@ class MqttInput:
                     self.client.ack(item.mid, item.qos)
                     counts["acked"] += 1
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Queue one QoS 1 message (not retained) on this session, from any thread (the
+        worker publishes receipts); paho sends it now or after the reconnection. Returns
+        False when paho refused to queue it."""
+        info = self.client.publish(topic, payload, qos=1)
+        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
     def drop_connection(self) -> None:
         """Drop the connection (paho reconnects by itself): MQTT 5 re-delivers unacknowledged
         messages only on a new connection."""
@@ -268,8 +289,9 @@ class MqttInput:
                  self.subscription)
         # retainHandling=2: no retained messages at subscribe (Mosquitto < 2.0.13 sends them
         # to shared subscriptions, and every reconnect would store them again)
-        client.subscribe(self.subscription,
-                         options=SubscribeOptions(qos=1, retainHandling=2))
+        client.subscribe([(f, SubscribeOptions(qos=1, retainHandling=2))
+                          for f in self.subscriptions])
+        client.unsubscribe(self._old_subscription)  # harmless when the session has none
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._ack_lock:
@@ -294,6 +316,11 @@ class MqttInput:
             topic = message.topic
         except UnicodeDecodeError:
             topic = bytes(message._topic).decode("utf-8", "backslashreplace")
+        if topic.endswith("/" + contract.RECEIPTS):  # not data: an older subscription's
+            if message.qos > 0:  # on the connection that delivered it: this one
+                client.ack(message.mid, message.qos)
+            self.metrics.counts["receipts_ignored"] += 1
+            return
         payload = message.payload
         size, digest = len(payload), ""
         if size > contract.MAX_PAYLOAD_BYTES:  # refused for its size alone: keep a prefix

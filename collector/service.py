@@ -61,6 +61,7 @@ from .mqtt_input import INBOX_MAX_BYTES, SUBSCRIPTION, Inbound, MqttInput
 from .mqtt_input import Inbox as _Inbox
 from .mqtt_input import tcp_keepalive as _tcp_keepalive
 from .output import InfluxOutput
+from .receipts import Receipts
 from .registry import RegistryWatcher
 from .rollups import Rollups, RollupThread
 from .settings import (
@@ -155,6 +156,9 @@ class Collector:
                                             catchup_minutes=config.rollups.catchup_minutes)
                                if self.rollups else None)
         self._metrics_server = MetricsServer(c.metrics_port, self.counters)
+        # receipts: after a batch is stored and acknowledged, tell each meter what is stored
+        self.receipts = Receipts(self.input.publish, self.metrics, m.client_id)
+        self.delivery.on_stored.append(self.receipts)
 
     # ---------------------------------------------------------------------------- wiring
     def _store(self, batch: list[Entry]) -> None:

@@ -83,7 +83,8 @@ class Agent:
                 password=q.password, ca_file=q.ca_file, client_id=q.client_id,
                 window=q.window, backlog_rate=q.backlog_per_s, live_s=q.live_s,
                 keepalive=q.keepalive_s, reconnect_s=(1.0, q.reconnect_max_s),
-                status_every_s=st.every_s, status_extra=self._status_extra)
+                status_every_s=st.every_s, status_extra=self._status_extra,
+                receipts=q.receipts, resend_after_s=q.resend_after_s)
         except BaseException:
             self.outbox.close()
             raise

@@ -110,6 +110,8 @@ class MqttSection(Section):
     keepalive_s: int = setting(30, unit="s", lo=5, hi=65535, renamed_from={"keepalive": 1})
     reconnect_max_s: float = setting(30.0, unit="s", lo=1.0)
     drain_s: float = setting(5.0, unit="s", lo=0.0)
+    receipts: bool = setting(True, doc="keep each record until a collector's receipt")
+    resend_after_s: float = setting(60.0, unit="s", lo=0.1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@
 Topics::
 
     tingbao/v1/{enterprise}/{site}/{meter}/{kind}     kind in levels, bands, status, events
+    tingbao/v1/{enterprise}/{site}/{meter}/receipts   collector → that meter's agent
     tingbao/v1/{enterprise}/alerts
 
 Payloads are UTF-8 JSON objects with a ``schema`` of the form ``tingbao.<kind>/<version>``, the
@@ -27,6 +28,26 @@ interval instead of one per channel. :meth:`Message.records` gives either as fla
 :class:`Message` or raises :class:`ContractError` whose text says what is wrong. It never
 trusts the payload: size, JSON, types, finite numbers, plausible ranges, known schema,
 safe identifiers and timestamps are all checked.
+
+**Receipts** (``tingbao/v1/{enterprise}/{site}/{meter}/receipts``, schema
+``tingbao.receipts/1``) go the other way: a collector publishes one (QoS 1, not retained) per
+meter per batch it stored, after InfluxDB accepted the batch and the batch was
+acknowledged. They are not data: :data:`KINDS` (what devices publish and collectors store)
+does not hold ``receipts``; only collectors may write the topic and only the meter itself may
+read it (the stack's ACL). Payload::
+
+    {"schema": "tingbao.receipts/1", "meter": "m1", "time_ns": 1764633600000000000,
+     "collector": "tingbao-collector-1", "seqs": [[1, 40], [42, 42]], "refused": [[41, 41]]}
+
+``seqs`` are inclusive ranges of the meter's ``seq`` numbers (levels and bands share one
+sequence per meter) whose messages are now stored in InfluxDB; ``refused`` (optional) the
+ranges whose messages the collector refused and stored as dead letters (with their raw
+payload): they will never be stored as data, so the agent may drop them instead of resending
+them forever. Both lists are sorted, their ranges do not overlap (within a list or across
+the two), every bound is an integer 1 … 2⁶³−1 with first ≤ last, and together they hold 1 …
+:data:`MAX_RECEIPT_RANGES` ranges. :func:`receipts_payload` builds one,
+:func:`validate_receipts` checks one (what an agent runs on every receipt), and
+:func:`seq_ranges` merges seqs into ranges.
 """
 
 from __future__ import annotations
@@ -40,7 +61,13 @@ import time
 VERSION = 1
 TOPIC_ROOT = "tingbao/v1"
 KINDS = ("levels", "bands", "status", "events")
+"""What devices publish and collectors store (``receipts`` is not one of them)."""
+RECEIPTS = "receipts"
+"""The kind of the receipts topic (collector → agent)."""
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_RECEIPT_RANGES = 1000
+"""Most ranges (``seqs`` and ``refused`` together) in one receipt; a collector splits
+larger ones. 1000 ranges of 19-digit bounds stay under :data:`MAX_PAYLOAD_BYTES`."""
 
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: no trailing newline
 """Enterprise, site and meter ids: 1–64 of letters, digits, ``_ . -``, not starting with a
@@ -84,6 +111,12 @@ def topic(enterprise: str, site: str, meter: str, kind: str) -> str:
                      check_id(meter, "meter"), kind])
 
 
+def receipts_topic(enterprise: str, site: str, meter: str) -> str:
+    """The topic of a meter's receipts (collectors write it, only that meter reads it)."""
+    return "/".join([TOPIC_ROOT, check_id(enterprise, "enterprise"), check_id(site, "site"),
+                     check_id(meter, "meter"), RECEIPTS])
+
+
 def alerts_topic(enterprise: str) -> str:
     """The topic of an enterprise's alerts."""
     return f"{TOPIC_ROOT}/{check_id(enterprise, 'enterprise')}/alerts"
@@ -97,16 +130,17 @@ class TopicParts:
     kind: str
 
 
-def parse_topic(name: str) -> TopicParts:
-    """Split a meter topic into its parts, or raise ContractError."""
+def parse_topic(name: str, kinds: tuple[str, ...] = KINDS) -> TopicParts:
+    """Split a meter topic into its parts, or raise ContractError (its kind must be one of
+    ``kinds``)."""
     if not isinstance(name, str) or len(name) > 512:
         raise ContractError("topic is not a string of at most 512 characters")
     parts = name.split("/")
     if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT:
         raise ContractError(f"topic {name[:120]!r} is not {TOPIC_ROOT}/<enterprise>/<site>/"
                             "<meter>/<kind>")
-    if parts[5] not in KINDS:
-        raise ContractError(f"topic kind {parts[5][:40]!r} is not one of {', '.join(KINDS)}")
+    if parts[5] not in kinds:
+        raise ContractError(f"topic kind {parts[5][:40]!r} is not one of {', '.join(kinds)}")
     return TopicParts(check_id(parts[2], "enterprise"), check_id(parts[3], "site"),
                       check_id(parts[4], "meter"), parts[5])
 
@@ -155,6 +189,40 @@ def status_payload(*, meter: str, time_ns: int, online: bool, **extra) -> dict:
     ``input_overflows``, ``clock_offset_s``."""
     return {"schema": f"tingbao.status/{VERSION}", "meter": meter, "time_ns": int(time_ns),
             "online": bool(online), **extra}
+
+
+def seq_ranges(seqs) -> list[list[int]]:
+    """Merge seq numbers into sorted inclusive ranges: ``[5, 1, 2, 3, 3]`` → ``[[1, 3],
+    [5, 5]]``."""
+    out: list[list[int]] = []
+    for s in sorted(set(int(x) for x in seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+def receipts_payload(*, meter: str, time_ns: int, collector: str, seqs, refused=()) -> dict:
+    """A ``receipts`` payload: ``seqs`` (and ``refused``) as seq numbers or ranges are merged
+    with :func:`seq_ranges`; ``refused`` is left out when empty. At most
+    :data:`MAX_RECEIPT_RANGES` ranges (split the seqs over several receipts beyond)."""
+    def ranges(x):
+        x = list(x)
+        if x and isinstance(x[0], list | tuple):
+            return seq_ranges(s for a, b in x for s in range(int(a), int(b) + 1))
+        return seq_ranges(x)
+
+    p = {"schema": f"tingbao.{RECEIPTS}/{VERSION}", "meter": check_id(meter, "meter"),
+         "time_ns": int(time_ns), "collector": check_id(collector, "collector"),
+         "seqs": ranges(seqs)}
+    bad = ranges(refused)
+    if bad:
+        p["refused"] = bad
+    if len(p["seqs"]) + len(bad) > MAX_RECEIPT_RANGES:
+        raise ValueError(f"{len(p['seqs']) + len(bad)} ranges: at most {MAX_RECEIPT_RANGES} "
+                         "in one receipt")
+    return p
 
 
 def encode(payload: dict) -> bytes:
@@ -267,22 +335,7 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
     """Check one MQTT message against the contract; return it normalised or raise
     :class:`ContractError` with the reason."""
     parts = parse_topic(topic_name)
-    if not isinstance(raw, bytes | bytearray):
-        raise ContractError("payload is not bytes")
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise ContractError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    try:
-        p = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)
-    except ContractError:  # NaN or Infinity, refused by _refuse_constant
-        raise
-    except UnicodeDecodeError as e:
-        raise ContractError(f"payload is not UTF-8: {e.reason}") from None
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ContractError(f"payload is not JSON: {str(e)[:120]}") from None
-    except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise ContractError(f"payload holds an unreadable number: {str(e)[:120]}") from None
-    if not isinstance(p, dict):
-        raise ContractError("payload is not a JSON object")
+    p = _json_object(raw)
     schema = p.get("schema")
     if not isinstance(schema, str):
         raise ContractError("field 'schema' is missing")
@@ -331,6 +384,85 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
         extra = set(p) - allowed
         if extra:
             raise ContractError(f"unknown field(s) {sorted(extra)[:5]!r}")
+    return Message(parts, schema, p)
+
+
+def _json_object(raw) -> dict:
+    """The payload as a JSON object (size, UTF-8, JSON, no NaN), or ContractError."""
+    if not isinstance(raw, bytes | bytearray):
+        raise ContractError("payload is not bytes")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        p = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)
+    except ContractError:  # NaN or Infinity, refused by _refuse_constant
+        raise
+    except UnicodeDecodeError as e:
+        raise ContractError(f"payload is not UTF-8: {e.reason}") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ContractError(f"payload is not JSON: {str(e)[:120]}") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ContractError(f"payload holds an unreadable number: {str(e)[:120]}") from None
+    if not isinstance(p, dict):
+        raise ContractError("payload is not a JSON object")
+    return p
+
+
+_RECEIPTS_KEYS = frozenset({"schema", "meter", "time_ns", "collector", "seqs", "refused"})
+
+
+def _ranges(p: dict, key: str) -> list[tuple[int, int]]:
+    v = p[key]
+    if not isinstance(v, list):
+        raise ContractError(f"field {key!r} must be a list of [first, last] ranges")
+    out = []
+    for i, r in enumerate(v):
+        if not isinstance(r, list) or len(r) != 2:
+            raise ContractError(f"{key}[{i}] must be [first, last]")
+        for b in r:
+            if type(b) is not int or not 1 <= b <= 2**63 - 1:
+                raise ContractError(f"{key}[{i}] bound {str(b)[:40]!r} is not an integer "
+                                    "1..9223372036854775807")
+        if r[0] > r[1]:
+            raise ContractError(f"{key}[{i}] = {r!r}: first > last")
+        out.append((r[0], r[1]))
+    return out
+
+
+def validate_receipts(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
+    """Check a receipt (topic ``…/{meter}/receipts``, schema ``tingbao.receipts/1``) as
+    strictly as :func:`validate` checks data: size, JSON, schema version, ids, the payload's
+    meter equal to the topic's, ``time_ns`` plausible, ``seqs`` / ``refused`` sorted,
+    non-overlapping ranges of integers 1 … 2⁶³−1, 1 … :data:`MAX_RECEIPT_RANGES` of them, no
+    unknown field. Returns the :class:`Message` (ranges as given) or raises
+    :class:`ContractError`."""
+    parts = parse_topic(topic_name, (RECEIPTS,))
+    p = _json_object(raw)
+    schema = p.get("schema")
+    if schema != f"tingbao.{RECEIPTS}/{VERSION}":
+        raise ContractError(f"schema {str(schema)[:60]!r} is not 'tingbao.{RECEIPTS}/{VERSION}'")
+    if p.get("meter") != parts.meter:
+        raise ContractError(f"payload meter {str(p.get('meter'))[:80]!r} does not match the "
+                            f"topic's {parts.meter!r}")
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    _number(p, "time_ns", EARLIEST_NS, now_ns + FUTURE_TOLERANCE_S * 1e9, integer=True)
+    check_id(p.get("collector"), "collector")
+    if "seqs" not in p:
+        raise ContractError("field 'seqs' is missing")
+    ranges = _ranges(p, "seqs") + (_ranges(p, "refused") if "refused" in p else [])
+    if not 0 < len(ranges) <= MAX_RECEIPT_RANGES:
+        raise ContractError(f"a receipt holds 1-{MAX_RECEIPT_RANGES} ranges, not "
+                            f"{len(ranges)}")
+    for key in ("seqs", "refused"):
+        own = _ranges(p, key) if key in p else []
+        if any(b[0] <= a[1] for a, b in zip(own, own[1:], strict=False)):
+            raise ContractError(f"field {key!r}: ranges must be sorted and must not overlap")
+    both = sorted(ranges)
+    if any(b[0] <= a[1] for a, b in zip(both, both[1:], strict=False)):
+        raise ContractError("fields 'seqs' and 'refused' overlap")
+    extra = set(p) - _RECEIPTS_KEYS
+    if extra:
+        raise ContractError(f"unknown field(s) {sorted(extra)[:5]!r}")
     return Message(parts, schema, p)
 
 

@@ -1,5 +1,5 @@
-"""A durable on-disk queue of the records an edge agent has measured but the broker has not
-yet acknowledged (SQLite, stdlib only).
+"""A durable on-disk queue of the records an edge agent has measured and no collector has
+yet receipted as stored (SQLite, stdlib only).
 
 Why a database and not a file of lines: SQLite commits are atomic and, in WAL mode with
 ``synchronous=FULL``, durable once the commit returns (the write-ahead log is fsynced on every
@@ -9,7 +9,8 @@ discards the log by itself.
 
 Layout::
 
-    records(seq INTEGER PRIMARY KEY, topic TEXT, payload BLOB, created_ns INTEGER)
+    records(seq INTEGER PRIMARY KEY, topic TEXT, payload BLOB, created_ns INTEGER,
+            sends INTEGER, due_ns INTEGER)
     meta(key TEXT PRIMARY KEY, value)        -- 'next_seq', 'meter', 'schema'
 
 ``seq`` is the per-meter sequence number of the message contract. The next one is kept in
@@ -18,6 +19,14 @@ restarts even when every record was acknowledged and deleted (an ``AUTOINCREMENT
 too, but the contract's number must also be *inside* the payload, which is written in the same
 statement). ``created_ns`` is the wall clock (UTC ns) of the append; the publisher uses it to
 tell live records from the backlog.
+
+``sends`` counts the broker's successful PUBACKs of the record and ``due_ns`` (UTC ns) is when
+it may be sent again: 0 for a record never sent, else the time of the last PUBACK plus the
+resend delay, which doubles with every unreceipted send up to :data:`RESEND_BACKOFF_MAX`
+times the first (:meth:`mark_sent`). Both are on disk, so a record sent just before a restart
+is resent once its delay is over, not at once and not never. A receipt
+(:meth:`apply_receipt`) deletes only records with ``sends > 0``: seqs this agent sent and the
+broker accepted. Schema 1 files (without the two columns) are upgraded on open.
 
 One :class:`Outbox` object may be shared by threads (the measuring loop appends, the
 publisher reads and acknowledges): a lock serialises the use of its one connection. Only one
@@ -38,7 +47,12 @@ from . import contract
 
 __all__ = ["Outbox", "OutboxError", "Record"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+RESEND_BACKOFF_MAX = 16
+"""An unreceipted record's resend delay doubles per send up to this many times the first
+(60 s → at most 16 min): a long InfluxDB outage does not make every agent re-queue its whole
+outbox in the broker every minute."""
 
 
 class OutboxError(RuntimeError):
@@ -47,12 +61,14 @@ class OutboxError(RuntimeError):
 
 class Record(NamedTuple):
     """One queued message: ``seq`` (contract sequence number), ``topic``, ``payload``
-    (encoded JSON bytes, ``seq`` included) and ``created_ns`` (UTC ns of the append)."""
+    (encoded JSON bytes, ``seq`` included), ``created_ns`` (UTC ns of the append) and
+    ``sends`` (how often the broker accepted it so far)."""
 
     seq: int
     topic: str
     payload: bytes
     created_ns: int
+    sends: int = 0
 
 
 class Outbox:
@@ -67,7 +83,8 @@ class Outbox:
         meter raises :class:`OutboxError` (two meters must never share sequence numbers).
 
     A record is durable once :meth:`append` / :meth:`append_many` returns. It leaves the queue
-    only through :meth:`ack` / :meth:`ack_many`.
+    only through :meth:`apply_receipt` (a collector stored it) or :meth:`ack` /
+    :meth:`ack_many` (the publisher without receipts).
     """
 
     def __init__(self, path, meter: str | None = None):
@@ -91,7 +108,9 @@ class Outbox:
                 db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)")
                 db.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, "
                            "topic TEXT NOT NULL, payload BLOB NOT NULL, "
-                           "created_ns INTEGER NOT NULL)")
+                           "created_ns INTEGER NOT NULL, "
+                           "sends INTEGER NOT NULL DEFAULT 0, "
+                           "due_ns INTEGER NOT NULL DEFAULT 0)")
                 db.execute("CREATE INDEX IF NOT EXISTS records_created ON records(created_ns)")
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 1)")
@@ -99,6 +118,12 @@ class Outbox:
                 if int(schema) > SCHEMA_VERSION:
                     raise OutboxError(f"outbox {self.path} was written by a newer tingbao "
                                       f"(schema {schema}); upgrade this agent")
+                columns = {r[1] for r in db.execute("PRAGMA table_info(records)")}
+                for col in ("sends", "due_ns"):  # schema 1: records were never marked sent
+                    if col not in columns:
+                        db.execute(f"ALTER TABLE records ADD COLUMN {col} INTEGER NOT NULL "
+                                   "DEFAULT 0")
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
                 if meter is not None:
                     contract.check_id(meter, "meter")
                     owner = self._meta("meter")
@@ -169,7 +194,8 @@ class Outbox:
                 rows.append((seq0 + i, str(topic), contract.encode({**payload, "seq": seq0 + i}),
                              now))
             with self._transaction():
-                self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT INTO records (seq, topic, payload, created_ns) "
+                                     "VALUES (?, ?, ?, ?)", rows)
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'",
                                  (seq0 + len(rows),))
             self._next = seq0 + len(rows)
@@ -204,19 +230,84 @@ class Outbox:
                 self._db.execute("PRAGMA synchronous=FULL")
             return self._db.total_changes - before
 
+    def mark_sent(self, seqs: Iterable[int], now_ns: int, resend_after_ns: int) -> int:
+        """The broker accepted these records (PUBACK): count the send and make each due again
+        ``resend_after_ns`` × 2^(earlier sends) (at most :data:`RESEND_BACKOFF_MAX` ×) after
+        ``now_ns`` unless a receipt deletes it first. Committed like :meth:`ack_many` (a
+        mark lost to a power cut only makes the record due at once). Returns how many were
+        still queued."""
+        seqs = [int(s) for s in seqs]
+        if not seqs:
+            return 0
+        cap = RESEND_BACKOFF_MAX.bit_length() - 1
+        with self._lock:
+            self._check_open()
+            before = self._db.total_changes
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                for i in range(0, len(seqs), 500):
+                    part = seqs[i : i + 500]
+                    self._db.execute(
+                        f"UPDATE records SET due_ns = ? + ? * (1 << MIN(sends, {cap})), "
+                        f"sends = sends + 1 WHERE seq IN ({','.join('?' * len(part))})",
+                        [int(now_ns), int(resend_after_ns), *part])
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+            return self._db.total_changes - before
+
+    def apply_receipt(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Delete the records with a seq in the inclusive ``ranges`` that were sent (the
+        broker accepted them at least once: ``sends > 0``). Records never sent, or no longer
+        queued, are left alone: a receipt for them (forged, for another outbox, replayed)
+        deletes nothing. Returns how many were deleted. Committed like :meth:`ack_many`."""
+        ranges = [(int(a), int(b)) for a, b in ranges]
+        if not ranges:
+            return 0
+        with self._lock:
+            self._check_open()
+            before = self._db.total_changes
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction():
+                    self._db.executemany("DELETE FROM records WHERE seq BETWEEN ? AND ? "
+                                         "AND sends > 0", ranges)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+            return self._db.total_changes - before
+
     # ------------------------------------------------------------------ reading
-    def oldest(self, n: int, after_seq: int = 0) -> list[Record]:
-        """Up to ``n`` records with seq > ``after_seq``, oldest (lowest seq) first."""
+    def oldest(self, n: int, after_seq: int = 0, due_ns: int | None = None) -> list[Record]:
+        """Up to ``n`` records with seq > ``after_seq``, oldest (lowest seq) first; with
+        ``due_ns`` only those due by then (never sent, or their resend time passed)."""
+        due = "" if due_ns is None else " AND due_ns <= ?"
+        args = (int(after_seq),) + (() if due_ns is None else (int(due_ns),)) + (int(n),)
         with self._lock:
             self._check_open()
             rows = self._db.execute(
-                "SELECT seq, topic, payload, created_ns FROM records WHERE seq > ? "
-                "ORDER BY seq LIMIT ?", (int(after_seq), int(n))).fetchall()
-        return [Record(s, t, bytes(p), c) for s, t, p, c in rows]
+                f"SELECT seq, topic, payload, created_ns, sends FROM records WHERE seq > ?{due} "
+                "ORDER BY seq LIMIT ?", args).fetchall()
+        return [Record(s, t, bytes(p), c, n) for s, t, p, c, n in rows]
 
-    def newest_since(self, created_ns: int, n: int, after_seq: int = 0) -> list[Record]:
+    def sent_state(self, seq: int) -> tuple[int, int] | None:
+        """``(sends, due_ns)`` of a queued record, or None (for tests and diagnostics)."""
+        with self._lock:
+            self._check_open()
+            row = self._db.execute("SELECT sends, due_ns FROM records WHERE seq = ?",
+                                   (int(seq),)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def awaiting(self) -> int:
+        """Queued records that were sent (accepted by the broker) and wait for a receipt."""
+        with self._lock:
+            self._check_open()
+            return int(self._db.execute("SELECT COUNT(*) FROM records WHERE sends > 0"
+                                        ).fetchone()[0])
+
+    def newest_since(self, created_ns: int, n: int, after_seq: int = 0,
+                     due_ns: int | None = None) -> list[Record]:
         """Up to ``n`` records appended at or after ``created_ns`` (UTC ns) with seq >
-        ``after_seq``, lowest seq first: the live records."""
+        ``after_seq`` (and due by ``due_ns``, when given), lowest seq first: the live
+        records."""
         with self._lock:
             self._check_open()
             first = self._db.execute(  # the index: only the recent rows are read
@@ -224,19 +315,21 @@ class Outbox:
                 (int(created_ns),)).fetchone()[0]
             if first is None:
                 return []
+            due = "" if due_ns is None else " AND due_ns <= ?"
             rows = self._db.execute(
-                "SELECT seq, topic, payload, created_ns FROM records WHERE seq >= ? AND seq > ? "
-                "AND created_ns >= ? ORDER BY seq LIMIT ?",
-                (first, int(after_seq), int(created_ns), int(n))).fetchall()
-        return [Record(s, t, bytes(p), c) for s, t, p, c in rows]
+                "SELECT seq, topic, payload, created_ns, sends FROM records WHERE seq >= ? "
+                f"AND seq > ? AND created_ns >= ?{due} ORDER BY seq LIMIT ?",
+                (first, int(after_seq), int(created_ns),
+                 *(() if due_ns is None else (int(due_ns),)), int(n))).fetchall()
+        return [Record(s, t, bytes(p), c, n) for s, t, p, c, n in rows]
 
     def get(self, seq: int) -> Record | None:
         """The record ``seq``, or None if it is not queued."""
         with self._lock:
             self._check_open()
-            row = self._db.execute("SELECT seq, topic, payload, created_ns FROM records "
+            row = self._db.execute("SELECT seq, topic, payload, created_ns, sends FROM records "
                                    "WHERE seq = ?", (int(seq),)).fetchone()
-        return None if row is None else Record(row[0], row[1], bytes(row[2]), row[3])
+        return None if row is None else Record(row[0], row[1], bytes(row[2]), row[3], row[4])
 
     def seqs(self) -> list[int]:
         """All queued seqs, ascending (for tests and diagnostics)."""

@@ -1,7 +1,34 @@
 """Sends the outbox to the MQTT broker (paho-mqtt 2.x, MQTT v5, QoS 1), and a retained status.
 
-Delivery rule: a record leaves the :class:`~tingbao.edge.outbox.Outbox` only when the broker's
-PUBACK for it arrives with a success reason code. A PUBACK with a reason code ≥ 128 (e.g. 135,
+Delivery rule (``receipts=True``, the default): a record leaves the
+:class:`~tingbao.edge.outbox.Outbox` only when a collector's **receipt** covers its seq: the
+collector publishes one on ``tingbao/v1/{enterprise}/{site}/{meter}/receipts`` (see
+:mod:`tingbao.edge.contract`) once InfluxDB stored the record, and the publisher subscribes to
+that topic (QoS 1) on every connection. The broker's PUBACK only paces the flow (at most
+``window`` records in flight) and marks the record sent, on disk
+(:meth:`~tingbao.edge.outbox.Outbox.mark_sent`). A sent record with no receipt
+``resend_after_s`` seconds later (60 s by default; the delay doubles with each unreceipted
+send, up to 16 ×) is sent again (counted as ``resent``): that covers a broker that crashed
+with the record in memory, a collector that never got it, and a PUBACK that said success
+because some other subscriber (say the ``analysis`` account) matched while no collector ran.
+Sending twice is harmless (a point is identified by (meter, channel, start)).
+
+A receipt is applied only to seqs this agent sent and the broker accepted (PUBACK success,
+``sends > 0`` in the outbox) and still holds. A receipt that is malformed
+(:func:`~tingbao.edge.contract.validate_receipts`), for another meter (its payload's meter,
+or its topic, not this agent's), or for seqs never sent deletes nothing; the malformed and
+foreign ones are counted as ``receipts_refused``. A replayed receipt deletes nothing either,
+by construction: the seqs it names were deleted by the first one, and seqs are never reused
+by an outbox. Ranges in a receipt's ``refused`` list are records the collector refused (they
+are stored as dead letters, with their raw payload): they are deleted as well and counted as
+``dead_lettered``, instead of being resent forever. Only collectors may publish receipts
+(the stack's ACL), so a device cannot forge them for another meter.
+
+With ``receipts=False`` (``[mqtt] receipts = false``: for collectors older than receipts)
+the rule is the one before receipts: a record leaves the outbox when the broker's PUBACK for
+it arrives with a success reason code, and a broker that crashes before saving loses it.
+
+Both ways: a PUBACK with a reason code ≥ 128 (e.g. 135,
 not authorized: the device account may not publish on that topic) is a refusal: the record is
 kept, the refusal is logged as an error and counted (:attr:`Publisher.refused`), and the record
 is offered again after a back-off (30 s, doubling to 10 min), so a corrected ACL lets it
@@ -9,7 +36,8 @@ through without a restart. A PUBACK with reason code 16 (no matching subscribers
 collector holds a subscription, e.g. just after a broker crash that lost the collectors'
 shared subscription) is not a delivery either: nobody will store the record, so it stays
 in the outbox and is offered again after 1 s, doubling to 30 s (counted as ``unheard``),
-until a collector is there to receive it. Messages in flight when the connection drops stay
+until a collector is there to receive it (with receipts this is only an early hint: it is
+resent sooner than ``resend_after_s``). Messages in flight when the connection drops stay
 in paho's session and are re-sent (DUP) after the reconnection; a record sent twice is
 harmless, since an interval is identified by (meter, channel, start_ns) and overwrites
 itself downstream.
@@ -27,6 +55,7 @@ Sending policy (one sender thread; the measuring loop never waits for the networ
 
 Status: every ``status_every_s`` seconds (and at once after each connection) a retained QoS 1
 ``status`` message: ``online``, ``queue_depth``, ``in_flight``, ``published``, ``refused``,
+``receipted``, ``dead_lettered``, ``receipts_refused``, ``resent`` (with receipts),
 ``software``, and whatever the agent adds (calibration state, ``input_overflows``,
 ``clock_offset_s`` from its clock check, :mod:`tingbao.edge.clock`). The last will, set
 before every connection attempt, is the same topic with ``online: false`` (retained, QoS 1);
@@ -104,6 +133,12 @@ class Publisher:
         Period of the retained status message, seconds.
     status_extra : callable, optional
         Returns a dict of extra status fields (called from the sender thread).
+    receipts : bool
+        Keep every record until a collector's receipt covers it (default); False deletes
+        a record at the broker's PUBACK (collectors without receipts).
+    resend_after_s : float
+        With receipts: a sent record with no receipt after this many seconds is sent again
+        (the delay doubles per unreceipted send, up to 16 ×).
     """
 
     def __init__(self, outbox: Outbox, *, meter: str, enterprise: str, site: str,
@@ -112,7 +147,8 @@ class Publisher:
                  client_id: str | None = None, window: int = 100, backlog_rate: float = 200.0,
                  live_s: float = 10.0, keepalive: int = 30,
                  reconnect_s: tuple[float, float] = (1.0, 30.0), status_every_s: float = 5.0,
-                 status_extra: Callable[[], dict] | None = None):
+                 status_extra: Callable[[], dict] | None = None, receipts: bool = True,
+                 resend_after_s: float = 60.0):
         if window < 1:
             raise ValueError(f"window must be ≥ 1 message, got {window}")
         if not backlog_rate > 0:
@@ -120,6 +156,11 @@ class Publisher:
         self.outbox = outbox
         self.meter = contract.check_id(meter, "meter")
         self.status_topic = contract.topic(enterprise, site, meter, "status")
+        self.receipts_topic = contract.receipts_topic(enterprise, site, meter)
+        self.receipts = bool(receipts)
+        if not resend_after_s > 0:
+            raise ValueError(f"resend_after_s must be > 0 s, got {resend_after_s}")
+        self.resend_after_s = float(resend_after_s)
         self.host, self.port = host, int(port)
         self.window = int(window)
         self._window = self.window  # the window in force (the broker may ask for less)
@@ -130,7 +171,12 @@ class Publisher:
         self.software = software_version()
 
         # counters (read them any time; written by the sender thread)
-        self.published = 0  # records acknowledged with success
+        self.published = 0  # records acknowledged with success (PUBACK)
+        self.receipted = 0  # records deleted because a receipt said stored
+        self.dead_lettered = 0  # records deleted because a receipt said refused
+        self.receipts_in = 0  # receipts applied
+        self.receipts_refused = 0  # receipts refused (malformed, another meter's)
+        self.resent = 0  # records sent again for want of a receipt
         self.refused = 0  # PUBACKs with a failure reason code
         self.unheard = 0  # PUBACKs 16: no matching subscribers (kept and offered again)
         self._unheard_seqs: set[int] = set()  # held for that reason (not done: keep trying)
@@ -142,6 +188,7 @@ class Publisher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._acks: collections.deque = collections.deque()  # (mid, reason code) from paho
+        self._receipts: collections.deque = collections.deque()  # (topic, payload) from paho
         self._mid_seq: dict[int, int] = {}  # in flight: paho mid -> seq
         self._busy: set[int] = set()  # seqs in flight or acknowledged but not yet deleted
         self._refused_until: dict[int, tuple[float, float]] = {}  # seq -> (retry at, delay)
@@ -167,6 +214,7 @@ class Publisher:
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         self._keepalive = int(keepalive)
         self.client = c
 
@@ -189,6 +237,8 @@ class Publisher:
         log.info("connected to %s:%s (%s)", self.host, self.port,
                  "first connection" if self.connects == 1 else f"reconnection {self.connects}")
         self._status_due = 0.0
+        if self.receipts:  # on every connection: the session may be a new one
+            client.subscribe(self.receipts_topic, qos=1)
         self._connected.set()
         self._wake.set()
 
@@ -208,6 +258,17 @@ class Publisher:
         self._acks.append((mid, reason_code))
         # Wake the sender once a quarter of the window came back, or the last one: one
         # outbox transaction and one refill per batch, not per PUBACK.
+        self._wake.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "?"
+        if len(self._receipts) < 10_000:  # bounded: a flood is refused, not queued
+            self._receipts.append((topic, bytes(message.payload)))
+        else:
+            self.receipts_refused += 1
         self._wake.set()
 
     # ------------------------------------------------------------------ control
@@ -278,9 +339,13 @@ class Publisher:
         return drained
 
     def stats(self) -> dict:
-        """Counters: published, refused, sent, in_flight, queue_depth, connects, connected."""
+        """Counters: published, refused, unheard, receipted, dead_lettered, receipts,
+        receipts_refused, resent, sent, in_flight, queue_depth, connects, connected."""
         return {"published": self.published, "refused": self.refused,
-                "unheard": self.unheard, "sent": self.sent,
+                "unheard": self.unheard, "receipted": self.receipted,
+                "dead_lettered": self.dead_lettered, "receipts": self.receipts_in,
+                "receipts_refused": self.receipts_refused, "resent": self.resent,
+                "sent": self.sent,
                 "in_flight": self.in_flight, "queue_depth": self.outbox.depth(),
                 "connects": self.connects, "connected": self.connected}
 
@@ -296,6 +361,7 @@ class Publisher:
             last = now
             try:
                 self._process_acks()
+                self._process_receipts()
                 if self._connected.is_set():
                     self._send_live()
                     self._send_backlog(now)
@@ -323,12 +389,56 @@ class Publisher:
             else:
                 done.append(seq)
         if done:
-            self.outbox.ack_many(done)
+            if self.receipts:  # sent: it waits for its receipt (or its resend time)
+                self.outbox.mark_sent(done, time.time_ns(), int(self.resend_after_s * 1e9))
+            else:
+                self.outbox.ack_many(done)
             for seq in done:
                 self._refused_until.pop(seq, None)
                 self._unheard_seqs.discard(seq)
             self._busy.difference_update(done)
             self.published += len(done)
+
+    def _process_receipts(self) -> None:
+        if not self._receipts:
+            return
+        batch = []
+        while self._receipts:
+            batch.append(self._receipts.popleft())
+        # paho's thread queued every PUBACK before the receipts that followed it: take
+        # them in first, so that a receipt finds its records marked sent
+        self._process_acks()
+        ok: list = []
+        bad: list = []
+        for topic, raw in batch:
+            try:
+                if topic != self.receipts_topic:
+                    raise contract.ContractError(f"topic {topic[:120]!r} is not this meter's "
+                                                 f"receipts topic {self.receipts_topic!r}")
+                p = contract.validate_receipts(topic, raw).payload
+            except ValueError as e:  # ContractError is one
+                self.receipts_refused += 1
+                if self.receipts_refused <= 10 or self.receipts_refused % 1000 == 0:
+                    log.warning("receipt refused (it deletes nothing): %s (%d so far)", e,
+                                self.receipts_refused)
+                continue
+            self.receipts_in += 1
+            ok += p["seqs"]
+            bad += p.get("refused", ())
+            if "refused" in p:
+                log.error("collector %s refused record(s) %s of meter %s (stored as dead "
+                          "letters with their reason); they leave the outbox",
+                          p["collector"], p["refused"][:5], self.meter)
+        # one transaction for all the receipts at hand
+        self.receipted += self.outbox.apply_receipt(ok)
+        self.dead_lettered += self.outbox.apply_receipt(bad)
+        if self._refused_until and (ok or bad):
+            ranges = sorted(ok + bad)
+            for seq in [s for s in self._refused_until
+                        if any(a <= s <= b for a, b in ranges)]:
+                if self.outbox.get(seq) is None:
+                    self._refused_until.pop(seq, None)
+                    self._unheard_seqs.discard(seq)
 
     def _refuse(self, seq: int, rc) -> None:
         self._unheard_seqs.discard(seq)
@@ -371,6 +481,8 @@ class Publisher:
         self._mid_seq[info.mid] = rec.seq
         self._busy.add(rec.seq)
         self.sent += 1
+        if rec.sends:
+            self.resent += 1
         return True
 
     def _send_live(self) -> None:
@@ -378,7 +490,8 @@ class Publisher:
         if free <= 0:
             return
         cutoff = time.time_ns() - int(self.live_s * 1e9)
-        recs = self.outbox.newest_since(cutoff, free, after_seq=self._live_floor)
+        recs = self.outbox.newest_since(cutoff, free, after_seq=self._live_floor,
+                                        due_ns=time.time_ns() if self.receipts else None)
         now = time.monotonic()
         for rec in recs:
             if self._sendable(rec, now) and not self._publish_record(rec):
@@ -393,7 +506,8 @@ class Publisher:
             if now - self._round_start < 0.2:
                 return  # the last round found the whole queue busy; do not spin
             self._round_start = now
-        recs = self.outbox.oldest(budget, after_seq=self._cursor)
+        recs = self.outbox.oldest(budget, after_seq=self._cursor,
+                                  due_ns=time.time_ns() if self.receipts else None)
         for rec in recs:
             self._cursor = rec.seq
             if self._sendable(rec, now):
@@ -407,6 +521,9 @@ class Publisher:
         fields = {"queue_depth": self.outbox.depth(), "in_flight": len(self._mid_seq),
                   "published": self.published, "refused": self.refused,
                   "software": self.software}
+        if self.receipts:
+            fields.update(receipted=self.receipted, dead_lettered=self.dead_lettered,
+                          receipts_refused=self.receipts_refused, resent=self.resent)
         if self.status_extra is not None:
             try:
                 fields.update(self.status_extra())

@@ -25,6 +25,7 @@ from support.agent import outbox_depth
 from support.commands import free_port, tingbao
 from support.configs import ENT, SITE, make_config, write_toml
 from support.mqtt import close, drain, mqtt_client, subscribe
+from support.receipts import receipting
 from support.wait import hold, wait_for
 
 from tingbao.edge import contract
@@ -38,11 +39,14 @@ from tingbao.edge.sources import SyntheticScene
 
 # ---------------------------------------------------------------------------------- helpers
 def subscriber(stack, meter: str, client_id: str | None = None):
-    """The collector account on a persistent session (QoS 1) for one meter's topics."""
+    """The collector account on a persistent session (QoS 1) for one meter's data topics,
+    answering each record with a receipt (:func:`support.receipts.receipting`): the agent
+    keeps a record until a receipt covers it."""
     client_id = client_id or f"col-{secrets.token_hex(4)}"
-    c = mqtt_client(stack, "collector", client_id=client_id, clean_start=False,
-                    session_expiry=600)
-    assert subscribe(c, f"tingbao/v1/{ENT}/{SITE}/{meter}/#", qos=1) == [1]
+    c = receipting(mqtt_client(stack, "collector", client_id=client_id, clean_start=False,
+                               session_expiry=600))
+    for kind in contract.KINDS:
+        assert subscribe(c, f"tingbao/v1/{ENT}/{SITE}/{meter}/{kind}", qos=1) == [1]
     c.tb_id = client_id
     return c
 
@@ -163,9 +167,9 @@ def test_broker_outage_backlog_drains_without_loss(fresh_stack, tmp_path):
         grown = agent.outbox.depth()
         assert grown >= depth0 + 8, (depth0, grown)  # 10 intervals of 0.5 s, all kept
         stack.start_broker()
+        sub = subscriber(stack, "m1", client_id=sub.tb_id)  # its receipts end the drain
         runner.join(timeout=30)
         assert not runner.is_alive()
-        sub = subscriber(stack, "m1", client_id=sub.tb_id)
         n = result["records"]
         got += collect(sub, lambda m: set(range(1, n + 1)) <= set(seqs_of(got + m)))
     finally:
@@ -345,6 +349,7 @@ def test_backlog_is_paced_and_live_records_jump_the_queue(stack, tmp_path):
             old_received[0] += 1
 
     sub.on_message = on_message
+    receipting(sub)
     pub = Publisher(ob, meter="m1", enterprise=ENT, site=SITE, host=stack.host,
                     port=stack.mqtt_port, username="m1",
                     password=stack.mqtt_account("m1").password, backlog_rate=200.0,

@@ -195,3 +195,98 @@ def test_bad_multichannel_payloads_are_refused_with_the_channel_named(mutate, re
     _, p = good_channels(3)
     with pytest.raises(c.ContractError, match=re.escape(reason)):
         c.validate(T, _with(p, mutate), now_ns=NOW)
+
+
+# ---------------------------------------------------------------------------------- receipts
+RT = c.receipts_topic("e1", "s1", "m1")
+
+
+def good_receipt(**over):
+    p = c.receipts_payload(meter="m1", time_ns=NOW, collector="c-1", seqs=[1, 2, 3, 7],
+                           refused=[5])
+    p.update(over)
+    return p
+
+
+def test_receipt_builds_validates_and_merges_ranges():
+    assert RT == "tingbao/v1/e1/s1/m1/receipts"
+    p = good_receipt()
+    assert p["seqs"] == [[1, 3], [7, 7]] and p["refused"] == [[5, 5]]
+    assert p["schema"] == "tingbao.receipts/1"
+    msg = c.validate_receipts(RT, c.encode(p), now_ns=NOW)
+    assert msg.topic.meter == "m1" and msg.topic.kind == "receipts"
+    assert c.seq_ranges([5, 1, 2, 3, 3]) == [[1, 3], [5, 5]]
+    assert "refused" not in c.receipts_payload(meter="m1", time_ns=NOW, collector="c",
+                                               seqs=[[1, 4]])
+    # a receipt is not data: the data validation refuses its topic, and it is no KIND
+    assert "receipts" not in c.KINDS
+    with pytest.raises(c.ContractError, match="topic kind"):
+        c.validate(RT, c.encode(p))
+    with pytest.raises(c.ContractError):
+        c.topic("e1", "s1", "m1", "receipts")
+    with pytest.raises(ValueError, match="at most"):
+        c.receipts_payload(meter="m1", time_ns=NOW, collector="c",
+                           seqs=list(range(1, 2 * c.MAX_RECEIPT_RANGES + 3, 2)))
+
+
+BIG = 2**63
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda p: p.update(schema="tingbao.receipts/2"), "schema"),
+        (lambda p: p.update(schema="tingbao.levels/1"), "schema"),
+        (lambda p: p.pop("schema"), "schema"),
+        (lambda p: p.update(meter="m2"), "does not match"),
+        (lambda p: p.pop("meter"), "does not match"),
+        (lambda p: p.update(collector="c 1"), "not a valid id"),
+        (lambda p: p.update(collector=None), "not a valid id"),
+        (lambda p: p.pop("time_ns"), "'time_ns' is missing"),
+        (lambda p: p.update(time_ns=NOW + 10**13), "plausible range"),
+        (lambda p: p.update(time_ns=5), "plausible range"),
+        (lambda p: p.update(time_ns=1.5e18), "integer"),
+        (lambda p: p.pop("seqs"), "'seqs' is missing"),
+        (lambda p: p.update(seqs="1-3"), "list of"),
+        (lambda p: p.update(seqs=[[1, 3, 4]]), "first, last"),
+        (lambda p: p.update(seqs=[[1]]), "first, last"),
+        (lambda p: p.update(seqs=[3]), "first, last"),
+        (lambda p: p.update(seqs=[[0, 3]]), "integer 1.."),
+        (lambda p: p.update(seqs=[[-5, 3]]), "integer 1.."),
+        (lambda p: p.update(seqs=[[1, BIG]]), "integer 1.."),
+        (lambda p: p.update(seqs=[[1.0, 3]]), "integer 1.."),
+        (lambda p: p.update(seqs=[[True, 3]]), "integer 1.."),
+        (lambda p: p.update(seqs=[["1", 3]]), "integer 1.."),
+        (lambda p: p.update(seqs=[[4, 3]]), "first > last"),
+        (lambda p: p.update(seqs=[[7, 8], [1, 3]]), "sorted"),
+        (lambda p: p.update(seqs=[[1, 3], [3, 4]]), "sorted"),
+        (lambda p: p.update(refused=[[2, 2]]), "overlap"),
+        (lambda p: p.update(refused="x"), "list of"),
+        (lambda p: p.update(seqs=[], refused=[]), "1-1000 ranges"),
+        (lambda p: (p.update(seqs=[[i, i] for i in range(1, 2 * 1001, 2)]), p.pop("refused")),
+         "1-1000 ranges"),
+        (lambda p: p.update(extra=1), "unknown field"),
+    ])
+def test_bad_receipts_are_refused_with_their_reason(mutate, reason):
+    p = good_receipt()
+    mutate(p)
+    with pytest.raises(c.ContractError, match=reason):
+        c.validate_receipts(RT, c.encode(p), now_ns=NOW)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"{", "not JSON"), (b"\xff", "not UTF-8"), (b"[]", "not a JSON object"),
+    (b'{"seqs": NaN}', "NaN"), (b" " * (c.MAX_PAYLOAD_BYTES + 1), "exceeds"),
+    (b'{"schema": "tingbao.receipts/1", "seqs": [[1, ' + b"9" * 5000 + b"]]}", "number"),
+])
+def test_receipt_payloads_that_are_not_json_objects_are_refused(raw, reason):
+    with pytest.raises(c.ContractError, match=reason):
+        c.validate_receipts(RT, raw, now_ns=NOW)
+
+
+@pytest.mark.parametrize("topic", ["tingbao/v1/e1/s1/m1/levels", "tingbao/v1/e1/s1/m 1/receipts",
+                                   "tingbao/v1/e1/s1/receipts", "tingbao/v2/e1/s1/m1/receipts",
+                                   "tingbao/v1/e1/s1/m1/receipts/x"])
+def test_receipts_on_other_topics_are_refused(topic):
+    with pytest.raises(c.ContractError):
+        c.validate_receipts(topic, c.encode(good_receipt()), now_ns=NOW)

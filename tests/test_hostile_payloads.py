@@ -6,7 +6,10 @@ Bad messages are bad by construction — malformed JSON, random bytes, invalid U
 types, NaN/Infinity tokens, huge strings and payloads, ids with spaces, commas, quotes, ``=``
 and newlines (in topics and payloads), unknown schema versions, future and ancient
 timestamps, payloads for another meter, unknown meters, unstorable extras, points
-InfluxDB refuses — and each has the stage it must be dead-lettered at. Afterwards:
+InfluxDB refuses — and each has the stage it must be dead-lettered at. A message on a topic
+of no data kind (``…/m1/x``, ``…/m1/alerts``) never gets that far: the broker's ACL lets a
+device publish only levels, bands, status and events, so it is refused with PUBACK 135
+(stage ``broker``). Afterwards:
 
 * the collector is alive and never hit an internal error;
 * the multiset of (topic, payload SHA-256, stage) in ``dead_letters`` equals what was
@@ -66,6 +69,7 @@ class Published:
     categories: Counter = dataclasses.field(default_factory=Counter)
     n_good: int = 0
     n_bad: int = 0
+    broker: Counter = dataclasses.field(default_factory=Counter)  # user -> refused by the ACL
 
 
 # ------------------------------------------------------------------------- valid payloads
@@ -387,6 +391,7 @@ def bad_message(draw) -> Bad:
         raw = b'{"schema":' + b"[" * depth + b"]" * depth + b"}"
     elif category == "bad_kind_topic":
         topic_kind = draw(st.sampled_from(["alerts", "level", "LEVELS", "levels ", "x", ""]))
+        stage = "broker"  # devices may publish the data kinds only (the stack's ACL)
     elif category == "huge_int":
         field = draw(st.sampled_from(NUMERIC[kind][:1] + ["schema"]))
         p[field] = "__TOKEN__"
@@ -454,7 +459,7 @@ def bad_message(draw) -> Bad:
         refused = False
     except ValueError:
         refused = True
-    assert refused == (stage == "contract"), (category, topic, raw[:300])
+    assert refused == (stage in ("contract", "broker")), (category, topic, raw[:300])
     return Bad(user, topic, raw, category, stage)
 
 
@@ -472,7 +477,10 @@ def test_hostile_stream_is_dead_lettered_and_good_messages_are_stored(stack, tmp
             bad = data.draw(bad_message())
             pubs[bad.user].publish(bad.topic, bad.raw)
             sha = hashlib.sha256(bad.raw).hexdigest()
-            sent.bad[(bad.topic, sha, bad.stage)] += 1
+            if bad.stage == "broker":
+                sent.broker[bad.user] += 1
+            else:
+                sent.bad[(bad.topic, sha, bad.stage)] += 1
             sent.categories[bad.category] += 1
             sent.n_bad += 1
             if data.draw(st.integers(0, GOOD_EVERY - 1)) == 0:
@@ -485,10 +493,11 @@ def test_hostile_stream_is_dead_lettered_and_good_messages_are_stored(stack, tmp
         started = time.monotonic()
         while sent.n_bad < N_HOSTILE:
             publish_some()
-        for pub in pubs.values():
-            pub.wait(120)
+        for user, pub in pubs.items():
+            pub.wait(120, refused=sent.broker[user])
         published = time.monotonic() - started
-        total = sent.n_bad + sent.n_good
+        n_dead = sent.n_bad - sum(sent.broker.values())
+        total = n_dead + sent.n_good
         wait_for(lambda: c.counters()["written"] + c.counters()["rejected"] >= total, 150,
                  f"{total} messages stored or dead-lettered")
         counters = c.counters()
@@ -499,7 +508,8 @@ def test_hostile_stream_is_dead_lettered_and_good_messages_are_stored(stack, tmp
         # never crashed, nothing counted twice
         assert c.is_alive() and counters["internal_errors"] == 0
         assert counters["received"] == total and counters["acked"] == total
-        assert counters["rejected"] == sent.n_bad and counters["written"] == sent.n_good
+        assert counters["rejected"] == n_dead and counters["written"] == sent.n_good
+        assert sent.broker["m1"] + sent.broker["m2"] > 0  # refused by the ACL, never stored
         assert counters["dead_letter_failed"] == 0
         assert len(set(sent.categories)) >= len(CATEGORIES)
 

@@ -41,7 +41,11 @@ def test_stack_starts_and_answers(stack):
     for line in ("per_listener_settings false", "allow_anonymous false", "persistence true",
                  "max_queued_messages 1000000", f"listener {stack.mqtt_port} 127.0.0.1"):
         assert line in conf.splitlines()
-    assert "pattern write tingbao/v1/+/+/%u/#" in stack.acl_file.read_text().splitlines()
+    acl = stack.acl_file.read_text().splitlines()
+    assert "pattern write tingbao/v1/+/+/%u/levels" in acl
+    assert "pattern read tingbao/v1/+/+/%u/receipts" in acl
+    assert not any(line.startswith("pattern write") and line.endswith(("/#", "/receipts"))
+                   for line in acl)
 
 
 @pytest.mark.parametrize("user, password", [(None, None), ("collector", "wrong"),
@@ -71,6 +75,35 @@ def test_devices_publish_only_their_own_meter(stack):
     finally:
         close(collector)
         close(m1)
+
+
+def test_receipts_only_collectors_write_and_only_their_meter_reads(stack):
+    collector = mqtt_client(stack, "collector")
+    analysis = mqtt_client(stack, "analysis")
+    m1, m2 = mqtt_client(stack, "m1"), mqtt_client(stack, "m2")
+    try:
+        for c in (m1, m2, analysis):
+            assert subscribe(c, "tingbao/v1/#") == [1]
+        assert publish(collector, "tingbao/v1/e1/s1/m1/receipts", b"r1") in ACCEPTED
+        assert publish(collector, "tingbao/v1/e1/s1/m2/receipts", b"r2") in ACCEPTED
+        # devices may write no receipts at all, their own meter's neither; nor analysis
+        assert publish(m1, "tingbao/v1/e1/s1/m1/receipts", b"forged") == NOT_AUTHORIZED
+        assert publish(m2, "tingbao/v1/e1/s1/m1/receipts", b"forged") == NOT_AUTHORIZED
+        assert publish(analysis, "tingbao/v1/e1/s1/m1/receipts", b"forged") == NOT_AUTHORIZED
+        # devices publish only the data kinds
+        for kind in ("levels", "bands", "status", "events"):
+            assert publish(m1, f"tingbao/v1/e1/s1/m1/{kind}", b"x") in ACCEPTED
+        assert publish(m1, "tingbao/v1/e1/s1/m1/other", b"x") == NOT_AUTHORIZED
+        # each meter reads its own receipts only; analysis reads all of them
+        assert [(m.topic, m.payload) for m in drain(m1)] == [
+            ("tingbao/v1/e1/s1/m1/receipts", b"r1")]
+        assert [(m.topic, m.payload) for m in drain(m2)] == [
+            ("tingbao/v1/e1/s1/m2/receipts", b"r2")]
+        got = [m.payload for m in drain(analysis) if m.topic.endswith("/receipts")]
+        assert sorted(got) == [b"r1", b"r2"]
+    finally:
+        for c in (collector, analysis, m1, m2):
+            close(c)
 
 
 def test_services_publish_alerts_and_read_the_stream(stack):

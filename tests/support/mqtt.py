@@ -177,14 +177,16 @@ class Publisher:
         self.infos.append(info)
         return info
 
-    def wait(self, timeout: float = 60.0) -> None:
-        """Wait until the broker acknowledged everything published so far."""
+    def wait(self, timeout: float = 60.0, refused: int = 0) -> None:
+        """Wait until the broker acknowledged everything published so far; exactly
+        ``refused`` of them must have been refused as not authorized (135)."""
         deadline = time.monotonic() + timeout
         for info in self.infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             assert info.is_published(), "broker did not acknowledge a publish"
         self.infos = []
-        assert not self.refused, f"broker refused publishes: {self.refused[:5]}"
+        assert len(self.refused) == refused and set(self.refused) <= {135}, \
+            f"broker refused {len(self.refused)} publishes, not {refused}: {self.refused[:5]}"
 
     def close(self) -> None:
         self.client.disconnect()
