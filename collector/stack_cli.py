@@ -1,9 +1,16 @@
 """``tingbao stack up|down|status``: run the local Mosquitto + InfluxDB stack
 (:mod:`tingbao.collector.stack`).
 
-``up`` stays in the foreground until Ctrl-C (or SIGTERM) and then stops both servers; with
-``--detach`` it leaves them running in their own sessions and returns. Either way it writes
-``DATA_DIR/state.json`` (pids, ports, paths), which ``down`` and ``status`` read.
+``up`` stays in the foreground until Ctrl-C (or SIGTERM) and then stops the servers it
+started; with ``--detach`` it leaves them running in their own sessions and returns. Either way
+it writes ``DATA_DIR/state.json`` (pids, ports, paths), which ``down`` and ``status`` read.
+
+When one server of a detached stack is down (crashed, killed) and the other still runs, ``up``
+starts only the one that is down, on the port and with the data recorded in ``state.json``,
+and leaves the running one alone (same pid); ``state.json`` then lists the new pid. With both
+running it refuses. ``status`` prints the state as JSON (``"down"`` lists the servers that
+are not running) and one line per server on stderr; its exit code is 0 when both run, 1 when
+one or both are down.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from .stack import (
     stop_from_state,
     tail,
 )
+from .stack.state import SERVERS, status_lines
 
 DEFAULT_DATA_DIR = "var/stack"
 
@@ -46,11 +54,13 @@ def register(sub) -> None:
     )
     actions = p.add_subparsers(dest="stack_action", metavar="ACTION", required=True)
 
-    up = actions.add_parser("up", help="start the stack (foreground until Ctrl-C, or --detach)")
+    up = actions.add_parser("up", help="start the stack (foreground until Ctrl-C, or --detach); "
+                            "when one server of it runs already, start only the other")
     _data_dir(up)
-    up.add_argument("--retention", default=DEFAULT_RETENTION, metavar="DURATION",
+    up.add_argument("--retention", metavar="DURATION",
                     help="how long 1-second levels are kept: an InfluxQL duration such as "
-                    f"90d, 26w or INF (default {DEFAULT_RETENTION})")
+                    f"90d, 26w or INF (default {DEFAULT_RETENTION}; when one server still "
+                    "runs, the retention recorded in state.json)")
     up.add_argument("--tls", action="store_true",
                     help="also open an MQTT-over-TLS listener with a self-signed CA "
                     "(DATA_DIR/tls/ca.crt)")
@@ -72,7 +82,8 @@ def register(sub) -> None:
     down.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                       help="wait this long after SIGTERM before SIGKILL (default 10)")
 
-    status = actions.add_parser("status", help="print the stack's state as JSON")
+    status = actions.add_parser("status", help="print the stack's state as JSON (and one "
+                                "line per server on stderr); exit code 1 when one is down")
     _data_dir(status)
     p.set_defaults(func=run)
 
@@ -91,9 +102,9 @@ def run(args) -> int:
             print(json.dumps(outcome))
             return 0
         state = status_from_state(args.data_dir)
-        print(json.dumps(state, indent=2, ensure_ascii=False))
-        running = state["mqtt"]["alive"] and state["influxdb"]["alive"]
-        return 0 if running else 1
+        print(json.dumps(state, indent=2, ensure_ascii=False), flush=True)
+        print("\n".join(status_lines(state, args.data_dir)), file=sys.stderr, flush=True)
+        return 1 if state["down"] else 0
     except StackError as e:
         raise CliError(str(e)) from e
 
@@ -109,25 +120,67 @@ def site_meters(path: str | Path) -> list[str]:
     return sorted(registry.meter_ids)
 
 
-def _running(data_dir: str) -> bool:
+def _running(data_dir: str) -> tuple[dict | None, dict[str, bool]]:
+    """The ``state.json`` of an earlier stack on ``data_dir`` (None: there is none) and which
+    of its servers still run."""
     try:
         state = load_state(data_dir)
     except StackError:
-        return False
-    return any(pid_alive(state.get(k, {}).get("pid"), state.get(k, {}).get("config"))
-               for k in ("mqtt", "influxdb"))
+        return None, {key: False for key, _ in SERVERS}
+    return state, {key: pid_alive(state.get(key, {}).get("pid"),
+                                  state.get(key, {}).get("config")) for key, _ in SERVERS}
+
+
+def _partial_stack(args, state: dict, alive: dict[str, bool]) -> Stack:
+    """A Stack on the ports, TLS and retention of ``state`` whose running server is taken
+    over; a port or TLS option contradicting the running server is refused."""
+    mqtt, influx = state.get("mqtt", {}), state.get("influxdb", {})
+    given = {"mqtt": [("--mqtt-port", args.mqtt_port, mqtt.get("port")),
+                      ("--tls-port", args.tls_port, mqtt.get("tls_port"))],
+             "influxdb": [("--influx-port", args.influx_port, influx.get("port"))]}
+    for key, name in SERVERS:
+        for option, value, recorded in given[key]:
+            if alive[key] and value is not None and value != recorded:
+                raise CliError(f"{name} runs on port {recorded} (pid {state[key]['pid']}); "
+                               f"{option} {value} would need a restart of it: stop the stack "
+                               f"first (`tingbao stack down --data-dir {args.data_dir}`)")
+    if alive["mqtt"] and args.tls and not mqtt.get("tls_port"):
+        raise CliError(f"mosquitto (pid {mqtt['pid']}) runs without a TLS listener; stop the "
+                       f"stack first (`tingbao stack down --data-dir {args.data_dir}`)")
+    tls = bool(mqtt.get("tls_port")) or args.tls
+    recorded_retention = (influx.get("retention_policies") or {}).get(Stack.rp_levels)
+    stack = Stack(args.data_dir,
+                  mqtt_port=args.mqtt_port or mqtt.get("port"),
+                  influx_port=args.influx_port or influx.get("port"),
+                  influx_rpc_port=influx.get("rpc_port"), tls=tls,
+                  tls_port=args.tls_port or mqtt.get("tls_port"),
+                  retention=args.retention or recorded_retention or DEFAULT_RETENTION)
+    stack.adopt_running(state)
+    for key, name in SERVERS:
+        if alive[key]:
+            print(f"{name} runs already (pid {state[key]['pid']}): left alone",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"{name} is down: starting it on port {state[key].get('port')}",
+                  file=sys.stderr, flush=True)
+    return stack
 
 
 def _up(args) -> int:
-    if _running(args.data_dir):
+    state, alive = _running(args.data_dir)
+    if state is not None and all(alive.values()):
         raise CliError(f"a stack already runs in {args.data_dir} (see `tingbao stack status "
                        f"--data-dir {args.data_dir}`); stop it with `tingbao stack down "
                        f"--data-dir {args.data_dir}`")
     devices = list(args.device)
     if args.site:
         devices += site_meters(args.site)
-    stack = Stack(args.data_dir, mqtt_port=args.mqtt_port, influx_port=args.influx_port,
-                  tls=args.tls, tls_port=args.tls_port, retention=args.retention)
+    if state is not None and any(alive.values()):
+        stack = _partial_stack(args, state, alive)
+    else:
+        stack = Stack(args.data_dir, mqtt_port=args.mqtt_port, influx_port=args.influx_port,
+                      tls=args.tls, tls_port=args.tls_port,
+                      retention=args.retention or DEFAULT_RETENTION)
     stack.prepare()
     stack.add_devices(dict.fromkeys(devices))
     if not args.detach:
@@ -146,15 +199,19 @@ def _up(args) -> int:
             for name, server, log in (("mosquitto", stack._broker, stack.mqtt_log),
                                       ("influxd", stack._influx, stack.influx_log)):
                 if not server.alive:
-                    raise CliError(f"{name} exited unexpectedly (code {server.proc.returncode})"
+                    code = server.proc.returncode if server.proc is not None else None
+                    raise CliError(f"{name} exited unexpectedly (code {code})"
                                    f"; last lines of {log}:\n{tail(log)}")
     except KeyboardInterrupt:
         print("stopping …", file=sys.stderr, flush=True)
         return 0
     finally:
         if not args.detach:
-            stack.stop()
-            _mark_stopped(stack.state_file)
+            stack.stop_started()  # a server taken over from an earlier stack keeps running
+            if any(s is not None and s.alive for s in (stack._broker, stack._influx)):
+                stack.write_state()
+            else:
+                _mark_stopped(stack.state_file)
 
 
 def _interrupt(signum, frame):

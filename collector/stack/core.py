@@ -6,10 +6,13 @@ set-up (:mod:`.influxdb`), and ``state.json`` for ``tingbao stack up`` (read bac
 :mod:`.state`).
 
 Ports: a port not given is the one recorded in ``state.json`` by an earlier stack on the
-same directory when that is still free, else a free one. Start-up waits (``start_timeout``
-seconds, 30 unless told) until the broker accepts the collector account and InfluxDB
-answers ``/ping``; on failure the error quotes the server's log. Servers started without
-``detach`` are stopped at interpreter exit if the caller forgot.
+same directory when that is still free, else a free one. One server of a detached stack may
+be down while the other runs (a crash, a kill): :meth:`Stack.adopt_running` takes the running
+one over from ``state.json`` (pid, left alone) and :meth:`Stack.start` then starts only the
+other, on its recorded port with its data (``tingbao stack up`` does this). Start-up waits
+(``start_timeout`` seconds, 30 unless told) until the broker accepts the collector account
+and InfluxDB answers ``/ping``; on failure the error quotes the server's log. Servers started
+without ``detach`` are stopped at interpreter exit if the caller forgot.
 
 InfluxDB is spoken to only through :class:`tingbao.collector.influx.InfluxClient`:
 ``stack.influx("writer").write(lines)``, ``stack.influx().query_rows(q)``.
@@ -38,9 +41,11 @@ from .errors import StackError
 from .probe import mqtt_connect_code
 from .processes import (
     HOST,
+    RunningServer,
     Server,
     free_ports,
     mosquitto_version,
+    pid_alive,
     port_answers,
     port_free,
     require_tools,
@@ -243,20 +248,62 @@ class Stack:
 
     # ------------------------------------------------------------------------------ process
     def start(self, *, detach: bool = False) -> Stack:
-        """Generate the configs, start both servers, wait until they answer and set up the
-        database, users and retention policies. ``detach=True`` starts them in their own
-        sessions so they outlive this process (then stop them with :func:`stop_from_state`).
-        On failure, what was started is stopped again and StackError quotes the log."""
+        """Generate the configs, start the servers that do not run yet (both, unless one was
+        taken over with :meth:`adopt_running`), wait until they answer and set up the
+        database, users and retention policies (when InfluxDB was started). ``detach=True``
+        starts them in their own sessions so they outlive this process (then stop them with
+        :func:`stop_from_state`). On failure, what this call started is stopped again and
+        StackError quotes the log; a server it did not start is left alone."""
         self.prepare()
         _LIVE.add(self)
+        started: list[Server] = []
         try:
-            self.start_broker(detach=detach)
-            self.start_influx(detach=detach)
-            self._setup_influx()
+            if self._broker is None or not self._broker.alive:
+                self.start_broker(detach=detach)
+                started.append(self._broker)
+            if self._influx is None or not self._influx.alive:
+                self.start_influx(detach=detach)
+                started.append(self._influx)
+                self._setup_influx()
         except BaseException:
-            self.stop()
+            for server in (self._influx, self._broker):
+                if server is not None and (server in started or not server.alive):
+                    server.stop()
             raise
         return self
+
+    def adopt_running(self, state: dict) -> dict[str, bool]:
+        """Take over the servers that ``state`` (the ``state.json`` of a detached stack on this
+        data directory, :func:`.state.load_state`) lists and that still run: this Stack then
+        reports them (pid, alive), signals them (a device added reloads the broker) and
+        :meth:`start` does not start them again; :meth:`stop_started` leaves them alone.
+        Returns ``{"mqtt": adopted, "influxdb": adopted}``."""
+        adopted = {}
+        for key, name, config, log, cwd in (
+                ("mqtt", "mosquitto", self.mqtt_config, self.mqtt_log, self.mqtt_dir),
+                ("influxdb", "influxd", self.influx_config, self.influx_log, self.influx_dir)):
+            part = state.get(key) or {}
+            pid = part.get("pid")
+            adopted[key] = bool(pid) and pid_alive(pid, str(config))
+            if not adopted[key]:
+                continue
+            server = RunningServer(name, [name], log, cwd, pid, str(config))
+            if key == "mqtt":
+                self._broker = server
+            else:
+                self._influx = server
+                try:
+                    self._versions["influxdb"] = self.influx(None, timeout=2.0).ping()
+                except InfluxError:
+                    pass
+        return adopted
+
+    def stop_started(self, timeout: float = 10.0) -> None:
+        """Stop the servers this Stack started (not those taken over with
+        :meth:`adopt_running`)."""
+        for server in (self._influx, self._broker):
+            if server is not None and not isinstance(server, RunningServer):
+                server.stop(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop both servers: SIGTERM (mosquitto then saves its persistence file), then
@@ -280,7 +327,7 @@ class Stack:
         the collector account."""
         if not self.mqtt_config.exists():
             self.prepare()
-        if self._broker is None:
+        if self._broker is None or isinstance(self._broker, RunningServer):
             self._broker = Server("mosquitto",
                                   [self._tool("mosquitto"), "-c", str(self.mqtt_config)],
                                   self.mqtt_log, self.mqtt_dir)
@@ -312,7 +359,7 @@ class Stack:
         """Start influxd (again) on the same port with the same data; waits for ``/ping``."""
         if not self.influx_config.exists():
             self.prepare()
-        if self._influx is None:
+        if self._influx is None or isinstance(self._influx, RunningServer):
             self._influx = Server("influxd",
                                   [self._tool("influxd"), "-config", str(self.influx_config)],
                                   self.influx_log, self.influx_dir)

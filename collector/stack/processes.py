@@ -6,7 +6,8 @@ A server's stdout and stderr are appended to its log file; it is stopped with SI
 SIGKILL after a timeout (seconds). With ``detach=True`` it gets a session of its own and
 outlives the Python process that started it (the ``tingbao stack up --detach`` case); a pid
 from ``state.json`` is checked against ``/proc/PID/cmdline`` before it is signalled, so a
-recycled pid is never killed.
+recycled pid is never killed. Such a server, still running when a later ``tingbao stack up``
+starts the other one, is a :class:`RunningServer`: known by its pid, left alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -204,3 +206,50 @@ class Server:
         code = self.proc.poll() if self.proc else None
         exited = f" ({self.name} exited with code {code})" if code is not None else ""
         return StackError(f"{what}{exited}; last lines of {self.log}:\n{tail(self.log)}")
+
+
+class RunningServer(Server):
+    """A server started earlier (by a ``tingbao stack up --detach``) and still running, known
+    only by its ``pid`` from ``state.json``: it counts as alive while ``/proc/PID/cmdline``
+    contains ``marker`` (its config file), it is signalled by pid, and it is never started by
+    this object (a new :class:`Server` takes its place once it is down)."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, cwd: Path, pid: int,
+                 marker: str):
+        super().__init__(name, argv, log, cwd)
+        self._pid = pid
+        self.marker = marker
+        self.detached = True
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def alive(self) -> bool:
+        return pid_alive(self._pid, self.marker)
+
+    def start(self, *, detach: bool = False) -> None:
+        raise StackError(f"{self.name} (pid {self._pid}) was started elsewhere"
+                         + (" and runs already" if self.alive else "; start a new one"))
+
+    def send(self, sig: int) -> None:
+        if self.alive:
+            os.kill(self._pid, sig)
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        """Send ``sig`` (SIGTERM), then SIGKILL after ``timeout`` seconds, and wait until the
+        process is gone (its exit code belongs to its parent: None)."""
+        if not self.alive:
+            return None
+        os.kill(self._pid, sig)
+        deadline = time.monotonic() + timeout
+        killed = False
+        while self.alive:
+            if time.monotonic() > deadline:
+                if killed:
+                    raise StackError(f"{self.name} (pid {self._pid}) survives SIGKILL")
+                os.kill(self._pid, signal.SIGKILL)
+                killed, deadline = True, time.monotonic() + 10.0
+            time.sleep(0.05)
+        return None

@@ -3,7 +3,9 @@
 the status of the servers it lists or to stop them (``tingbao stack status|down``).
 
 A pid in the file counts as alive only while ``/proc/PID/cmdline`` still names that
-server's config file, so a recycled pid is neither reported nor signalled.
+server's config file, so a recycled pid is neither reported nor signalled. The status lists
+the servers that are down (``"down"``); ``tingbao stack up`` on the same directory starts
+those again and leaves the running one alone.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ def load_state(data_dir: str | os.PathLike[str]) -> dict:
         raise StackError(f"cannot read {path}: {e}") from e
 
 
+SERVERS = (("mqtt", "mosquitto"), ("influxdb", "influxd"))
+"""(key in ``state.json``, process name) of the stack's servers."""
+
+
 def status_from_state(data_dir: str | os.PathLike[str]) -> dict:
     """``state.json`` with, for each server, whether its pid is alive (and is that server)
-    and whether its port answers now."""
+    and whether its port answers now, and ``"down"``: the keys (``mqtt``, ``influxdb``) of
+    the servers whose process is not running."""
     state = load_state(data_dir)
     for key in ("mqtt", "influxdb"):
         part = state.get(key, {})
@@ -47,7 +54,25 @@ def status_from_state(data_dir: str | os.PathLike[str]) -> dict:
                 context = None
             part["tls_answers"] = context is not None and port_answers(
                 part["tls_port"], state.get("host", HOST), 0.5, ssl_context=context)
+    state["down"] = [key for key, _ in SERVERS if not state.get(key, {}).get("alive")]
     return state
+
+
+def status_lines(state: dict, data_dir: str | os.PathLike[str]) -> list[str]:
+    """One line per server of a :func:`status_from_state` answer: running (pid, address) or
+    DOWN, with the command that starts it again."""
+    host = state.get("host", HOST)
+    out = []
+    for key, name in SERVERS:
+        part = state.get(key, {})
+        where = f"{host}:{part.get('port')}"
+        if part.get("alive"):
+            answers = "answers" if part.get("answers") else "does NOT answer"
+            out.append(f"{name}: running, pid {part.get('pid')}, {where} {answers}")
+        else:
+            out.append(f"{name}: DOWN (pid {part.get('pid')} is not running); "
+                       f"`tingbao stack up --data-dir {data_dir}` starts it again on {where}")
+    return out
 
 
 def stop_from_state(data_dir: str | os.PathLike[str], timeout: float = 10.0) -> dict:
