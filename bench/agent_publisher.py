@@ -6,8 +6,10 @@ is delivered — every seq once, the live record ahead of the backlog still queu
 measured here, where a loaded machine does not make a test fail.)
 
 (a) ``--records`` (default 5000) levels records in an outbox, an unlimited backlog rate, the
-    collector account subscribed: ``messages_per_s`` from the first send to the last PUBACK
-    (QoS 1, window of ``window`` records, the outbox acknowledged per batch);
+    collector account subscribed and answering each record with a receipt (the agent keeps a
+    record until one covers it): ``messages_per_s`` from the first send until the outbox is
+    empty (QoS 1, window of ``window`` records; ``--no-receipts``: until the last PUBACK, the
+    rule before receipts, for comparison);
     ``throughput_ratio`` = messages_per_s / 1000 (the floor the agent tests used to assert:
     ≥ 1 meets it).
 (b) 1000 old records paced at 200/s; after 0.5 s a live record is appended:
@@ -38,12 +40,13 @@ class Subscriber:
     """The collector account on a persistent QoS 1 session for one meter's topics; counts the
     levels records that arrive and notes when an event with ``"live": true`` does."""
 
-    def __init__(self, stack, meter: str):
+    def __init__(self, stack, meter: str, receipts: bool = True):
         from paho.mqtt import client as mqtt
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         self.received = 0
+        self.receipts = receipts
         self.live_at: float | None = None
         self.live = threading.Event()
         subscribed = threading.Event()
@@ -65,6 +68,14 @@ class Subscriber:
     def _on_message(self, client, userdata, message):
         if message.topic.endswith("/levels"):
             self.received += 1
+            if self.receipts:  # as a collector would once the record is stored
+                from tingbao.edge import contract
+
+                seq = json.loads(message.payload)["seq"]
+                p = contract.receipts_payload(meter="m1", time_ns=time.time_ns(),
+                                              collector="bench", seqs=[seq])
+                client.publish(contract.receipts_topic(ENT, SITE, "m1"), contract.encode(p),
+                               qos=1)
         elif self.live_at is None and message.topic.endswith("/events"):
             if json.loads(message.payload).get("live") is True:
                 self.live_at = time.monotonic()
@@ -75,13 +86,16 @@ class Subscriber:
         self.client.loop_stop()
 
 
+RECEIPTS = True
+
+
 def publisher(stack, outbox, backlog_rate: float):
     from tingbao.edge.publisher import Publisher
 
     return Publisher(outbox, meter="m1", enterprise=ENT, site=SITE, host=stack.host,
                      port=stack.mqtt_port, username="m1",
                      password=stack.mqtt_account("m1").password, backlog_rate=backlog_rate,
-                     status_every_s=60.0)
+                     status_every_s=60.0, receipts=RECEIPTS)
 
 
 def wait_connected(pub, timeout: float = 10.0) -> None:
@@ -104,7 +118,7 @@ def throughput(stack, tmp: Path, n: int) -> dict:
     ob.append_many([(topic, contract.levels_payload(rec, meter="m1", seq=0,
                                                     start_ns=now - (n - i) * 10**9))
                     for i in range(n)], created_ns=now - 3600 * 10**9)
-    sub = Subscriber(stack, "m1")
+    sub = Subscriber(stack, "m1", receipts=RECEIPTS)
     pub = publisher(stack, ob, backlog_rate=1e6)
     try:
         pub.start()
@@ -135,7 +149,7 @@ def live_latency(stack, tmp: Path) -> dict:
     topic = contract.topic(ENT, SITE, "m1", "events")
     ob.append_many([(topic, {"old": i}) for i in range(1000)],
                    created_ns=time.time_ns() - 3600 * 10**9)
-    sub = Subscriber(stack, "m1")
+    sub = Subscriber(stack, "m1", receipts=RECEIPTS)
     pub = publisher(stack, ob, backlog_rate=200.0)
     try:
         pub.start()
@@ -160,7 +174,11 @@ def live_latency(stack, tmp: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=5000)
+    ap.add_argument("--no-receipts", action="store_true",
+                    help="delete at PUBACK (the rule before receipts), for comparison")
     args = ap.parse_args()
+    global RECEIPTS
+    RECEIPTS = not args.no_receipts
 
     from tingbao.collector.stack import Stack, StackError
 
@@ -177,6 +195,7 @@ def main() -> int:
         return 2
     finally:
         stack.stop()
+    result["receipts"] = RECEIPTS
     print(json.dumps(result))
     return 0
 

@@ -171,3 +171,48 @@ def test_sigkill_mid_stream_leaves_a_consistent_queue(tmp_path_factory, round_):
         assert ob.append(TOPIC, {"meter": "m1", "i": 0, "pad": ""}) == hi + 1
     finally:
         ob.close()
+
+
+def test_receipts_delete_only_sent_records_and_resends_are_due_later(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with Outbox(path, meter="m1") as ob:
+        ob.append_many([(TOPIC, payload(i)) for i in range(6)])
+        t0 = 10**18
+        assert ob.mark_sent([1, 2, 3, 4], t0, 60 * 10**9) == 4
+        assert ob.sent_state(1) == (1, t0 + 60 * 10**9) and ob.sent_state(5) == (0, 0)
+        assert ob.awaiting() == 4
+        # due: never sent (5, 6) at once; sent ones after their resend time
+        assert [r.seq for r in ob.oldest(10, due_ns=t0)] == [5, 6]
+        assert [r.seq for r in ob.oldest(10, due_ns=t0 + 60 * 10**9)] == [1, 2, 3, 4, 5, 6]
+        # each unreceipted send doubles the delay, up to 16 x
+        for k in range(1, 7):
+            ob.mark_sent([4], t0, 60 * 10**9)
+            assert ob.sent_state(4) == (k + 1, t0 + min(2**k, 16) * 60 * 10**9)
+        assert ob.oldest(1, after_seq=3)[0].sends == 7
+        # a receipt deletes sent records in its ranges only: 5 and 6 were never sent
+        assert ob.apply_receipt([(2, 3), (5, 100)]) == 2
+        assert ob.seqs() == [1, 4, 5, 6]
+        assert ob.apply_receipt([(2, 3), (5, 100)]) == 0  # replayed: nothing left to delete
+        assert ob.apply_receipt([]) == 0
+    with Outbox(path, meter="m1") as ob:  # the marks are on disk
+        assert ob.sent_state(1) == (1, t0 + 60 * 10**9) and ob.awaiting() == 2
+
+
+def test_a_schema_1_outbox_is_upgraded_with_nothing_marked_sent(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+        CREATE TABLE records (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL,
+                              payload BLOB NOT NULL, created_ns INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('schema', 1), ('next_seq', 3), ('meter', 'm1');
+    """)
+    for seq in (1, 2):
+        db.execute("INSERT INTO records VALUES (?, ?, ?, ?)",
+                   (seq, TOPIC, contract.encode({**payload(seq), "seq": seq}), 5))
+    db.commit()
+    db.close()
+    with Outbox(path, meter="m1") as ob:
+        assert ob.seqs() == [1, 2] and ob.awaiting() == 0 and ob.sent_state(2) == (0, 0)
+        assert ob.apply_receipt([(1, 2)]) == 0  # never marked sent by this version
+        assert ob.append(TOPIC, payload(3)) == 3 and ob.check() == []
