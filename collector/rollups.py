@@ -34,7 +34,8 @@ collector killed at any point leaves nothing stale for good::
     batch ──POST /write: data lines + one rollups_due marker per (series, minute) not yet
             marked by this collector──▶ 204 ──▶ PUBACK
     rollup pass (quiet, settled minutes) ──SELECT levels … GROUP BY time(1m)──▶ write levels_1m
-            ──▶ DELETE FROM rollups_due (the finished minutes' markers of this writer)
+    clean (when idle, else every ``clean_s``) ──▶ DELETE FROM rollups_due WHERE writer = me
+            AND time in a run of finished minutes
     at start and every ``scan_s`` ──SELECT rollups_due (any age)──▶ own markers (same client
             id: a previous run of this collector) and orphans (another collector's markers
             older than ``orphan_s``) are recomputed and deleted
@@ -49,21 +50,23 @@ marked data was stored has been written):
 
 * *own markers* are exact. The worker registers a batch's minutes as in flight before its
   ``/write`` (:meth:`Rollups.mark`) and as stored after it (:meth:`Rollups.stored`); a pass
-  takes only minutes whose last write completed ``settle_s`` before, and deletes the marker
-  of a minute only if no write touched it since the pass took it (else it stays, and the
-  next pass redoes it). While a delete is under way, a write of the same minutes waits for
-  it (a few ms), so a marker re-written meanwhile is never the one deleted. A whole
-  minute's markers go in one statement (``writer`` and time only) when every marker of this
-  writer is known (an untruncated scan at start, no bookkeeping dropped since), else one
-  statement per 100 series.
+  takes only minutes whose last write completed ``settle_s`` before, and a minute's marker
+  may go only if no write touched it since the pass took it (else it stays, and the next
+  pass redoes it). Deletes are deferred and batched (:meth:`Rollups.clean`): an InfluxDB 1.x
+  ``DELETE`` costs about the same for one minute as for many, and one statement per series
+  would stall the live writes. While every marker of this writer is known (an untruncated
+  scan at start, no bookkeeping dropped since) one statement per run of finished minutes
+  that holds no owed minute (``writer`` and time only), else one per 100 series. While a
+  delete is under way, a write that touches its minutes waits for it, so a marker written
+  meanwhile is never the one deleted.
 * *orphans* (another client id's markers, taken over only once their ``at`` is older than
   ``orphan_s``, far beyond any write's time-out; a collector re-writes a marker it still
   holds at half that age, so a live collector's markers are not taken over while it keeps
-  touching the minute): between the pass's rollup query and its
-  delete (milliseconds) that collector, if still alive, could store late data for the same
-  minute; it then still has the minute in memory and recomputes it itself, so a stale
-  minute needs two faults (that collector also dies before its own pass) inside that
-  window.
+  touching the minute; their markers are deleted right after the pass that recomputed
+  them): between that pass's rollup query and its delete (milliseconds) that collector, if
+  still alive, could store late data for the same minute; it then still has the minute
+  in memory and recomputes it itself, so a stale minute needs two faults (that collector
+  also dies before its own pass) inside that window.
 
 Peers may recompute the same minute twice, which is harmless (idempotent overwrites).
 ``catchup_minutes`` (the recomputation of the last minutes of every series at start) stays as
@@ -72,6 +75,7 @@ a safety net for data stored without markers (by an older collector, or written 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import math
@@ -186,6 +190,8 @@ class Rollups:
         writer_id: the ``writer`` tag of this collector's markers (its MQTT client id: a
             restarted collector finishes its own markers at once).
         orphan_s: another writer's marker is taken over once its ``at`` is this old, s.
+        clean_s: while minutes are owed, the markers of finished ones are deleted at most
+            this often, s (at once when none is owed).
         pace: after each query of a large recomputation, rest this many times as long as
             the query took, so that InfluxDB keeps time for the live writes (a fleet's
             minute closes for every series at once).
@@ -194,7 +200,8 @@ class Rollups:
     def __init__(self, reader: InfluxClient, writer: InfluxClient, *,
                  source_rp: str | None = None, target_rp: str | None = schema.RP_FOREVER,
                  settle_s: float = 1.0, max_pending: int = 200_000, clock_ns=time.time_ns,
-                 pace: float = 1.0, writer_id: str = "collector", orphan_s: float = 600.0):
+                 pace: float = 1.0, writer_id: str = "collector", orphan_s: float = 600.0,
+                 clean_s: float = 30.0):
         self.reader = reader
         self.writer = writer
         self.source = schema.source(SOURCE, source_rp)
@@ -215,8 +222,13 @@ class Rollups:
         """Orphaned keys taken over from other writers → those writers."""
         self._complete = False
         """Every marker of this writer in InfluxDB is known (untruncated scan, none dropped)."""
+        self._done: set[tuple[SeriesKey, int]] = set()
+        """Own keys recomputed since their last write whose markers are not deleted yet."""
+        self._foreign_done: dict[tuple[SeriesKey, int], set[str]] = {}
         self._deleting: set[tuple[SeriesKey, int]] = set()
-        self._deleting_minutes: set[int] = set()
+        self._deleting_spans: list[tuple[int, int]] = []
+        self._cleaned = time.monotonic()
+        self.clean_s = clean_s
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self.written = 0
@@ -224,6 +236,7 @@ class Rollups:
         self.dropped = 0
         self.markers_written = 0
         self.markers_deleted = 0
+        self.deletes = 0
         self.orphans = 0
         self.scans = 0
         self.last_error: str | None = None
@@ -257,8 +270,9 @@ class Rollups:
         if not keys:
             return Marks([], [], [])
         with self._cond:
-            while (self._deleting or self._deleting_minutes) and any(
-                    k in self._deleting or k[1] in self._deleting_minutes for k in keys):
+            while (self._deleting or self._deleting_spans) and any(
+                    k in self._deleting or any(a <= k[1] < b for a, b in self._deleting_spans)
+                    for k in keys):
                 self._cond.wait(1.0)
             for k in keys:
                 self._set(k, math.inf)
@@ -306,57 +320,92 @@ class Rollups:
 
     # ---------------------------------------------------------------------- computing
     def run_due(self, force: bool = False) -> int:
-        """Recompute the minutes that settled (all of them with ``force``); returns the
-        number of rollup points written. On an InfluxDB error the minutes stay marked and
-        the error is raised."""
+        """Recompute the minutes that settled (all of them with ``force``), then delete the
+        markers of finished minutes when it is time (:meth:`clean`; at once with
+        ``force``); returns the number of rollup points written. On an InfluxDB error the
+        minutes stay marked and the error is raised."""
         due = self._take(force)
-        if not due:
-            return 0
-        try:
-            written = self._recompute(due)
-        except InfluxError as e:
-            self._give_back(due)
-            self.errors += 1
-            self.last_error = str(e)
-            raise
-        self._clear(due)
+        written = 0
+        if due:
+            try:
+                written = self._recompute(due)
+            except InfluxError as e:
+                self._give_back(due)
+                self.errors += 1
+                self.last_error = str(e)
+                raise
+            self._finished(due)
+        self.clean(force or bool(self._foreign_done))  # orphans: right after their pass
         return written
 
     # ------------------------------------------------------------------------- markers
-    def _clear(self, done: list[tuple[SeriesKey, int]]) -> None:
-        """Delete the markers of minutes just recomputed, unless a write touched them since
-        they were taken (then they stay dirty and marked). A failed delete is logged: the
-        markers stay and the next scan brings the minutes back."""
-        with self._cond:
-            done = [k for k in done if k not in self._dirty]
-            own = [k for k in done if k in self._marked or not self._complete]
-            open_minutes = {m for _, m in self._dirty}
-            by_minute: dict[int, list[SeriesKey]] = {}
-            for key, m in own:
-                by_minute.setdefault(m, []).append(key)
-            whole = ({m for m in by_minute if m not in open_minutes} if self._complete
-                     else set())
-            foreign = {k: self._foreign.pop(k) for k in done if k in self._foreign}
+    def _finished(self, done: list[tuple[SeriesKey, int]]) -> None:
+        """Minutes just recomputed: their markers may go (:meth:`clean`), unless a write
+        touched them since they were taken (then they stay dirty and marked)."""
+        with self._lock:
             for k in done:
+                if k in self._dirty:
+                    continue
+                if k in self._marked or not self._complete:
+                    self._done.add(k)
                 self._marked.pop(k, None)
-            if not own and not foreign:
-                return
-            self._deleting = set(done)
-            self._deleting_minutes = whole
+                if k in self._foreign:
+                    self._foreign_done.setdefault(k, set()).update(self._foreign.pop(k))
+
+    def clean(self, force: bool = False) -> None:
+        """Delete the markers of finished minutes: at once with ``force`` or when nothing is
+        owed (idle), else at most every ``clean_s`` seconds (a ``DELETE`` costs InfluxDB
+        about as much for one minute as for many). While every marker of this writer is
+        known, one statement per run of finished minutes between owed ones (``writer`` and
+        time only; a finished key of a minute still owed waits for that minute), else one
+        per 100 series; orphans one statement each. A write of a
+        minute being deleted waits for the delete. A failed delete is logged and retried at
+        the next clean (the markers stay meanwhile)."""
+        if not (self._done or self._foreign_done):
+            return
+        if not force and self._dirty and time.monotonic() - self._cleaned < self.clean_s:
+            return
+        with self._cond:
+            self._cleaned = time.monotonic()
+            dirty = set(self._dirty)
+            owed = sorted({m for _, m in dirty})
+            ranges: dict[int, list[int]] = {}  # gap between owed minutes → [first, last]
+            single: list[tuple[SeriesKey, int]] = []
+            later: set[tuple[SeriesKey, int]] = set()
+            for key, m in self._done:
+                i = bisect.bisect_left(owed, m)
+                if not self._complete:
+                    if (key, m) not in dirty:
+                        single.append((key, m))
+                    else:
+                        later.add((key, m))
+                elif i < len(owed) and owed[i] == m:
+                    later.add((key, m))  # its minute is still owed: with that minute's run
+                else:
+                    r = ranges.setdefault(i, [m, m])
+                    r[0], r[1] = min(r[0], m), max(r[1], m)
+            done = self._done - later
+            self._done = later
+            foreign = {k: w for k, w in self._foreign_done.items() if k not in dirty}
+            for k in foreign:
+                del self._foreign_done[k]
+            spans = [(first, last + MINUTE_NS) for first, last in ranges.values()]
+            self._deleting = set(single) | set(foreign)
+            self._deleting_spans = spans
         measurement = schema.quote_ident(MARKERS)
         me = where_tags([(WRITER, self.writer_id)])
-        statements = []
+        statements = [f"DELETE FROM {measurement} WHERE {me} AND time >= {a} AND time < {b}"
+                      for a, b in sorted(spans)]
+        by_minute: dict[int, list[SeriesKey]] = {}
+        for key, m in single:
+            by_minute.setdefault(m, []).append(key)
         for m, keys in sorted(by_minute.items()):
-            span = f"time >= {m} AND time < {m + MINUTE_NS}"
-            if m in whole:
-                statements.append(f"DELETE FROM {measurement} WHERE {me} AND {span}")
-                continue
             keys.sort()
             for i in range(0, len(keys), SERIES_PER_DELETE):
                 cond = " OR ".join(f"({_where(k.tags().items())})"
                                    for k in keys[i:i + SERIES_PER_DELETE])
                 statements.append(f"DELETE FROM {measurement} WHERE {me} AND ({cond}) AND "
-                                  f"{span}")
+                                  f"time >= {m} AND time < {m + MINUTE_NS}")
         for (key, m), writers in sorted(foreign.items()):
             statements.append(f"DELETE FROM {measurement} WHERE "
                               f"{where_any(WRITER, sorted(writers))} AND "
@@ -365,31 +414,41 @@ class Rollups:
         try:
             for i in range(0, len(statements), STATEMENTS_PER_QUERY):
                 self.writer.query("; ".join(statements[i:i + STATEMENTS_PER_QUERY]))
-            self.markers_deleted += len(own) + len(foreign)
+            self.markers_deleted += len(done) + len(foreign)
+            self.deletes += len(statements)
         except InfluxError as e:
             self.errors += 1
             self.last_error = f"deleting rollup markers: {e}"
-            log.warning("rollups: deleting %d marker statement(s) failed (the markers stay "
-                        "and are redone after the next scan): %s", len(statements), e)
+            log.warning("rollups: deleting the markers of %d finished minute(s) failed (they "
+                        "stay, the delete is retried): %s", len(done) + len(foreign), e)
+            with self._lock:
+                self._done |= done
+                for k, w in foreign.items():
+                    self._foreign_done.setdefault(k, set()).update(w)
         finally:
             with self._cond:
                 self._deleting = set()
-                self._deleting_minutes = set()
+                self._deleting_spans = []
                 self._cond.notify_all()
 
     def scan(self) -> int:
         """Read the outstanding markers (any age): this writer's (a previous run's, or ones
         whose delete failed) and other writers' older than ``orphan_s`` become dirty minutes
         due at once. Returns how many keys it added. An untruncated scan makes every marker
-        of this writer known (whole-minute deletes allowed)."""
+        of this writer known (whole-minute deletes allowed). Once that is so, later scans
+        skip the last two minutes and the settling delay (the live minutes' markers, which
+        this collector knows or which are not orphans yet)."""
         limit = max(1000, self.max_pending - self.pending)
         cols = ", ".join(schema.quote_ident(c) for c in (AT, WRITER, *TAGS))
-        rows = self.reader.query_rows(f"SELECT {cols} FROM {self.marker_source} LIMIT {limit}",
-                                      epoch="ns")
-        oldest = self.clock_ns() - int(self.orphan_s * 1e9)
+        now = self.clock_ns()
+        dropped = self.dropped
+        where = (f" WHERE time < {now - 2 * MINUTE_NS - int(self.settle_s * 1e9)}"
+                 if self._complete else "")
+        rows = self.reader.query_rows(
+            f"SELECT {cols} FROM {self.marker_source}{where} LIMIT {limit}", epoch="ns")
+        oldest = now - int(self.orphan_s * 1e9)
         added = 0
         with self._lock:
-            dropped = self.dropped
             for r in rows:
                 try:
                     k = (SeriesKey(*(str(r[t]) for t in TAGS)), int(r["time"]))

@@ -232,3 +232,26 @@ def test_a_minute_in_flight_is_not_taken(stack):
     assert r.run_due(force=True) == 4
     assert not rollup_mismatches(stack, payloads, enterprise)
     assert not markers(stack, enterprise)
+
+
+def test_finished_minutes_are_deleted_in_runs_around_owed_ones(stack):
+    """Markers go in one statement per run of finished minutes (not one per series), never
+    over a minute still owed; that minute's markers go once it is finished."""
+    enterprise = "durruns"
+    writer, reader = stack.influx("writer"), stack.influx()
+    r = Rollups(reader, writer, writer_id="runs", settle_s=0, clean_s=3600)
+    r.scan()  # every marker of this writer known: deletes by runs of minutes
+    base = minute_of(time.time_ns()) - 70 * MINUTE_NS
+    payloads = _backlog(base, 300, seed=9)  # 5 minutes × 4 series
+    _store(writer, r, enterprise, payloads)
+    owed = [p for p in payloads if minute_of(p["start_ns"]) == base + 2 * MINUTE_NS]
+    in_flight = r.mark(_span(enterprise, p) for p in owed)  # a write of minute 3 under way
+    assert in_flight.lines == []  # its markers are stored already
+    assert r.run_due() == 16 and r.deletes == 0  # minutes owed: deletes wait for clean_s
+    r.clean(force=True)
+    assert r.deletes == 2  # [minute 1, minute 3) and [minute 4, minute 6)
+    assert marked_minutes(stack, enterprise) == _keys(owed)
+    r.stored(in_flight, True)
+    assert r.run_due(force=True) == 4 and r.deletes == 3
+    assert not markers(stack, enterprise)
+    assert not rollup_mismatches(stack, payloads, enterprise)
