@@ -11,7 +11,7 @@ Flow of one message, and the part that does each step::
                 batch of N lines or T ms ──POST /write──▶ InfluxDB ──204──▶ PUBACK each, in order
                 output.InfluxOutput (retries, split on 400)                 MqttInput.ack
                 (the same /write carries the batch's rollup markers, see .rollups)
-                then the on_stored hooks (receipts belong there)
+                then the on_stored hooks: receipts
 
 The parts, one job each, split the way Telegraf's ``mqtt_consumer`` splits the same work
 (input, delivery tracking, output):
