@@ -455,6 +455,9 @@ class Rollups:
                     writer, at = str(r[WRITER]), int(r.get(AT) or 0)
                 except (KeyError, TypeError, ValueError):
                     continue
+                if k in self._done if writer == self.writer_id else (
+                        writer in self._foreign_done.get(k, ())):
+                    continue  # finished, its marker waits for the next clean
                 if writer == self.writer_id:
                     self._marked[k] = max(at, self._marked.get(k, 0))
                 elif at <= oldest:
