@@ -9,7 +9,8 @@ The worker thread runs :meth:`Delivery.run`::
           ──▶ dead-letter file  (when configured; after the store, before the acknowledgement)
           ──▶ ack(batch)        PUBACK each, in order, on the connection that delivered it
           ──▶ metrics           written, rejected, latencies
-          ──▶ on_stored hooks   what else happens once a batch is stored (rollups, receipts)
+          ──▶ on_stored hooks   what else happens once a batch is stored (receipts; the
+                                rollups' markers ride in the batch's own write)
 
 :class:`Delivery` knows neither MQTT nor InfluxDB: it is given ``validate``, ``store``,
 ``ack`` and ``reconnect`` as callables (see ``service.Collector``), which is what keeps the
