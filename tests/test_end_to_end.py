@@ -15,6 +15,7 @@ All of it is ``slow`` (minutes of real-time runs and outages).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 import subprocess
@@ -22,12 +23,14 @@ import time
 
 import numpy as np
 import pytest
+import soundfile as sf
 from support.agent import outbox_depth
 from support.collector import collector_process
 from support.commands import free_port, tingbao
 from support.configs import ENT, SITE, make_config, write_collector_config, write_toml
 from support.mqtt import mqtt_client, publish
 from support.receipts import kill_broker_after_save
+from support.rollups import rollups_vs_points
 from support.stack import influx_query
 from support.wait import hold, wait_for
 
@@ -233,9 +236,20 @@ def test_broker_killed_with_messages_inside_loses_nothing(fresh_stack, tmp_path,
                                                "seed": seed, "profile": "stamping"},
                       mqtt={"resend_after_s": 5.0, "drain_s": 150.0})
     cfg_path = write_toml(tmp_path / "agent.toml", cfg)
+    old_seconds, old_seed = 150.0, 5
+    old_scene = SyntheticScene(duration=old_seconds, seed=old_seed, profile="grinding")
+    sf.write(tmp_path / "old.wav", np.concatenate([c.data for c in old_scene]), 48000,
+             subtype="FLOAT")
+    old_start = (time.time_ns() // 60_000_000_000 - 120) * 60_000_000_000 + 17_000_000_000
+    old_cfg = make_config(tmp_path, stack, meter={"id": "m2", "pa_per_unit":
+                                                  old_scene.pa_per_unit},
+                          mqtt={"resend_after_s": 5.0, "drain_s": 150.0})
+    old_cfg["source"] = {"kind": "file", "path": str(tmp_path / "old.wav"),
+                         "start_time": dt.datetime.fromtimestamp(
+                             old_start / 1e9, dt.UTC).isoformat()}
     cfgs = {name: collector_config(tmp_path, stack, name) for name in ("c1", "c2")}
     cols = {name: collector_process(c, tmp_path / f"{name}.log") for name, c in cfgs.items()}
-    agent = None
+    agent = old = None
     try:
         agent = start_agent(cfg_path, tmp_path)
         wait_for(lambda: len(stored(stack)) >= 5, 30, "the first 5 intervals stored",
@@ -245,6 +259,9 @@ def test_broker_killed_with_messages_inside_loses_nothing(fresh_stack, tmp_path,
         else:
             cols["c2"].kill()
             cols["c2"].wait()
+        # a second meter sends a recording of two hours ago while the fault lasts: its old
+        # minutes must be stored once and rolled up like the live ones
+        old = start_agent(write_toml(tmp_path / "agent-m2.toml", old_cfg), tmp_path, "a2")
         hold(3, "messages pile up in the collectors or in the broker for c2's session")
         kill_broker_after_save(stack, 4.0)
         stack.start_broker()
@@ -273,7 +290,26 @@ def test_broker_killed_with_messages_inside_loses_nothing(fresh_stack, tmp_path,
         assert summary["drained"] and summary["records"] == n
         # what the crash took from the broker came back from the outbox: sent again
         assert summary["published"] > summary["records"], summary
+        # the recording of two hours ago: every interval once, its exposure the audio's
+        assert old.wait(200) == 0, (tmp_path / "a2.log").read_text()[-3000:]
+        n_old = int(old_seconds)
+        wait_for(lambda: len(stored(stack, "m2")) >= n_old, 60, f"{n_old} old intervals",
+                 interval=0.5)
+        old_rows = assert_every_interval_once(stack, n_old, meter="m2")
+        assert min(r["time"] for r in old_rows) == old_start
+        meter2 = SoundLevelMeter(48000, interval=1.0, pa_per_unit=old_scene.pa_per_unit)
+        old_truth = sum(float(iv.ea[0]) for c in SyntheticScene(
+            duration=old_seconds, seed=old_seed, profile="grinding")
+            for iv in meter2.process(c.data))
+        assert sum(r["ea"] for r in old_rows) == pytest.approx(old_truth, rel=1e-5)
+        # the minute rollups equal the 1 s sums, the minutes of two hours ago included
+        for m in ("m1", "m2"):
+            wait_for(lambda m=m: not rollups_vs_points(stack, m), 90,
+                     f"the minute rollups of {m} to equal its 1 s sums",
+                     detail=lambda m=m: rollups_vs_points(stack, m)[:5])
     finally:
+        if old is not None and old.poll() is None:
+            old.kill()
         if agent is not None and agent.poll() is None:
             agent.kill()
         for p in cols.values():

@@ -9,6 +9,7 @@ import random
 
 from tingbao.collector.rollups import laeq, minute_of
 from tingbao.collector.schema import (
+    LEVELS,
     LEVELS_1M,
     MARKER_AT,
     MARKER_WRITER,
@@ -99,3 +100,28 @@ def markers(stack, enterprise: str | None = None) -> list[dict]:
 def marked_minutes(stack, enterprise: str) -> set[tuple[str, str, int]]:
     """(meter, channel, minute ns) of the outstanding markers of ``enterprise``."""
     return {(r["meter"], r["channel"], int(r["time"])) for r in markers(stack, enterprise)}
+
+
+def rollups_vs_points(stack, meter: str) -> list[str]:
+    """What differs between a meter's stored ``levels_1m`` points and the sums of its stored
+    1 s ``levels`` points per minute (ea, coverage, n; empty when every minute matches)."""
+    fine = stack.influx().query_rows(
+        f"SELECT SUM(ea) AS ea, SUM(coverage) AS coverage, COUNT(ea) AS n FROM "
+        f"{source(LEVELS)} WHERE {where_tags([('meter', meter)])} GROUP BY time(1m), channel "
+        "fill(none)", epoch="ns")
+    coarse = stack.influx().query_rows(
+        f"SELECT ea, coverage, n, channel FROM {source(LEVELS_1M, RP_FOREVER)} WHERE "
+        f"{where_tags([('meter', meter)])}", epoch="ns")
+    want = {(r["channel"], int(r["time"])): r for r in fine}
+    got = {(r["channel"], int(r["time"])): r for r in coarse}
+    out = []
+    if set(got) != set(want):
+        out.append(f"minutes: {sorted(set(want) - set(got))} missing, "
+                   f"{sorted(set(got) - set(want))} unexpected")
+    for key in sorted(set(got) & set(want)):
+        g, w = got[key], want[key]
+        if g["n"] != w["n"] or not math.isclose(g["coverage"], w["coverage"], rel_tol=1e-12) \
+                or not math.isclose(g["ea"], w["ea"], rel_tol=1e-9):
+            out.append(f"{key}: rollup {g['ea']}/{g['coverage']}/{g['n']} != 1 s sums "
+                       f"{w['ea']}/{w['coverage']}/{w['n']}")
+    return out
