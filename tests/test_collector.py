@@ -25,6 +25,7 @@ from support.collector import collector_process, start_collector
 from support.commands import free_port, metrics
 from support.configs import write_collector_config
 from support.mqtt import Publisher
+from support.rollups import levels_payload
 from support.wait import hold, wait_for
 
 from tingbao.collector import cli
@@ -63,22 +64,6 @@ def seq_sum(stack, enterprise: str) -> int:
     rows = stack.influx().query_rows(f"SELECT SUM(seq) FROM {LEVELS} WHERE "
                                     f"enterprise = '{enterprise}'")
     return rows[0]["sum"]
-
-
-def levels_payload(meter: str, seq: int, start_ns: int, rng: random.Random | None = None,
-                   channel: int = 0, duration: float = 1.0) -> dict:
-    """A valid levels payload with random but plausible values."""
-    rng = rng or random.Random(seq)
-    base = rng.uniform(60.0, 100.0)
-    covered = rng.random() > 0.05
-    p = {"schema": "tingbao.levels/1", "meter": meter, "seq": seq, "channel": channel,
-         "start_ns": start_ns, "duration_s": duration,
-         "ea": (20e-6) ** 2 * 10 ** (base / 10) * duration if covered else None,
-         "coverage": round(rng.uniform(0.5, 1.0) * duration, 6) if covered else 0.0,
-         "overload": rng.random() < 0.1, "calibrated": rng.random() < 0.9}
-    for k in contract.LEVEL_FIELDS:
-        p[k] = round(base + rng.uniform(-10, 30), 3) if covered else None
-    return p
 
 
 def now_s() -> int:
