@@ -13,6 +13,7 @@ import pytest
 from support.commands import run_tingbao
 from support.wait import wait_for
 
+from tingbao.collector.schema import DATABASE, RP_LEVELS
 from tingbao.collector.stack import Stack, load_state, mqtt_connect_code, pid_alive
 from tingbao.edge.cli.main import main
 
@@ -61,15 +62,15 @@ def test_up_restarts_only_the_server_that_is_down(tmp_path, capsys, victim):
                                                           state[victim]["config"])
         for key in ("mqtt", "influxdb"):
             assert state[key]["port"] == before[key]["port"] and state[key]["answers"]
-        assert state["influxdb"]["retention_policies"]["levels_1s"] == "30d"
+        assert state["influxdb"]["retention_policies"][RP_LEVELS] == "30d"
         assert load_state(data)[victim]["pid"] == state[victim]["pid"]  # state.json updated
 
         # same data, same accounts
         rows = stack.influx().query_rows("SELECT v FROM restart")
         assert [r["v"] for r in rows] == [42]
         assert mqtt_connect_code(stack.host, stack.mqtt_port, *stack.mqtt_account("m7")) == 0
-        retention = stack.influx("admin").query_rows("SHOW RETENTION POLICIES ON tingbao")
-        assert {r["name"]: r["duration"] for r in retention}["levels_1s"].startswith("720h")
+        retention = stack.influx("admin").query_rows(f"SHOW RETENTION POLICIES ON {DATABASE}")
+        assert {r["name"]: r["duration"] for r in retention}[RP_LEVELS].startswith("720h")
 
         assert main(["stack", "up", "--detach", "--data-dir", str(data)]) == 2
         assert "already runs" in capsys.readouterr().err
