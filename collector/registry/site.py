@@ -53,13 +53,6 @@ SOURCE_KINDS = ("live", "file", "synthetic")
 _HHMM = re.compile(r"\A([01]\d|2[0-3]):[0-5]\d\Z")
 
 
-def _id(v: str) -> str:
-    try:
-        return contract.check_id(v, "id")
-    except contract.ContractError as e:
-        raise ValueError(str(e)) from None
-
-
 def _hhmm(v: str) -> str:
     if not _HHMM.match(v):
         raise ValueError("a local time HH:MM, 00:00 … 23:59")
@@ -111,7 +104,7 @@ class Shift(Section):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Enterprise(Section):
-    id: str = setting(check=_id)
+    id: str = setting(check=contract.check_id)
     name_zh: str = setting()
     name_en: str = setting("")
     industry: str = setting(choices=INDUSTRIES)
@@ -125,8 +118,8 @@ class Enterprise(Section):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Site(Section):
-    id: str = setting(check=_id)
-    enterprise: str = setting(check=_id)
+    id: str = setting(check=contract.check_id)
+    enterprise: str = setting(check=contract.check_id)
     name_zh: str = setting()
     name_en: str = setting("")
 
@@ -144,9 +137,9 @@ class MeterSource(Section):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Meter(Section):
-    id: str = setting(check=_id)
-    enterprise: str = setting(check=_id)
-    site: str = setting(check=_id)
+    id: str = setting(check=contract.check_id)
+    enterprise: str = setting(check=contract.check_id)
+    site: str = setting(check=contract.check_id)
     position_zh: str = setting("")
     position_en: str = setting("")
     samplerate_hz: float = setting(48000.0, unit="Hz", lo=16000.0, hi=384000.0,
@@ -166,7 +159,7 @@ class Task(Section):
     meter measures (GBZ/T 189.8, ISO 9612 task-based strategy)."""
 
     hours: float = setting(unit="h", lo=0.0, hi=24.0)
-    meter: str | None = setting(None, check=_id)
+    meter: str | None = setting(None, check=contract.check_id)
     channel: int = setting(0, lo=0, hi=63)
     laeq_db: float | None = setting(None, unit="dB(A)", lo=0.0, hi=200.0,
                                     renamed_from={"laeq_dba": 1})
@@ -186,8 +179,8 @@ class Protector(Section):
 class JobType(Section):
     """A job type (工种) with its tasks; the hours add up to its enterprise's shift."""
 
-    id: str = setting(check=_id)
-    enterprise: str = setting(check=_id)
+    id: str = setting(check=contract.check_id)
+    enterprise: str = setting(check=contract.check_id)
     name_zh: str = setting()
     name_en: str = setting("")
     workers: int | None = setting(None, lo=0)
