@@ -168,6 +168,21 @@ class Outbox:
         if self._db is None:
             raise OutboxError(f"outbox {self.path} is closed")
 
+    def _relaxed(self, write) -> int:
+        """Run ``write(db)`` committed without waiting for the disk (``synchronous=NORMAL``
+        for its statements: atomic, but a power cut may undo the last ones); returns how
+        many rows it changed. For bookkeeping whose loss only makes a record go out once
+        more: acknowledgements, send marks, receipts."""
+        with self._lock:
+            self._check_open()
+            before = self._db.total_changes
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                write(self._db)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+            return self._db.total_changes - before
+
     # ------------------------------------------------------------------ writing
     def append(self, topic: str, payload: dict) -> int:
         """Queue one message: set ``payload['seq']`` to the next sequence number, encode it
@@ -209,26 +224,20 @@ class Outbox:
     def ack_many(self, seqs: Iterable[int]) -> int:
         """Remove several records in one transaction; returns how many were queued.
 
-        Acknowledgements are committed without waiting for the disk (``synchronous=NORMAL``
-        for this transaction: atomic, but a power cut may undo the last ones). Losing an ack
-        only means the record is sent once more, which the contract makes harmless, and it
-        lets the publisher acknowledge thousands of PUBACKs per second instead of one per
-        fsync."""
+        Acknowledgements are committed without waiting for the disk (:meth:`_relaxed`).
+        Losing an ack only means the record is sent once more, which the contract makes
+        harmless, and it lets the publisher acknowledge thousands of PUBACKs per second
+        instead of one per fsync."""
         seqs = [int(s) for s in seqs]
         if not seqs:
             return 0
-        with self._lock:
-            self._check_open()
-            before = self._db.total_changes
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                for i in range(0, len(seqs), 500):  # one statement (one transaction) per 500
-                    part = seqs[i : i + 500]
-                    self._db.execute("DELETE FROM records WHERE seq IN "
-                                     f"({','.join('?' * len(part))})", part)
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
-            return self._db.total_changes - before
+
+        def delete(db):
+            for i in range(0, len(seqs), 500):  # one statement (one transaction) per 500
+                part = seqs[i : i + 500]
+                db.execute(f"DELETE FROM records WHERE seq IN ({','.join('?' * len(part))})",
+                           part)
+        return self._relaxed(delete)
 
     def mark_sent(self, seqs: Iterable[int], now_ns: int, resend_after_ns: int) -> int:
         """The broker accepted these records (PUBACK): count the send and make each due again
@@ -240,20 +249,14 @@ class Outbox:
         if not seqs:
             return 0
         cap = RESEND_BACKOFF_MAX.bit_length() - 1
-        with self._lock:
-            self._check_open()
-            before = self._db.total_changes
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                for i in range(0, len(seqs), 500):
-                    part = seqs[i : i + 500]
-                    self._db.execute(
-                        f"UPDATE records SET due_ns = ? + ? * (1 << MIN(sends, {cap})), "
-                        f"sends = sends + 1 WHERE seq IN ({','.join('?' * len(part))})",
-                        [int(now_ns), int(resend_after_ns), *part])
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
-            return self._db.total_changes - before
+
+        def mark(db):
+            for i in range(0, len(seqs), 500):
+                part = seqs[i : i + 500]
+                db.execute(f"UPDATE records SET due_ns = ? + ? * (1 << MIN(sends, {cap})), "
+                           f"sends = sends + 1 WHERE seq IN ({','.join('?' * len(part))})",
+                           [int(now_ns), int(resend_after_ns), *part])
+        return self._relaxed(mark)
 
     def apply_receipt(self, ranges: Iterable[tuple[int, int]]) -> int:
         """Delete the records with a seq in the inclusive ``ranges`` that were sent (the
@@ -263,17 +266,11 @@ class Outbox:
         ranges = [(int(a), int(b)) for a, b in ranges]
         if not ranges:
             return 0
-        with self._lock:
-            self._check_open()
-            before = self._db.total_changes
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self._transaction():
-                    self._db.executemany("DELETE FROM records WHERE seq BETWEEN ? AND ? "
-                                         "AND sends > 0", ranges)
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
-            return self._db.total_changes - before
+        def delete(db):
+            with self._transaction():
+                db.executemany("DELETE FROM records WHERE seq BETWEEN ? AND ? AND sends > 0",
+                               ranges)
+        return self._relaxed(delete)
 
     # ------------------------------------------------------------------ reading
     def oldest(self, n: int, after_seq: int = 0, due_ns: int | None = None) -> list[Record]:

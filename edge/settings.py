@@ -117,10 +117,6 @@ class Section:
             raise KeyError(key)
         return getattr(self, key)
 
-    def replace(self, **changes):
-        """A copy with some values changed (unchecked: for tests and for the loader)."""
-        return dataclasses.replace(self, **changes)
-
 
 # --------------------------------------------------------------------------------- loading
 def load_toml(path: str | os.PathLike, what: str = "configuration") -> dict:
