@@ -61,7 +61,7 @@ def _seq_of_refused(entry: Entry) -> tuple[tuple[str, str, str], int] | None:
     if len(parts) != 6 or parts[5] not in RECEIPTED_KINDS or \
             not all(contract.ID_PATTERN.match(x) for x in parts[2:5]):
         return None
-    seq = getattr(entry, "seq", None)
+    seq = entry.seq
     if seq is None:
         if entry.inbound.size > contract.MAX_PAYLOAD_BYTES:
             return None
@@ -90,7 +90,7 @@ class Receipts:
         refused: dict[tuple[str, str, str], set[int]] = {}
         for e in batch:
             if e.dead is None:
-                seq = getattr(e, "seq", None)
+                seq = e.seq
                 if seq is None or seq < 1:
                     continue
                 parts = e.inbound.topic.split("/")
