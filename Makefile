@@ -9,9 +9,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Servers and system libraries the project starts or loads itself (no systemd needed):
 # mosquitto + influxdb (the local stack), libportaudio2 (sounddevice), and a private
-# PulseAudio server with sox so the live-input path is tested with real audio, not a mock.
+# PulseAudio server with sox so the live-input path is tested with real audio, not a mock;
+# Noto CJK fonts and Pango for the PDF reports (WeasyPrint), poppler-utils to check them.
 APT_PACKAGES := mosquitto mosquitto-clients influxdb libportaudio2 libsndfile1 \
-                pulseaudio pulseaudio-utils libasound2-plugins sox
+                pulseaudio pulseaudio-utils libasound2-plugins sox \
+                fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0
 
 .PHONY: demo test lint bench system venv clean
 

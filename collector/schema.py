@@ -86,6 +86,21 @@ points) and ``laeq`` (from the summed energy over the summed coverage)."""
 
 MINUTE_NS = 60 * 1_000_000_000
 
+# ------------------------------------------------------------------- analysis results
+EXPOSURE = "exposure"
+"""One point per (enterprise, kind, subject, profile) and shift, written by analysis
+(``analysis/ledger.py``) into :data:`RP_FOREVER`; its time is the shift's start (UTC ns).
+``kind`` is ``post`` (tags ``meter``, ``channel``) or ``job`` (tag ``job``)."""
+EXPOSURE_TAGS = ("enterprise", "kind", "meter", "channel", "job", "profile")
+"""Tags of an ``exposure`` point; a post has no ``job`` tag, a job no ``meter``/``channel``."""
+EXPOSURE_CHAIN = "exposure_chain"
+"""One point per (enterprise, local date): the SHA-256 of that day's exposure points and of
+the previous day's chain point (the hash chain ``tingbao verify`` checks), in RP_FOREVER."""
+ALERTS = "alerts"
+"""One point per alert state change (open, acknowledged, resolved), in RP_FOREVER; tags
+:data:`ALERT_TAGS`, fields ``id``, ``state``, ``who``, ``note``, texts and evidence."""
+ALERT_TAGS = ("enterprise", "rule", "meter", "channel", "state")
+
 
 # ------------------------------------------------------------------------------- quoting
 def quote_ident(name: str) -> str:

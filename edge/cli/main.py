@@ -31,6 +31,12 @@ SUMMARIES = {
     "stack": "start, stop or inspect the local Mosquitto + InfluxDB stack",
     "demo": "the demo: stack, simulated meters, collector, levels arriving in InfluxDB",
     "site": "check a site registry file (enterprises, sites, meters, job types)",
+    "import": "store an inspector's recording (WAV/FLAC) as a meter's levels in InfluxDB",
+    "analyze": "close shifts, compute exposure and raise alerts (service, or --from/--to)",
+    "exposure": "LEX,8h ± U, grade and profiles per post and job for one day",
+    "alerts": "list, acknowledge or resolve alerts",
+    "verify": "check the hash chain of stored exposure records",
+    "report": "the inspector's report (HTML and PDF) of an enterprise over a period",
 }
 """One line per known command for ``tingbao --help`` (a plug-in not listed here shows its
 entry point instead)."""

@@ -1,0 +1,1 @@
+"""The inspector's report: HTML (Jinja2 templates) and PDF (WeasyPrint), plots by matplotlib."""
