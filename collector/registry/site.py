@@ -40,6 +40,7 @@ from pathlib import Path
 from tingbao.edge import contract
 from tingbao.edge.settings import ConfigError, Section, load_toml, section_from_mapping, setting
 
+from ..settings import InfluxSettings, MqttSettings
 from .profiles import DEFAULT_PROFILE, Profile, profile, profile_ids
 
 __all__ = ["ConfigError", "Enterprise", "JobType", "Meter", "Registry", "Site", "Task",
@@ -86,6 +87,42 @@ class Regulation(Section):
 class StackSection(Section):
     data_dir: str = setting("var/stack")
     retention: str = setting("90d")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AnalysisSection(Section):
+    """``[analysis]``: how shifts are closed and alerts raised (``tingbao analyze``). Where
+    a standard gives no number these are the deployment's choices, each documented."""
+
+    profiles: tuple[str, ...] = setting(("CN-GBZ", "OSHA", "NIOSH", "EU-2003-10-EC"),
+                                        doc="regulatory profiles computed side by side")
+    extrapolate_min_coverage: float = setting(
+        0.8, lo=0.0, hi=1.0, doc="fraction of the shift measured above which LEX is "
+        "extrapolated over the gaps (flag kept); below it LEX counts measured energy only")
+    coverage_alert_below: float = setting(0.9, lo=0.0, hi=1.0,
+                                          doc="device-health alert when a closed shift's "
+                                              "coverage is below this fraction")
+    instrument: str = setting("class1", choices=("class1", "class2", "personal"),
+                              doc="instrument class for the ISO 9612 u2 term")
+    recent_s: float = setting(300.0, unit="s", lo=10.0, hi=7200.0,
+                              doc="the recent level a projection assumes for the rest of "
+                                  "the shift is LAeq over this window")
+    holdoff_s: float = setting(900.0, unit="s", lo=0.0, hi=86400.0,
+                               doc="a cleared condition may raise again only after this")
+    offline_after_s: float = setting(120.0, unit="s", lo=5.0, hi=86400.0,
+                                     doc="a meter without any interval for this long is "
+                                         "offline")
+    clock_offset_max_s: float = setting(2.0, unit="s", lo=0.001, hi=3600.0)
+    calibration_interval_days: int = setting(365, unit="d", lo=1, hi=3650,
+                                             doc="JJG 188 verification cycle of sound level "
+                                                 "meters: one year")
+    calibration_drift_max_db: float = setting(0.5, unit="dB", lo=0.0, hi=10.0,
+                                              doc="GBZ/T 189.8: a check before and after "
+                                                  "measuring differing by more is invalid")
+    close_delay_s: float = setting(300.0, unit="s", lo=0.0, hi=86400.0,
+                                   doc="a shift is closed this long after its end, so late "
+                                       "intervals (agent outbox resends) are in")
+    poll_s: float = setting(10.0, unit="s", lo=0.1, hi=3600.0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -198,6 +235,9 @@ class Registry:
     deployment: Deployment
     regulation: Regulation
     stack: StackSection
+    analysis: AnalysisSection
+    influx: InfluxSettings | None
+    mqtt: MqttSettings | None
     enterprises: tuple[Enterprise, ...]
     sites: tuple[Site, ...]
     meters: tuple[Meter, ...]
@@ -249,7 +289,11 @@ def load_registry(path: str | os.PathLike) -> Registry:
 
 
 _ARRAYS = {"enterprises": Enterprise, "sites": Site, "meters": Meter, "job_types": JobType}
-_SINGLE = {"deployment": Deployment, "regulation": Regulation, "stack": StackSection}
+_SINGLE = {"deployment": Deployment, "regulation": Regulation, "stack": StackSection,
+           "analysis": AnalysisSection}
+_OPTIONAL = {"influx": InfluxSettings, "mqtt": MqttSettings}
+"""Servers of a deployment that does not run the local stack (``[stack]``): the same keys as
+the collector's ``[influx]`` and ``[mqtt]`` (passwords in ``password_file``)."""
 
 
 def _label(table: str, i: int, entry) -> str:
@@ -261,7 +305,7 @@ def registry_from_mapping(data: dict, *, source: str | None = None,
                           base_dir: str | os.PathLike = ".", digest: str = "") -> Registry:
     """Check parsed TOML and build a :class:`Registry` (see the module docstring)."""
     base = Path(base_dir)
-    known = set(_ARRAYS) | set(_SINGLE)
+    known = set(_ARRAYS) | set(_SINGLE) | set(_OPTIONAL)
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown table(s) {sorted(unknown)}; known: "
@@ -272,6 +316,11 @@ def registry_from_mapping(data: dict, *, source: str | None = None,
         if not isinstance(table, dict):
             raise ConfigError(f"[{name}] must be a table")
         parts[name] = section_from_mapping(cls, table, name, base)
+    for name, cls in _OPTIONAL.items():
+        table = data.get(name)
+        if table is not None and not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        parts[name] = None if table is None else section_from_mapping(cls, table, name, base)
     for name, cls in _ARRAYS.items():
         entries = data.get(name, [])
         if not isinstance(entries, list):
@@ -303,6 +352,11 @@ def _check_references(reg: Registry) -> None:
     if reg.regulation.profile not in profile_ids():
         raise ConfigError(f"= {reg.regulation.profile!r}: unknown regulatory profile; one of "
                           f"{', '.join(profile_ids())}", entry="regulation", key="profile")
+    for i, pid in enumerate(reg.analysis.profiles):
+        if pid not in profile_ids():
+            raise ConfigError(f"= {pid!r}: unknown regulatory profile; one of "
+                              f"{', '.join(profile_ids())}", entry="analysis",
+                              key=f"profiles[{i}]")
     d = reg.deployment
     if len(d.wearing_rate_milestones) != len(d.milestone_years):
         raise ConfigError("wearing_rate_milestones and milestone_years must pair up "
