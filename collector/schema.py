@@ -199,18 +199,95 @@ def exposure_sums(period: Period, *, enterprise: str | None = None,
 
     fine = source(LEVELS, levels_rp)
     count_1s = f"COUNT({quote_ident(EA)})"
-    if not rollups:
-        return [stmt(fine, period.start_ns, period.end_ns, count_1s)]
+    whole, edges = split_minutes(period) if rollups else (None, [period])
+    out = []
+    if whole is not None:
+        out.append(stmt(source(LEVELS_1M, rollup_rp), whole.start_ns, whole.end_ns,
+                        f"SUM({quote_ident('n')})"))
+    out += [stmt(fine, e.start_ns, e.end_ns, count_1s) for e in edges]
+    return out
+
+
+def split_minutes(period: Period) -> tuple[Period | None, list[Period]]:
+    """``period`` as its whole UTC minutes (None when it holds none) and the ragged edges
+    outside them (the part of a minute at either end, such as the minute still running)."""
     first = -(-period.start_ns // MINUTE_NS) * MINUTE_NS  # first whole minute
     last = period.end_ns - period.end_ns % MINUTE_NS  # end of the last whole minute
     if last <= first:
-        return [stmt(fine, period.start_ns, period.end_ns, count_1s)]
-    out = [stmt(source(LEVELS_1M, rollup_rp), first, last, f"SUM({quote_ident('n')})")]
+        return None, [period]
+    edges = []
     if period.start_ns < first:
-        out.append(stmt(fine, period.start_ns, first, count_1s))
+        edges.append(Period(period.start_ns, first))
     if last < period.end_ns:
-        out.append(stmt(fine, last, period.end_ns, count_1s))
+        edges.append(Period(last, period.end_ns))
+    return Period(first, last), edges
+
+
+IMPULSE_PREFIX = "imp_"
+"""Field-name prefix of the edge's impulse counts (one integer field per threshold)."""
+
+
+def period_peaks(period: Period, *, enterprise: str | None = None,
+                 meters: Iterable[str] | None = None, levels_rp: str | None = None,
+                 rollup_rp: str | None = RP_FOREVER) -> list[str]:
+    """InfluxQL statements whose answers give, per (meter, channel) over ``period``, the
+    highest LCpeak, LZpeak and LAFmax (dB; columns ``max_lcpeak``, ``max_lzpeak``,
+    ``max_lafmax``) and the SUM of every impulse-count field (columns ``sum_imp_…``): the
+    whole minutes from ``levels_1m``, the ragged edges from ``levels``, as
+    :func:`exposure_sums`. Combine the rows with :func:`add_peaks`."""
+    scope = _scope(enterprise, meters)
+    group = "GROUP BY " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
+    cols = (f"MAX({quote_ident('lcpeak')}) AS max_lcpeak, MAX({quote_ident('lzpeak')}) AS "
+            f"max_lzpeak, MAX({quote_ident('lafmax')}) AS max_lafmax")
+
+    def stmt(from_: str, p: Period) -> list[str]:
+        cond = " AND ".join([*scope, p.where()])
+        return [f"SELECT {cols} FROM {from_} WHERE {cond} {group}",
+                f"SELECT SUM(/^{IMPULSE_PREFIX}/) FROM {from_} WHERE {cond} {group}"]
+
+    whole, edges = split_minutes(period)
+    out = [] if whole is None else stmt(source(LEVELS_1M, rollup_rp), whole)
+    for e in edges:
+        out += stmt(source(LEVELS, levels_rp), e)
     return out
+
+
+def add_peaks(rows: Iterable[Mapping]) -> dict[tuple[str, str], dict[str, float]]:
+    """Combine :func:`period_peaks` rows per (meter, channel): maxima of ``max_*`` columns,
+    sums of ``sum_imp_*`` columns, as ``{"lcpeak": dB, "lzpeak": dB, "lafmax": dB,
+    "imp_120": count, …}`` (a column absent everywhere is absent)."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for r in rows:
+        acc = out.setdefault((r["meter"], r["channel"]), {})
+        for k, v in r.items():
+            if v is None:
+                continue
+            if k.startswith("max_"):
+                name = k[4:]
+                acc[name] = max(acc.get(name, -float("inf")), float(v))
+            elif k.startswith("sum_" + IMPULSE_PREFIX):
+                name = k[4:]
+                acc[name] = acc.get(name, 0) + int(v)
+    return out
+
+
+def minute_parts(period: Period, step_s: int, *, enterprise: str | None = None,
+                 meters: Iterable[str] | None = None, rollup_rp: str | None = RP_FOREVER
+                 ) -> str:
+    """SUM(ea) and SUM(coverage) per (meter, channel) and per ``step_s`` seconds (a whole
+    number of minutes) of ``period``'s whole minutes, aligned to the period's start: the
+    sub-period samples ISO 9612's job-based strategy takes the spread of."""
+    if step_s % 60 or step_s <= 0:
+        raise ValueError(f"step {step_s} s is not a whole number of minutes")
+    whole, _ = split_minutes(period)
+    if whole is None:
+        raise ValueError("the period holds no whole minute")
+    offset_s = (whole.start_ns // 1_000_000_000) % step_s
+    cond = " AND ".join([*_scope(enterprise, meters), whole.where()])
+    return (f"SELECT SUM({quote_ident(EA)}) AS {quote_ident(EA)}, SUM({quote_ident(COVERAGE)})"
+            f" AS {quote_ident(COVERAGE)} FROM {source(LEVELS_1M, rollup_rp)} WHERE {cond} "
+            f"GROUP BY time({step_s}s, {offset_s}s), "
+            + ", ".join(quote_ident(t) for t in SERIES_TAGS) + " fill(none)")
 
 
 def latest_levels(*, since: str = "1h", enterprise: str | None = None,
