@@ -16,7 +16,8 @@ Point layout::
 ``stage`` says where the message failed: ``contract`` (:func:`contract.validate`),
 ``meter`` (not a known meter), ``convert`` (valid, but not representable in line protocol),
 ``store`` (InfluxDB refused the point; the reason is InfluxDB's message), ``internal`` (a
-bug in the collector, reason = the exception).
+bug in the collector, reason = the exception), ``audio`` (``tingbao import``: the interval's
+audio held corrupt samples, NaN or infinite).
 
 A re-delivered bad message (collector stopped after storing its dead letter, before the
 acknowledgement reached the broker) makes a second dead letter: dead letters are stored
@@ -41,7 +42,7 @@ from . import schema
 from .lineprotocol import line
 
 MEASUREMENT = schema.DEAD_LETTERS
-STAGES = ("contract", "meter", "convert", "store", "internal")
+STAGES = ("contract", "meter", "convert", "store", "internal", "audio")
 RAW_LIMIT_INFLUX = 4096
 """Bytes of the raw payload kept (base64) in InfluxDB."""
 RAW_LIMIT_FILE = contract.MAX_PAYLOAD_BYTES

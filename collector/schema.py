@@ -8,7 +8,8 @@ Layout (InfluxDB 1.x, also served by 2.x/3.x through ``/write`` and ``/query``):
     database tingbao
       retention policy levels_1s (default, 90 days unless told)
         levels        enterprise, site, meter, channel   LEVEL fields, ea (Pa²·s), coverage (s),
-                                                         duration_s, overload, seq, calibrated
+                                                         duration_s, overload, seq, calibrated,
+                                                         imported (only on imported points)
         bands         enterprise, site, meter, channel   one field per band (z_1000 …)
         meter_status  enterprise, site, meter            the agent's status counters
         meter_events  enterprise, site, meter            event, plus small extras
@@ -77,6 +78,13 @@ COVERAGE = "coverage"
 DURATION = "duration_s"
 """Nominal interval length, s."""
 SEQ = "seq"
+IMPORTED = "imported"
+"""Boolean field ``true`` on the ``levels`` and ``bands`` points stored by ``tingbao import``
+(an inspector's recording, ``collector/recording_import.py``); live points do not have it.
+Not a tag: the series (:data:`SERIES_TAGS`) of imported and live points are the same."""
+IMPORT_SEQ_BASE = 2**62
+"""``seq`` of an imported interval = this + its index in the recording (0, 1, …): a range no
+agent's outbox sequence reaches, so an imported point is never taken for a live one."""
 
 ROLLUP_AGGREGATES = (("ea", "SUM"), ("coverage", "SUM"), ("duration_s", "SUM"),
                      ("lafmax", "MAX"), ("lcpeak", "MAX"), ("lzpeak", "MAX"),
