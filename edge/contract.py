@@ -17,6 +17,18 @@ Levels are dB re 20 µPa (``null`` when the interval had no valid audio), ``ea``
 A-weighted sound exposure in Pa²·s (energy adds; decibels do not), ``coverage`` the seconds
 of valid audio in the interval.
 
+Impulse counts (optional, per channel): ``"impulses": {"thresholds_db": [120, 130, 135,
+137, 140], "counts": [3, 1, 0, 0, 0]}`` — the number of C-weighted peak events that started
+in the interval at or above each threshold (dB re 20 µPa; the counting rule is in
+:mod:`tingbao.edge.impulses`: an impulse starts at the first sample with |p_C| ≥ threshold
+after at least the refractory time, 0.5 s by default, below it). ``thresholds_db`` holds
+1 … :data:`MAX_IMPULSE_THRESHOLDS` strictly increasing numbers within
+:data:`LEVEL_RANGE_DB`, each a multiple of 0.1 dB (:func:`check_impulse_thresholds`);
+``counts`` as many integers 0 … :data:`MAX_IMPULSES_PER_S` × ``duration_s`` + 1. A payload
+without ``impulses`` (an older agent, counting switched off, an interval without valid audio)
+is valid; the collector stores each count as the integer field ``imp_<threshold>``
+(``imp_120``, ``imp_137p5``: :func:`tingbao.collector.schema.impulse_field`).
+
 A ``levels`` message holds one channel (``channel`` and the level fields at the top) or, from
 a multichannel device, every channel of one interval: ``channels`` is a list of 1–64 objects,
 each with ``channel``, ``ea``, ``coverage``, ``overload`` and the level fields, beside the
@@ -82,6 +94,16 @@ LEVEL_RANGE_DB = (0.0, 200.0)
 """Plausible range of any level, dB re 20 µPa (below the threshold of any microphone chain
 or above the pressure of a detonation at the ear means a broken chain or a forged message)."""
 
+IMPULSE_THRESHOLDS_DB = (120.0, 130.0, 135.0, 137.0, 140.0)
+"""Default impulse thresholds of the edge, dB re 20 µPa C-weighted peak (the GBZ 2.2-2007
+peak limits 120, 130, 140 and the EU 2003/10/EC peak action values 135, 137); the counts at
+these thresholds are also summed into the minute rollups."""
+MAX_IMPULSE_THRESHOLDS = 16
+"""Most impulse thresholds of one channel record."""
+MAX_IMPULSES_PER_S = 100
+"""Impulses can start at most once per refractory time (≥ 0.01 s at the edge): a count
+above this rate × ``duration_s`` + 1 is forged or broken."""
+
 MAX_EA = (20e-6) ** 2 * 10 ** (LEVEL_RANGE_DB[1] / 10) * 60.0
 """Largest plausible A-weighted exposure of one interval: 200 dB for 60 s, Pa²·s."""
 
@@ -101,6 +123,36 @@ def check_id(value, what: str = "id") -> str:
         shown = repr(value)[:80]
         raise ContractError(f"{what} {shown} is not a valid id (1-64 of A-Z a-z 0-9 _ . -)")
     return value
+
+
+def check_impulse_thresholds(values) -> tuple[float, ...]:
+    """``values`` as a tuple of floats if they are valid impulse thresholds (dB re 20 µPa):
+    0 … :data:`MAX_IMPULSE_THRESHOLDS` numbers (not booleans), finite, within
+    :data:`LEVEL_RANGE_DB`, each a multiple of 0.1 dB (so that each has its own field name),
+    strictly increasing; else raise ContractError saying why. An empty sequence is valid here
+    (counting switched off); a payload's ``thresholds_db`` must hold at least one."""
+    if not isinstance(values, list | tuple):
+        raise ContractError("impulse thresholds must be a list of numbers (dB)")
+    if len(values) > MAX_IMPULSE_THRESHOLDS:
+        raise ContractError(f"{len(values)} impulse thresholds: at most "
+                            f"{MAX_IMPULSE_THRESHOLDS}")
+    out = []
+    lo, hi = LEVEL_RANGE_DB
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ContractError(f"impulse threshold {str(v)[:40]!r} is not a number")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ContractError(f"impulse threshold {v!r} is not finite")
+        if not lo <= v <= hi:
+            raise ContractError(f"impulse threshold {v:g} dB is outside {lo:g}..{hi:g} dB")
+        if abs(v * 10.0 - round(v * 10.0)) > 1e-6:
+            raise ContractError(f"impulse threshold {v!r} dB is not a multiple of 0.1 dB")
+        if out and v <= out[-1]:
+            raise ContractError("impulse thresholds must be strictly increasing, got "
+                                f"{out[-1]:g} then {v:g}")
+        out.append(round(v, 1))
+    return tuple(out)
 
 
 def topic(enterprise: str, site: str, meter: str, kind: str) -> str:
@@ -153,6 +205,10 @@ def _channel_part(record: dict) -> dict:
            "coverage": float(record["coverage"]), "overload": bool(record["overload"])}
     for k in LEVEL_FIELDS:
         out[k] = record.get(k)
+    imp = record.get("impulses")
+    if imp is not None:
+        out["impulses"] = {"thresholds_db": [float(t) for t in imp["thresholds_db"]],
+                           "counts": [int(c) for c in imp["counts"]]}
     return out
 
 
@@ -285,7 +341,8 @@ def _interval(p: dict, now_ns: int, *, channel: bool = True) -> None:
     _number(p, "duration_s", 0.1 - 1e-9, 60.0 + 1e-9)
 
 
-_CHANNEL_LEVEL_KEYS = frozenset({"channel", "ea", "coverage", "overload", *LEVEL_FIELDS})
+_CHANNEL_LEVEL_KEYS = frozenset({"channel", "ea", "coverage", "overload", "impulses",
+                                 *LEVEL_FIELDS})
 _LEVELS_KEYS = frozenset({"schema", "meter", "seq", "start_ns", "duration_s", "calibrated",
                           *_CHANNEL_LEVEL_KEYS})
 _LEVELS_MULTI_KEYS = frozenset({"schema", "meter", "seq", "start_ns", "duration_s",
@@ -299,6 +356,33 @@ def _channel_levels(c: dict, duration_s: float) -> None:
     for k in LEVEL_FIELDS:
         _number(c, k, *LEVEL_RANGE_DB, nullable=True)
     _bool(c, "overload")
+    if "impulses" in c:
+        _impulses(c["impulses"], duration_s)
+
+
+def _impulses(v, duration_s: float) -> None:
+    """The optional ``impulses`` object of a channel record (see the module docstring)."""
+    if not isinstance(v, dict) or set(v) != {"thresholds_db", "counts"}:
+        raise ContractError("field 'impulses' must be an object with exactly "
+                            "'thresholds_db' and 'counts'")
+    try:
+        thresholds = check_impulse_thresholds(v["thresholds_db"])
+    except ContractError as e:
+        raise ContractError(f"field 'impulses': {e}") from None
+    if not thresholds:
+        raise ContractError("field 'impulses': 'thresholds_db' is empty")
+    counts = v["counts"]
+    if not isinstance(counts, list) or len(counts) != len(thresholds):
+        raise ContractError(f"field 'impulses': 'counts' must be a list of "
+                            f"{len(thresholds)} integers, one per threshold")
+    most = math.floor(MAX_IMPULSES_PER_S * duration_s) + 1
+    for t, n in zip(thresholds, counts, strict=True):
+        if type(n) is not int:
+            raise ContractError(f"field 'impulses': count at {t:g} dB "
+                                f"{str(n)[:40]!r} is not an integer")
+        if not 0 <= n <= most:
+            raise ContractError(f"field 'impulses': count at {t:g} dB = {n} is outside "
+                                f"0..{most} (at most {MAX_IMPULSES_PER_S} per second)")
 
 
 def _levels(p: dict, now_ns: int) -> frozenset:

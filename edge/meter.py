@@ -11,6 +11,9 @@ How it is computed, without a Python loop per sample:
   → A (:func:`~tingbao.edge.iec61672.c_to_a_sos`) with :func:`scipy.signal.sosfilt`.
 * Time-average level and sound exposure (clauses 3.9, 3.11, 5.10): sums of pA² and pC².
 * Peak levels (clause 5.13): max |pC| and max |p| (Z).
+* Impulse counts (optional): C-weighted peak events at or above fixed thresholds, counted from
+  the same pC as LCpeak by :class:`~tingbao.edge.impulses.ImpulseCounter` (the counting rule
+  is in :mod:`tingbao.edge.impulses`); an interval counts the impulses that start in it.
 * Time weighting F and S (clause 5.8): the exponential average y[n] = a·y[n−1] + (1 − a)·pA²[n]
   is evaluated exactly at the end of every sub-block of ``m`` samples (about 0.25 ms) with one
   matrix product per block and a first-order recursion at the sub-block rate
@@ -37,6 +40,7 @@ import numpy as np
 from scipy import signal
 
 from . import iec61672
+from .impulses import DEFAULT_REFRACTORY_S, ImpulseCounter
 from .levels import P0_SQUARED, level_from_mean_square
 
 PERCENTILES = (5, 10, 50, 90, 95)
@@ -87,6 +91,8 @@ class IntervalLevels:
     overload: np.ndarray
     band_nominal: list[str] | None = None
     band_lzeq: np.ndarray | None = None  # (channels, bands), dB re 20 µPa
+    impulse_thresholds_db: tuple[float, ...] | None = None  # dB re 20 µPa, C-weighted peak
+    impulse_counts: np.ndarray | None = None  # (channels, thresholds), impulses started
 
     def records(self, decimals: int = 2) -> list[dict]:
         """One flat dict per channel with the documented field names (see ``tingbao levels``)."""
@@ -109,6 +115,9 @@ class IntervalLevels:
                 r[f"laf{n}"] = _r(v[ch], decimals)
             r["overload"] = bool(self.overload[ch])
             r["coverage"] = round(float(self.coverage[ch]), 6)
+            if self.impulse_counts is not None and self.coverage[ch] > 0:
+                r["impulses"] = {"thresholds_db": list(self.impulse_thresholds_db),
+                                 "counts": [int(n) for n in self.impulse_counts[ch]]}
             if self.band_lzeq is not None:
                 r["bands"] = {
                     k: _r(v, decimals)
@@ -147,6 +156,13 @@ class SoundLevelMeter:
     full_scale : float
         Raw value of digital full scale; samples at or beyond ``full_scale * PCM16_FULL_SCALE``
         flag the interval as overloaded (clause 5.11).
+    impulse_thresholds_db : sequence of float or None
+        Count C-weighted peak events at or above these thresholds (dB re 20 µPa, strictly
+        increasing, multiples of 0.1 dB, at most 16), see :mod:`tingbao.edge.impulses`;
+        None or empty: no counting. Intervals with valid audio then carry
+        ``impulse_counts`` and their records an ``impulses`` entry.
+    impulse_refractory_s : float
+        Quiet time below a threshold before a new impulse can start, s (≥ 0.01).
     """
 
     def __init__(
@@ -157,6 +173,8 @@ class SoundLevelMeter:
         pa_per_unit=1.0,
         bands: str | None = None,
         full_scale: float = 1.0,
+        impulse_thresholds_db=None,
+        impulse_refractory_s: float = DEFAULT_REFRACTORY_S,
     ):
         fs = float(samplerate)
         if not (0.1 - 1e-9 <= interval <= 60.0 + 1e-9):
@@ -196,6 +214,10 @@ class SoundLevelMeter:
 
             b, lo, hi = kinds[bands]
             self._bank = FractionalOctaveBank(fs, b, lo, hi, channels=self.channels)
+        self._impulses = None
+        if impulse_thresholds_db is not None and len(impulse_thresholds_db):
+            self._impulses = ImpulseCounter(fs, self.channels, impulse_thresholds_db,
+                                            impulse_refractory_s)
         self.bad_samples = 0
         self.reset()
 
@@ -217,6 +239,8 @@ class SoundLevelMeter:
         self._new_interval()
         if self._bank is not None:
             self._bank.reset()
+        if self._impulses is not None:
+            self._impulses.reset()
 
     def _new_interval(self) -> None:
         ch = self.channels
@@ -224,11 +248,18 @@ class SoundLevelMeter:
         self._peak_c = np.zeros(ch)
         self._peak_x = np.zeros(ch)
         self._band_e = None if self._bank is None else np.zeros((len(self._bank.nominal), ch))
+        self._imp_n = (None if self._impulses is None
+                       else np.zeros((ch, len(self._impulses.thresholds_db)), dtype=np.int64))
 
     @property
     def band_nominal(self) -> list[str] | None:
         """Nominal midband labels of the bands, or None."""
         return None if self._bank is None else list(self._bank.nominal)
+
+    @property
+    def impulse_thresholds_db(self) -> tuple[float, ...] | None:
+        """Thresholds of the impulse counts (dB re 20 µPa), or None when not counting."""
+        return None if self._impulses is None else self._impulses.thresholds_db
 
     @property
     def clock(self) -> int:
@@ -295,6 +326,7 @@ class SoundLevelMeter:
             a, self._za = signal.sosfilt(self._sos_ca, c, axis=-1, zi=self._za)
         e = np.square(a, out=a)
         self._time_weighting(e)
+        starts = None if self._impulses is None else self._impulses.starts(c)
         out: list[IntervalLevels] = []
         pos = 0
         while pos < n:
@@ -309,6 +341,8 @@ class SoundLevelMeter:
                        out=self._peak_x)
             if self._bank is not None:
                 self._band_e += self._bank.process(seg_x.T)
+            if starts is not None and starts.sample.size:
+                self._imp_n += starts.counts(*self._imp_n.shape, pos, pos + k)
             pos += k
             self._clock += k
             if k == to_boundary:
@@ -413,6 +447,8 @@ class SoundLevelMeter:
             overload=self._peak_x / self.pa_per_unit >= self.full_scale * PCM16_FULL_SCALE,
             band_nominal=band_nominal,
             band_lzeq=band_lzeq,
+            impulse_thresholds_db=self.impulse_thresholds_db,
+            impulse_counts=self._imp_n,
         )
         self._new_interval()
         return result
