@@ -174,7 +174,9 @@ class Agent:
             self.meter = meter = SoundLevelMeter(
                 fs, channels=src.channels, interval=cfg.meter.interval_s,
                 pa_per_unit=self.calibration["pa_per_unit"], bands=cfg["meter"]["bands"],
-                full_scale=cfg.meter.full_scale)
+                full_scale=cfg.meter.full_scale,
+                impulse_thresholds_db=cfg.meter.impulse_thresholds_db or None,
+                impulse_refractory_s=cfg.meter.impulse_refractory_s)
             self._interval_ns = round(meter.interval * 1e9)
             limit = None if until is None else round(until * fs)
             realtime = kind == "synthetic" and s.realtime

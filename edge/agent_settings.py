@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from . import contract
+from .impulses import DEFAULT_REFRACTORY_S, MIN_REFRACTORY_S
 from .settings import ConfigError, Section, from_mapping, load_toml, setting
 
 __all__ = ["AgentConfig", "ConfigError", "check_config", "load_config"]
@@ -58,6 +59,14 @@ class MeterSection(Section):
                                                              check=_pa_per_unit)
     calibration_store: str | None = setting(None, path=True)
     full_scale: float = setting(1.0, lo=1e-12, doc="raw value of digital full scale")
+    impulse_thresholds_db: tuple[float, ...] = setting(
+        contract.IMPULSE_THRESHOLDS_DB, unit="dB", lo=contract.LEVEL_RANGE_DB[0],
+        hi=contract.LEVEL_RANGE_DB[1], check=contract.check_impulse_thresholds,
+        doc="count C-weighted peak events at or above these levels (re 20 µPa) per interval; "
+            "[] switches counting off")
+    impulse_refractory_s: float = setting(DEFAULT_REFRACTORY_S, unit="s",
+                                          lo=MIN_REFRACTORY_S, hi=10.0,
+                                          doc="time below a threshold before a new impulse")
 
 
 SOURCE_KINDS = ("live", "file", "synthetic")
