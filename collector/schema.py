@@ -337,3 +337,59 @@ def add_sums(rows: Iterable[Mapping]) -> dict[tuple[str, str], dict[str, float]]
         acc["coverage"] += float(r.get(COVERAGE) or 0.0)
         acc["n"] += int(r.get("n") or 0)
     return out
+
+
+# ------------------------------------------------------------------------------- dose
+DOSE = "dose"
+"""Column of a :func:`dose_sums` answer: the dose as a fraction (1.0 = 100 %)."""
+
+
+def _plain_number(x: float, what: str) -> str:
+    """``x`` in plain decimal notation (InfluxQL reads neither ``1e-05`` nor ``inf``)."""
+    from decimal import Decimal
+
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"{what} {x!r} is not a finite number")
+    return format(Decimal(repr(x)), "f")
+
+
+def dose_sums(period: Period, *, criterion_db: float, exchange_db: float, threshold_db: float,
+              enterprise: str | None = None, meters: Iterable[str] | None = None,
+              levels_rp: str | None = None) -> str:
+    """InfluxQL statement for a noise dosimeter's dose per (meter, channel) over ``period``
+    (29 CFR 1910.95 Appendix A; NIOSH 98-126): column :data:`DOSE`, the dose fraction
+    Σ coverage · 2^((laeq − Lc)/q) / 28 800 s over the 1 s ``levels`` points whose ``laeq`` ≥
+    ``threshold_db`` (1.0 = 100 %, a dose D % is 100 times it), tags :data:`SERIES_TAGS`.
+    ``criterion_db`` Lc (dB(A): 100 % for 8 h at it), ``exchange_db`` q (dB), ``threshold_db``
+    (dB(A); 0 counts every level) come from the regulatory profile (the analysis reads them;
+    the collector knows no regulation). A point's ``laeq`` is the level over its ``coverage``
+    seconds of valid audio, so coverage · 2^((laeq − Lc)/q) is that point's time weighted by
+    its allowed time; points without audio (no ``laeq``) add nothing.
+
+    Per-second resolution is the dosimeter's own: the threshold and a 5 dB exchange apply to
+    each 1 s level. The minute rollups cannot give this sum: ``levels_1m`` holds the minute's
+    summed energy, and neither a threshold (a minute at 79 dB(A) may hold seconds at 95) nor
+    an exchange other than 10 lg 2 dB (2^(L/q) of a mean is not the mean of 2^(L/q)) can be
+    applied to a sum of energies. So the statement reads ``levels`` (RP ``levels_rp``, the
+    default one unless told) and the period must lie within its retention.
+
+    InfluxDB 1.x cannot wrap an aggregate in POW, so the per-point term is a subquery and the
+    outer query sums it; both keep the GROUP BY of :data:`SERIES_TAGS` (checked on InfluxDB
+    1.6: the tags reach the outer rows). The numbers are written in plain decimals (InfluxQL
+    reads no scientific notation)."""
+    if not (exchange_db > 0 and criterion_db > 0 and threshold_db >= 0):
+        raise ValueError(f"criterion {criterion_db!r} dB and exchange rate {exchange_db!r} dB "
+                         f"must be > 0, threshold {threshold_db!r} dB >= 0")
+    lc = _plain_number(criterion_db, "criterion level")
+    q = _plain_number(exchange_db, "exchange rate")
+    threshold = _plain_number(threshold_db, "threshold")
+    laeq, cov = quote_ident("laeq"), quote_ident(COVERAGE)
+    group = "GROUP BY " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
+    when = period.where()
+    inner_cond = " AND ".join([*_scope(enterprise, meters), f"{laeq} >= {threshold}", when])
+    term = f"{cov} * POW(2, ({laeq} - {lc}) / {q}) / 28800"  # 8 h = 28 800 s
+    inner = (f"SELECT {term} AS {quote_ident('d')} FROM {source(LEVELS, levels_rp)} "
+             f"WHERE {inner_cond} {group}")
+    return (f"SELECT SUM({quote_ident('d')}) AS {quote_ident(DOSE)} FROM ({inner}) "
+            f"WHERE {when} {group}")
