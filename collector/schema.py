@@ -9,7 +9,8 @@ Layout (InfluxDB 1.x, also served by 2.x/3.x through ``/write`` and ``/query``):
       retention policy levels_1s (default, 90 days unless told)
         levels        enterprise, site, meter, channel   LEVEL fields, ea (Pa²·s), coverage (s),
                                                          duration_s, overload, seq, calibrated,
-                                                         imported (only on imported points)
+                                                         imported (only on imported points),
+                                                         imp_<threshold> (impulse counts)
         bands         enterprise, site, meter, channel   one field per band (z_1000 …)
         meter_status  enterprise, site, meter            the agent's status counters
         meter_events  enterprise, site, meter            event, plus small extras
@@ -18,7 +19,8 @@ Layout (InfluxDB 1.x, also served by 2.x/3.x through ``/write`` and ``/query``):
                       writer                             still owed a rollup
       retention policy forever
         levels_1m     enterprise, site, meter, channel   SUM(ea), SUM(coverage), SUM(duration_s),
-                                                         MAX of maxima, MIN(lafmin), n, laeq
+                                                         MAX of maxima, MIN(lafmin), n, laeq,
+                                                         SUM of each imp_<threshold>
 
 Energy, not decibels, adds up: ``ea`` is the A-weighted sound exposure of an interval in
 Pa²·s (IEC 61672-1 clause 3.9), so the exposure of any period is ``SUM(ea)`` and
@@ -90,7 +92,50 @@ ROLLUP_AGGREGATES = (("ea", "SUM"), ("coverage", "SUM"), ("duration_s", "SUM"),
                      ("lafmax", "MAX"), ("lcpeak", "MAX"), ("lzpeak", "MAX"),
                      ("lasmax", "MAX"), ("lafmin", "MIN"))
 """(field, InfluxQL aggregate) of a ``levels_1m`` point; it also has ``n`` (the number of 1 s
-points) and ``laeq`` (from the summed energy over the summed coverage)."""
+points), ``laeq`` (from the summed energy over the summed coverage) and the sums of the
+fields of :data:`ROLLUP_SUMMED_PREFIXES`."""
+
+IMPULSE_PREFIX = "imp_"
+"""Field-name prefix of the edge's impulse counts: integer fields of a ``levels`` point, the
+number of C-weighted peak events (``tingbao.edge.impulses``) that started in the interval at
+or above a threshold, one per threshold of the message's ``impulses``
+(:func:`impulse_field`)."""
+ROLLUP_SUMMED_PREFIXES = (IMPULSE_PREFIX,)
+"""Every field of ``levels`` whose name starts with one of these is summed into the
+``levels_1m`` field of the same name, as an integer (``SUM(/^imp_/)``: whatever thresholds
+the meters count at, ``imp_120`` … ``imp_140`` by default). A minute whose points carry no
+such field (older agents, counting off) has none; InfluxDB 1.6 answers the regex with no
+column then, and the other aggregates are unchanged."""
+
+
+def impulse_field(threshold_db: float) -> str:
+    """The field of the impulse count at ``threshold_db`` (dB re 20 µPa, a multiple of 0.1 dB
+    within the contract's level range): 120 → ``imp_120``, 137.5 → ``imp_137p5``. Raises
+    ValueError (a ContractError) for other values."""
+    (t,) = contract.check_impulse_thresholds([threshold_db])
+    whole, tenth = divmod(round(t * 10), 10)
+    return f"{IMPULSE_PREFIX}{whole}" + (f"p{tenth}" if tenth else "")
+
+
+def impulse_thresholds(field_names: Iterable[str]) -> dict[float, str]:
+    """The impulse-count fields among ``field_names`` (the columns of an answer, the keys of
+    ``SHOW FIELD KEYS``; a ``sum_`` or ``max_`` in front is not stripped) as {threshold dB:
+    field name}, lowest threshold first; other names (and names :func:`impulse_field` would
+    not write) are left out."""
+    out = {}
+    for name in field_names:
+        if not isinstance(name, str) or not name.startswith(IMPULSE_PREFIX):
+            continue
+        whole, _, tenth = name[len(IMPULSE_PREFIX):].partition("p")
+        if not whole.isdigit() or (tenth and not (len(tenth) == 1 and tenth in "123456789")):
+            continue
+        try:
+            t = int(whole) + int(tenth or 0) / 10
+            if impulse_field(t) == name:
+                out[round(t, 1)] = name
+        except ValueError:
+            continue
+    return dict(sorted(out.items()))
 
 MINUTE_NS = 60 * 1_000_000_000
 
@@ -105,9 +150,11 @@ EXPOSURE_CHAIN = "exposure_chain"
 """One point per (enterprise, local date): the SHA-256 of that day's exposure points and of
 the previous day's chain point (the hash chain ``tingbao verify`` checks), in RP_FOREVER."""
 ALERTS = "alerts"
-"""One point per alert state change (open, acknowledged, resolved), in RP_FOREVER; tags
-:data:`ALERT_TAGS`, fields ``id``, ``state``, ``who``, ``note``, texts and evidence."""
-ALERT_TAGS = ("enterprise", "rule", "meter", "channel", "state")
+"""One point per alert state change (open, acknowledged, resolved), in RP_FOREVER, at the
+change's time; tags :data:`ALERT_TAGS`, fields ``job``, ``shift_date``, ``profile``,
+``severity``, ``text_zh``, ``text_en``, ``evidence`` (JSON), ``who``, ``note``,
+``raised_ns`` (``analysis/alert_store.py``)."""
+ALERT_TAGS = ("enterprise", "id", "rule", "meter", "channel", "state")
 
 
 # ------------------------------------------------------------------------------- quoting
@@ -173,10 +220,13 @@ class Period:
 
 
 def rollup_select(from_: str) -> str:
-    """SELECT of the minute aggregates of :data:`ROLLUP_AGGREGATES` (plus ``n``)."""
+    """SELECT of the minute aggregates of :data:`ROLLUP_AGGREGATES` (plus ``n``, and
+    ``sum_<field>`` of every field of :data:`ROLLUP_SUMMED_PREFIXES`)."""
     cols = ", ".join(f"{fn}({quote_ident(f)}) AS {quote_ident(f)}"
                      for f, fn in ROLLUP_AGGREGATES)
-    return f"SELECT {cols}, COUNT({quote_ident(SEQ)}) AS {quote_ident('n')} FROM {from_}"
+    sums = "".join(f", SUM(/^{prefix}/)" for prefix in ROLLUP_SUMMED_PREFIXES)
+    return (f"SELECT {cols}{sums}, COUNT({quote_ident(SEQ)}) AS {quote_ident('n')} "
+            f"FROM {from_}")
 
 
 def rollup_group_by() -> str:
@@ -229,10 +279,6 @@ def split_minutes(period: Period) -> tuple[Period | None, list[Period]]:
     if last < period.end_ns:
         edges.append(Period(last, period.end_ns))
     return Period(first, last), edges
-
-
-IMPULSE_PREFIX = "imp_"
-"""Field-name prefix of the edge's impulse counts (one integer field per threshold)."""
 
 
 def period_peaks(period: Period, *, enterprise: str | None = None,

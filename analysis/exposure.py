@@ -1,0 +1,360 @@
+"""Exposure per post and per job over one shift, from the sums InfluxDB computes
+(GBZ/T 189.8-2007 clause 6; GB/T 21230-2014 = ISO 9612:2009 clauses 9-11 and Annex C).
+
+Nothing here reads a shift of 1 s rows: the store answers ``SUM(ea)``, ``SUM(coverage)``
+(:func:`tingbao.collector.schema.exposure_sums`: minute rollups for closed minutes, 1 s
+points only at the ragged edges), the highest peaks and the impulse counts
+(:func:`~tingbao.collector.schema.period_peaks`), and the sums of the shift's sub-periods
+(:func:`~tingbao.collector.schema.minute_parts`) whose spread ISO 9612 needs.
+
+**Post** (a meter's channel, for a worker who stays there the whole shift, Te = the shift's
+``hours``): LAeq over the measured seconds; coverage = measured / shift length. When
+coverage ≥ ``[analysis] extrapolate_min_coverage`` the gaps are assumed as loud as the
+measured part: LEX,8h = LAeq + 10 lg(Te / 8 h) (flag ``gaps_extrapolated`` when coverage
+< 1). Below it LEX,8h counts the measured energy only, 10 lg(EA / (p0² · 8 h)), a lower
+bound (flag ``low_coverage``). A shift without data has no LEX (flag ``no_data``).
+
+**Uncertainty of a post** (a choice, documented here): a fixed meter measures the whole
+shift, so the only spread ISO 9612 sees is that of the shift's own sub-periods. The shift is
+cut into N = max(5, round(hours)) equal parts of whole minutes; the LAeq of each part with
+at least half its time measured is one sample of the job-based strategy (clause 10, Table
+C.4, u2 of the ``[analysis] instrument`` class, u3 = 1.0 dB, k = 1.65). Fewer than 5 such
+parts: no U (flag ``u_insufficient_samples``); c1·u1 beyond the table: no U (flag
+``u_plan_revise``, the standard says the plan must be revised).
+
+**Job** (工种, GBZ/T 189.8-2007 clause 6.3, ISO 9612 task-based strategy clause 9): its
+tasks from the registry, each ``hours`` at a post (that post's LAeq over the shift) or at a
+declared ``laeq_db``; LEX,8h = 10 lg Σ (Tm / 8 h) · 10^(0.1 Lm). U by the task-based
+strategy, each measured task's samples being its post's sub-period levels, a declared level
+counting as a fixed level without sampling spread (its u1a = 0, said in the flags). The job's
+coverage is the hours-weighted coverage of its measured tasks.
+
+Grades per GBZ/T 229.4-2012 (:mod:`.gbzt229_4`) of the profile in force, impulse-noise peak
+checks per GBZ 2.2-2007 (:mod:`.gbz2_2`) and the side-by-side profiles (:mod:`.dosimeters`)
+are attached to each result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Iterable
+
+from tingbao.collector import schema
+from tingbao.collector.influx import InfluxClient
+from tingbao.collector.registry.site import Registry
+from tingbao.edge.levels import P0_SQUARED, T0_8H
+
+from . import iso9612
+from .gbzt189_8 import laeq as laeq_of
+from .gbzt229_4 import HazardGrade, grade
+from .shifts import ShiftWindow, shift_window
+
+__all__ = ["DayExposure", "JobExposure", "PostExposure", "PostSums", "compute_day",
+           "post_exposure", "read_post_sums", "task_lex"]
+
+MIN_PART_FILL = 0.5
+"""A sub-period counts as an ISO 9612 sample when at least this fraction of it is measured."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PostSums:
+    """What the store answers for one post over one shift. Energies in Pa²·s, times in s,
+    levels in dB re 20 µPa; ``impulses`` maps threshold (dB) → count; ``parts`` holds
+    (EA, covered s, part length s) of the shift's sub-periods."""
+
+    meter: str
+    channel: int
+    ea_pa2s: float = 0.0
+    covered_s: float = 0.0
+    n: int = 0
+    lcpeak_db: float | None = None
+    lzpeak_db: float | None = None
+    lafmax_db: float | None = None
+    impulses: dict[float, int] = dataclasses.field(default_factory=dict)
+    parts: tuple[tuple[float, float, float], ...] = ()
+    doses: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Per profile id: the in-database dose sum (fraction of the criterion dose; 1 = 100 %)
+    for profiles whose dose an energy sum cannot give (threshold or exchange ≠ 3 dB)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PostExposure:
+    """A post's exposure over one shift (see the module docstring). ``laeq`` over the
+    measured time, ``lex_8h`` and ``u_db`` (expanded, k = 1.65) in dB(A); ``coverage`` a
+    fraction of the shift; ``flags`` what a reader must know (``gaps_extrapolated`` …)."""
+
+    enterprise: str
+    site: str
+    meter: str
+    channel: int
+    shift: ShiftWindow
+    sums: PostSums
+    laeq: float
+    coverage: float
+    lex_8h: float
+    u_db: float | None
+    extrapolated: bool
+    flags: tuple[str, ...]
+    grade: HazardGrade | None
+    profile: str
+    parts_db: tuple[float, ...] = ()
+
+    @property
+    def date(self) -> dt.date:
+        return self.shift.date
+
+    @property
+    def duration_h(self) -> float:
+        return self.shift.hours
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskLevel:
+    """One task of a job as computed: where, how long (h), at which level (dB(A)), and
+    whether the level was ``measured`` at a post or ``declared`` in the registry."""
+
+    what: str
+    hours: float
+    laeq: float
+    source: str
+    meter: str | None = None
+    channel: int | None = None
+    coverage: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobExposure:
+    """A job type's exposure over one shift from its tasks (module docstring)."""
+
+    enterprise: str
+    job: str
+    shift: ShiftWindow
+    tasks: tuple[TaskLevel, ...]
+    lex_8h: float
+    u_db: float | None
+    coverage: float
+    flags: tuple[str, ...]
+    grade: HazardGrade | None
+    profile: str
+
+    @property
+    def date(self) -> dt.date:
+        return self.shift.date
+
+    @property
+    def duration_h(self) -> float:
+        return sum(t.hours for t in self.tasks)
+
+    @property
+    def laeq(self) -> float:
+        """The energy mean over the tasks' hours, dB(A)."""
+        h = self.duration_h
+        return self.lex_8h - 10 * math.log10(h / 8.0) if h > 0 and math.isfinite(
+            self.lex_8h) else math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class DayExposure:
+    """Every post and job of one enterprise for one shift."""
+
+    enterprise: str
+    shift: ShiftWindow
+    posts: tuple[PostExposure, ...]
+    jobs: tuple[JobExposure, ...]
+
+
+# ------------------------------------------------------------------------------- reading
+def _parts_step_s(length_s: float, hours: float) -> int:
+    n = max(5, round(hours))
+    return max(60, int(length_s / n) // 60 * 60)
+
+
+def read_post_sums(client: InfluxClient, window: ShiftWindow, meters: Iterable[str],
+                   dose_profiles: Iterable = (), *, levels_rp: str | None = None
+                   ) -> dict[tuple[str, int], PostSums]:
+    """Ask the store for every (meter, channel) of ``meters`` over ``window``: energy and
+    coverage sums, peaks and impulse counts, sub-period sums, and the in-database dose sums
+    of ``dose_profiles`` (profiles whose ``threshold_db`` > 0 or exchange ≠ 3 dB). Four to
+    six small answers, whatever the shift's length."""
+    meters = list(meters)
+    if not meters:
+        return {}
+    period = window.period
+    statements = schema.exposure_sums(period, meters=meters, levels_rp=levels_rp)
+    sums = schema.add_sums(client.query_rows(";".join(statements)))
+    peaks = schema.add_peaks(client.query_rows(";".join(
+        schema.period_peaks(period, meters=meters, levels_rp=levels_rp))))
+    step = _parts_step_s(window.length_s, window.hours)
+    parts: dict[tuple[str, str], list] = {}
+    try:
+        q = schema.minute_parts(period, step, meters=meters)
+    except ValueError:
+        q = None
+    if q is not None:
+        for r in client.query_rows(q):
+            parts.setdefault((r["meter"], r["channel"]), []).append(
+                (float(r.get(schema.EA) or 0.0), float(r.get(schema.COVERAGE) or 0.0),
+                 float(step)))
+    doses: dict[tuple[str, str], dict[str, float]] = {}
+    for prof in dose_profiles:
+        q = schema.dose_sums(period, criterion_db=prof.lex_limit_db,
+                             exchange_db=prof.exchange_rate_db,
+                             threshold_db=prof.threshold_db, meters=meters,
+                             levels_rp=levels_rp)
+        for r in client.query_rows(q):
+            doses.setdefault((r["meter"], r["channel"]), {})[prof.id] = float(
+                r.get("dose") or 0.0)
+    out = {}
+    for key in set(sums) | set(peaks):
+        s = sums.get(key, {})
+        p = peaks.get(key, {})
+        impulses = {}
+        for name, count in p.items():
+            if name.startswith(schema.IMPULSE_PREFIX):
+                impulses[_threshold_of(name)] = int(count)
+        out[(key[0], int(key[1]))] = PostSums(
+            meter=key[0], channel=int(key[1]), ea_pa2s=float(s.get("ea", 0.0)),
+            covered_s=float(s.get("coverage", 0.0)), n=int(s.get("n", 0)),
+            lcpeak_db=p.get("lcpeak"), lzpeak_db=p.get("lzpeak"), lafmax_db=p.get("lafmax"),
+            impulses=impulses, parts=tuple(parts.get(key, ())), doses=doses.get(key, {}))
+    return out
+
+
+def _threshold_of(field: str) -> float:
+    """``imp_137p5`` → 137.5 dB (the edge's field names, :mod:`tingbao.edge.impulses`)."""
+    return float(field[len(schema.IMPULSE_PREFIX):].replace("p", "."))
+
+
+# ----------------------------------------------------------------------------- computing
+def _post_u(parts_db: list[float], hours: float, instrument: str
+            ) -> tuple[float | None, str | None]:
+    if len(parts_db) < 5:
+        return None, "u_insufficient_samples"
+    try:
+        u = iso9612.job_based(parts_db, hours, instrument=instrument)
+    except ValueError:
+        return None, "u_plan_revise"
+    return u.U_db, None if u.plan_ok else "u_plan_revise"
+
+
+def _parts_db(parts: Iterable[tuple[float, float, float]]) -> list[float]:
+    out = []
+    for ea, covered, length in parts:
+        if covered >= MIN_PART_FILL * length and ea > 0:
+            out.append(laeq_of(ea, covered))
+    return out
+
+
+def post_exposure(reg: Registry, window: ShiftWindow, sums: PostSums) -> PostExposure:
+    """The exposure of one post over one shift from its :class:`PostSums` (module
+    docstring: coverage rule, U, grade)."""
+    settings = reg.analysis
+    prof = reg.profile
+    meter = reg.meter(sums.meter)
+    shift_s = window.length_s
+    covered = min(sums.covered_s, shift_s)
+    coverage = covered / shift_s if shift_s > 0 else 0.0
+    level = laeq_of(sums.ea_pa2s, covered)
+    flags = []
+    extrapolated = False
+    if not math.isfinite(level):
+        lex = math.nan
+        flags.append("no_data")
+    elif coverage >= settings.extrapolate_min_coverage:
+        lex = level + 10 * math.log10(shift_s / T0_8H)
+        extrapolated = coverage < 1.0 - 1e-9
+        if extrapolated:
+            flags.append("gaps_extrapolated")
+    else:
+        lex = 10 * math.log10(sums.ea_pa2s / (P0_SQUARED * T0_8H))
+        flags.append("low_coverage")
+    parts_db = _parts_db(sums.parts)
+    u_db, u_flag = (None, None) if not math.isfinite(lex) else _post_u(
+        parts_db, window.hours, settings.instrument)
+    if u_flag:
+        flags.append(u_flag)
+    if meter.calibrated is None:
+        flags.append("uncalibrated")
+    return PostExposure(
+        enterprise=meter.enterprise, site=meter.site, meter=meter.id, channel=sums.channel,
+        shift=window, sums=sums, laeq=level, coverage=coverage, lex_8h=lex, u_db=u_db,
+        extrapolated=extrapolated, flags=tuple(flags), grade=grade(lex, prof),
+        profile=prof.id, parts_db=tuple(parts_db))
+
+
+def task_lex(levels_db: Iterable[float], hours: Iterable[float]) -> float:
+    """LEX,8h of tasks at ``levels_db`` (dB(A)) for ``hours`` (h):
+    10 lg Σ (Tm / 8 h) · 10^(0.1 Lm) (GBZ/T 189.8-2007 clause 6.3, ISO 9612 eq. 9). NaN when
+    no task has a level."""
+    total = 0.0
+    for level, h in zip(levels_db, hours, strict=True):
+        if math.isfinite(level) and h > 0:
+            total += h / 8.0 * 10 ** (0.1 * level)
+    return 10 * math.log10(total) if total > 0 else math.nan
+
+
+def job_exposure(reg: Registry, job, window: ShiftWindow,
+                 posts: dict[tuple[str, int], PostExposure]) -> JobExposure:
+    """The exposure of ``job`` (a registry :class:`JobType`) from its tasks (module
+    docstring)."""
+    prof = reg.profile
+    tasks: list[TaskLevel] = []
+    samples: list[iso9612.TaskSamples] = []
+    flags: list[str] = []
+    measured_h = covered_h = 0.0
+    for t in job.tasks:
+        if t.laeq_db is not None:
+            tasks.append(TaskLevel(t.what, t.hours, t.laeq_db, "declared"))
+            samples.append(iso9612.TaskSamples([t.laeq_db], t.hours, fixed=True))
+            if "declared_levels" not in flags:
+                flags.append("declared_levels")
+            continue
+        post = posts.get((t.meter, t.channel))
+        level = post.laeq if post is not None else math.nan
+        cov = post.coverage if post is not None else 0.0
+        tasks.append(TaskLevel(t.what, t.hours, level, "measured", t.meter, t.channel, cov))
+        measured_h += t.hours
+        covered_h += t.hours * cov
+        if not math.isfinite(level):
+            flags.append(f"no_data:{t.meter}:{t.channel}")
+        elif post.parts_db and len(post.parts_db) >= 3 and t.hours > 0:
+            samples.append(iso9612.TaskSamples(list(post.parts_db), t.hours))
+        elif t.hours > 0:
+            flags.append("u_insufficient_samples")
+    lex = task_lex([t.laeq for t in tasks], [t.hours for t in tasks])
+    coverage = covered_h / measured_h if measured_h > 0 else 1.0
+    if coverage < reg.analysis.extrapolate_min_coverage:
+        flags.append("low_coverage")
+    u_db = None
+    if math.isfinite(lex) and samples and "u_insufficient_samples" not in flags and not any(
+            f.startswith("no_data") for f in flags):
+        try:
+            u_db = iso9612.task_based(samples, instrument=reg.analysis.instrument).U_db
+        except ValueError:
+            flags.append("u_plan_revise")
+    return JobExposure(enterprise=job.enterprise, job=job.id, shift=window,
+                       tasks=tuple(tasks), lex_8h=lex, u_db=u_db, coverage=coverage,
+                       flags=tuple(dict.fromkeys(flags)), grade=grade(lex, prof),
+                       profile=prof.id)
+
+
+def compute_day(client: InfluxClient, reg: Registry, enterprise_id: str, date: dt.date,
+                *, levels_rp: str | None = None, dose_profiles: Iterable = ()
+                ) -> DayExposure:
+    """Every post (each channel of each registry meter) and every job of ``enterprise_id``
+    for the shift that starts on local ``date``. A post without data is reported (flag
+    ``no_data``), never left out."""
+    e = reg.enterprise(enterprise_id)
+    window = shift_window(e, date, reg.deployment.timezone)
+    meters = reg.meters_of(enterprise_id)
+    sums = read_post_sums(client, window, [m.id for m in meters], dose_profiles,
+                          levels_rp=levels_rp)
+    posts = {}
+    for m in meters:
+        for ch in range(m.channels):
+            s = sums.get((m.id, ch)) or PostSums(meter=m.id, channel=ch)
+            posts[(m.id, ch)] = post_exposure(reg, window, s)
+    jobs = tuple(job_exposure(reg, j, window, posts) for j in reg.jobs_of(enterprise_id))
+    return DayExposure(enterprise_id, window, tuple(posts.values()), jobs)

@@ -1,0 +1,119 @@
+"""One shift's exposure as the records the ledger stores (``exposure`` points) and as the
+JSON objects ``tingbao exposure --format json`` prints: one mapping of names to values for
+both, so the store, the command and the reports never disagree.
+
+Post keys: ``kind`` = ``post``, ``enterprise``, ``site``, ``meter``, ``channel``, ``date``
+(the shift's local start date), ``laeq`` (dB(A) over the measured time), ``duration_h`` (the
+shift), ``coverage`` (fraction measured), ``lex_8h`` and ``u_db`` (expanded, k = 1.65),
+``grade`` (``0``, ``I`` … ``IV``), ``noise_work``, ``extrapolated``, ``flags``, ``profile``,
+``lcpeak_max`` / ``lzpeak_max`` / ``lafmax_max`` (dB), the impulse counts ``imp_120`` …,
+the GBZ 2.2 peak check (``peak_limit_db``, ``peak_exceeded``, ``n_impulses``) and the
+side-by-side profiles. Job keys: ``kind`` = ``job``, ``job`` and the tasks instead of meter
+and channel. Values that are not numbers (no data) are left out of records and are ``null``
+in JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from .exposure import DayExposure, JobExposure, PostExposure
+from .ledger import Record
+
+__all__ = ["day_records", "job_object", "post_object"]
+
+
+def _num(x) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def post_object(p: PostExposure, extra: dict | None = None) -> dict:
+    """The JSON object of a post (module docstring)."""
+    s = p.sums
+    obj = {
+        "kind": "post", "enterprise": p.enterprise, "site": p.site, "meter": p.meter,
+        "channel": p.channel, "date": p.date.isoformat(), "laeq": _num(p.laeq),
+        "duration_h": _num(p.duration_h), "coverage": _num(p.coverage),
+        "lex_8h": _num(p.lex_8h), "u_db": _num(p.u_db),
+        "grade": p.grade.code if p.grade else None,
+        "noise_work": p.grade.noise_work if p.grade else None,
+        "extrapolated": p.extrapolated, "flags": ",".join(p.flags), "profile": p.profile,
+        "lcpeak_max": _num(s.lcpeak_db), "lzpeak_max": _num(s.lzpeak_db),
+        "lafmax_max": _num(s.lafmax_db), "covered_s": _num(s.covered_s),
+        "ea": s.ea_pa2s if s.ea_pa2s > 0 else None,
+    }
+    for thr, n in sorted(s.impulses.items()):
+        obj[_impulse_key(thr)] = int(n)
+    if extra:
+        obj.update(extra)
+    return obj
+
+
+def _impulse_key(threshold_db: float) -> str:
+    t = float(threshold_db)
+    return "imp_" + (f"{int(t)}" if t.is_integer() else f"{t:g}".replace(".", "p"))
+
+
+def job_object(j: JobExposure, extra: dict | None = None) -> dict:
+    """The JSON object of a job (module docstring)."""
+    obj = {
+        "kind": "job", "enterprise": j.enterprise, "job": j.job, "date": j.date.isoformat(),
+        "laeq": _num(j.laeq), "duration_h": _num(j.duration_h), "coverage": _num(j.coverage),
+        "lex_8h": _num(j.lex_8h), "u_db": _num(j.u_db),
+        "grade": j.grade.code if j.grade else None,
+        "noise_work": j.grade.noise_work if j.grade else None,
+        "flags": ",".join(j.flags), "profile": j.profile,
+        "tasks": [{"what": t.what, "hours": t.hours, "laeq": _num(t.laeq), "source": t.source,
+                   "meter": t.meter, "channel": t.channel, "coverage": _num(t.coverage)}
+                  for t in j.tasks],
+    }
+    if extra:
+        obj.update(extra)
+    return obj
+
+
+_TAG_KEYS = ("kind", "enterprise", "meter", "channel", "job", "profile")
+
+
+def _record(obj: dict, time_ns: int) -> Record:
+    tags = {k: str(obj[k]) for k in _TAG_KEYS if obj.get(k) is not None}
+    fields = {}
+    for k, v in obj.items():
+        if k in _TAG_KEYS or v is None or isinstance(v, (list, dict)):
+            continue
+        if isinstance(v, str) and k == "flags" and not v:
+            continue
+        fields[k] = v
+    return Record(tags, fields, time_ns)
+
+
+def day_records(day: DayExposure, views: dict | None = None) -> list[Record]:
+    """The ``exposure`` records of a day: one per post and job in the profile in force, and
+    one per post and other profile from ``views`` (``{(kind, subject): [fields dict with a
+    "profile" key, …]}``), all at the shift's start."""
+    t = day.shift.period.start_ns
+    out = []
+    for p in day.posts:
+        out.append(_record(post_object(p), t))
+        for v in (views or {}).get(("post", (p.meter, p.channel)), ()):
+            out.append(_record({"kind": "post", "enterprise": p.enterprise, "meter": p.meter,
+                                "channel": p.channel, "date": p.date.isoformat(), **v}, t))
+    for j in day.jobs:
+        out.append(_record(job_object(j), t))
+        for v in (views or {}).get(("job", j.job), ()):
+            out.append(_record({"kind": "job", "enterprise": j.enterprise, "job": j.job,
+                                "date": j.date.isoformat(), **v}, t))
+    return out
+
+
+def objects(day: DayExposure, views: dict | None = None) -> Iterable[dict]:
+    """JSON objects of a day, posts then jobs; other profiles under ``"profiles"``."""
+    for p in day.posts:
+        yield post_object(p, {"profiles": list((views or {}).get(("post", (p.meter,
+                                                                           p.channel)), ()))})
+    for j in day.jobs:
+        yield job_object(j, {"profiles": list((views or {}).get(("job", j.job), ()))})

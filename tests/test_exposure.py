@@ -1,0 +1,195 @@
+"""Exposure from the store on a real InfluxDB: a night shift across midnight in
+Asia/Shanghai, posts with full, gapped (extrapolated) and low coverage, a multi-post job, the
+write-back with its hash chain and `verify` finding an edit. Every expected figure is
+computed here from the levels written, by plain arithmetic stated beside it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import zoneinfo
+
+import pytest
+
+from tingbao.analysis import exposure, iso9612, ledger, records
+from tingbao.analysis.shifts import shift_at, shift_window
+from tingbao.collector import schema
+from tingbao.collector.lineprotocol import line
+from tingbao.collector.registry.site import registry_from_mapping
+from tingbao.collector.rollups import Rollups
+
+P0 = 20e-6
+TZ = "Asia/Shanghai"
+ENT = "night-ent"
+
+
+def registry(days_per_week: int = 6):
+    return registry_from_mapping({
+        "deployment": {"timezone": TZ},
+        "enterprises": [{"id": ENT, "name_zh": "夜班厂", "industry": "machinery",
+                         "group": "pilot",
+                         "shift": {"start": "22:00", "hours": 8.0,
+                                   "days_per_week": days_per_week}}],
+        "sites": [{"id": "w1", "enterprise": ENT, "name_zh": "车间"}],
+        "meters": [{"id": "m1", "enterprise": ENT, "site": "w1", "calibrated": "2026-06-01"},
+                   {"id": "m2", "enterprise": ENT, "site": "w1", "channels": 2,
+                    "calibrated": "2026-06-01"}],
+        "job_types": [{"id": "press-fitter", "enterprise": ENT, "name_zh": "冲压装配工",
+                       "tasks": [{"what": "press", "hours": 4.0, "meter": "m1"},
+                                 {"what": "assembly", "hours": 4.0, "meter": "m2",
+                                  "channel": 0}]},
+                      {"id": "inspector", "enterprise": ENT, "name_zh": "质检员",
+                       "tasks": [{"what": "press", "hours": 3.0, "meter": "m1"},
+                                 {"what": "office", "hours": 5.0, "laeq_db": 70.0}]}],
+    })
+
+
+# three days ago in local time: inside the 1 s retention, and the shift is long over
+DATE = (dt.datetime.now(zoneinfo.ZoneInfo(TZ)) - dt.timedelta(days=3)).date()
+
+
+def _levels(meter, channel, start_ns, seconds, level, *, imp=None):
+    ea = P0 ** 2 * 10 ** (level / 10)
+    out = []
+    for i in range(seconds):
+        fields = {"ea": ea, "coverage": 1.0, "duration_s": 1.0, "laeq": level,
+                  "lafmax": level + 4, "lcpeak": level + 20, "seq": i}
+        if imp and i in imp:
+            fields.update(imp[i])
+        out.append(line(schema.LEVELS, {"enterprise": ENT, "site": "w1", "meter": meter,
+                                        "channel": str(channel)}, fields,
+                        start_ns + i * 10**9))
+    return out
+
+
+@pytest.fixture(scope="module")
+def day(stack):
+    reg = registry()
+    w = shift_window(reg.enterprise(ENT), DATE, TZ)
+    s = w.period.start_ns
+    h = 3600
+    lines = []
+    # m1:0 — 4 h at 88 dB then 4 h at 80 dB, three impulses counted by the edge
+    lines += _levels("m1", 0, s, 4 * h, 88.0,
+                     imp={10: {"imp_120": 1, "imp_130": 1}, 500: {"imp_120": 1}})
+    lines += _levels("m1", 0, s + 4 * h * 10**9, 4 * h, 80.0)
+    # m2:0 — 90 dB with hour 3 missing (coverage 7/8)
+    lines += _levels("m2", 0, s, 3 * h, 90.0)
+    lines += _levels("m2", 0, s + 4 * h * 10**9, 4 * h, 90.0)
+    # m2:1 — only 2 h at 95 dB (coverage 2/8)
+    lines += _levels("m2", 1, s, 2 * h, 95.0)
+    writer = stack.influx("writer")
+    for i in range(0, len(lines), 20_000):
+        writer.write(lines[i:i + 20_000])
+    Rollups(stack.influx("reader"), writer).recompute_range(s, w.period.end_ns)
+    return reg, w, exposure.compute_day(stack.influx("reader"), reg, ENT, DATE)
+
+
+def test_night_shift_crosses_midnight_in_local_time():
+    reg = registry()
+    w = shift_window(reg.enterprise(ENT), dt.date(2026, 3, 1), TZ)
+    # 22:00 CST (UTC+8) on 1 March = 14:00Z; 8 h later 22:00Z = 06:00 CST on 2 March
+    assert w.period.start_ns == int(dt.datetime(2026, 3, 1, 14, tzinfo=dt.UTC).timestamp()) \
+        * 10**9
+    assert w.local_end().date() == dt.date(2026, 3, 2) and w.local_end().hour == 6
+    # 03:00 local on the 2nd belongs to the shift of the 1st
+    at = int(dt.datetime(2026, 3, 1, 19, tzinfo=dt.UTC).timestamp()) * 10**9
+    assert shift_at(reg, ENT, at).date == dt.date(2026, 3, 1)
+    assert shift_at(reg, ENT, at + 4 * 3600 * 10**9) is None  # 07:00 local: between shifts
+
+
+def test_full_post_lex_grade_and_peaks(day):
+    _, _, d = day
+    p = {(x.meter, x.channel): x for x in d.posts}[("m1", 0)]
+    # 4 h at 88 + 4 h at 80: LEX,8h = 10 lg(½·10^8.8 + ½·10^8.0) = 85.63 dB(A)
+    want = 10 * math.log10(0.5 * 10**8.8 + 0.5 * 10**8.0)
+    assert p.lex_8h == pytest.approx(want, abs=1e-6)
+    assert round(p.lex_8h, 1) == 85.6
+    assert p.coverage == pytest.approx(1.0) and not p.extrapolated
+    assert p.grade.code == "I" and p.grade.noise_work
+    assert p.sums.lcpeak_db == pytest.approx(108.0)  # 88 + 20
+    assert p.sums.impulses == {120.0: 2, 130.0: 1}
+    # U: 8 one-hour parts, four at 88 and four at 80: u1 = sample sd; c1u1 by Table C.4 (N = 8)
+    parts = [88.0] * 4 + [80.0] * 4
+    mean = sum(parts) / 8
+    u1 = math.sqrt(sum((x - mean) ** 2 for x in parts) / 7)  # = 4.276 dB
+    c1u1 = iso9612.c1u1(8, u1, strategy="job")
+    assert p.u_db == pytest.approx(1.65 * math.sqrt(c1u1**2 + 0.7**2 + 1.0**2), abs=1e-9)
+    assert sorted(round(x, 6) for x in p.parts_db) == parts
+
+
+def test_gap_above_threshold_is_extrapolated_and_flagged(day):
+    _, _, d = day
+    p = {(x.meter, x.channel): x for x in d.posts}[("m2", 0)]
+    # 7 of 8 h measured at 90 dB: coverage 0.875 >= 0.8, gap assumed at 90 → LEX = 90.0
+    assert p.coverage == pytest.approx(7 / 8)
+    assert p.lex_8h == pytest.approx(90.0, abs=1e-9)
+    assert p.extrapolated and "gaps_extrapolated" in p.flags
+    # constant level: u1 = 0 over 7 parts → U = 1.65 √(0.7² + 1.0²) = 2.01 dB
+    assert p.u_db == pytest.approx(1.65 * math.sqrt(0.49 + 1.0), abs=1e-9)
+
+
+def test_gap_below_threshold_counts_measured_energy_only(day):
+    _, _, d = day
+    p = {(x.meter, x.channel): x for x in d.posts}[("m2", 1)]
+    # 2 h at 95 of 8: coverage 0.25 < 0.8 → LEX from the energy measured:
+    # 95 + 10 lg(2/8) = 88.98 dB(A) (a lower bound), flagged
+    assert p.coverage == pytest.approx(0.25)
+    assert p.lex_8h == pytest.approx(95 + 10 * math.log10(2 / 8), abs=1e-9)
+    assert "low_coverage" in p.flags and not p.extrapolated
+    assert "u_insufficient_samples" in p.flags and p.u_db is None  # 2 parts with data < 5
+
+
+def test_multi_post_job_and_declared_level(day):
+    _, _, d = day
+    jobs = {j.job: j for j in d.jobs}
+    l1 = 10 * math.log10(0.5 * 10**8.8 + 0.5 * 10**8.0)  # m1's LAeq over the shift
+    # press-fitter: 4 h at m1 (85.63) + 4 h at m2:0 (90.0): 10 lg(½·10^8.563 + ½·10^9)
+    want = 10 * math.log10(4 / 8 * 10 ** (l1 / 10) + 4 / 8 * 10**9.0)
+    assert jobs["press-fitter"].lex_8h == pytest.approx(want, abs=1e-6)
+    assert jobs["press-fitter"].grade.code == "I"
+    assert jobs["press-fitter"].u_db is not None
+    # inspector: 3 h at m1 + 5 h declared at 70 dB: 10 lg(3/8·10^8.563 + 5/8·10^7) = 81.56:
+    # noise work (≥ 80) without a grade (< 85)
+    want = 10 * math.log10(3 / 8 * 10 ** (l1 / 10) + 5 / 8 * 10**7.0)
+    assert round(want, 2) == 81.56
+    assert jobs["inspector"].lex_8h == pytest.approx(want, abs=1e-6)
+    assert "declared_levels" in jobs["inspector"].flags
+    assert jobs["inspector"].grade.code == "0" and jobs["inspector"].grade.noise_work
+
+
+def test_ledger_closes_days_and_verify_finds_an_edit(stack, day):
+    reg, w, d = day
+    writer, reader = stack.influx("writer"), stack.influx("reader")
+    recs = records.day_records(d)
+    t = w.period.start_ns
+    closed = ledger.close_day(reader, writer, ENT, DATE.isoformat(), t, recs)
+    assert closed.written
+    # closing again with the same records changes nothing
+    assert not ledger.close_day(reader, writer, ENT, DATE.isoformat(), t, recs).written
+    # stored records hash to what was chained (floats round-trip through InfluxDB's JSON)
+    assert ledger.records_sha256(ledger.read_records(reader, ENT, t)) == \
+        ledger.records_sha256(recs)
+    # a second day links to the first
+    w2 = shift_window(reg.enterprise(ENT), DATE + dt.timedelta(days=1), TZ)
+    recs2 = [ledger.Record(r.tags, r.fields, w2.period.start_ns) for r in recs[:2]]
+    second = ledger.close_day(reader, writer, ENT, (DATE + dt.timedelta(days=1)).isoformat(),
+                              w2.period.start_ns, recs2)
+    v = ledger.verify(reader, ENT)
+    assert v.ok and v.days == 2 and v.head == second.hash
+    # different records for a closed day are refused without redo
+    changed = [ledger.Record(recs[0].tags, {**recs[0].fields, "lex_8h": 80.0}, t), *recs[1:]]
+    with pytest.raises(ledger.AlreadyClosed):
+        ledger.close_day(reader, writer, ENT, DATE.isoformat(), t, changed)
+    # an edit behind the ledger's back: verify names the day
+    r0 = recs[0]
+    writer.write([line(schema.EXPOSURE, dict(r0.tags), {"lex_8h": 70.0}, t)],
+                 rp=schema.RP_FOREVER)
+    v = ledger.verify(reader, ENT)
+    assert not v.ok and v.breaks[0].date == DATE.isoformat()
+    assert "edited" in v.breaks[0].reason
+    # redo rewrites the day and re-links the next one: the chain verifies again
+    redone = ledger.close_day(reader, writer, ENT, DATE.isoformat(), t, recs, redo=True)
+    assert redone.relinked == ((DATE + dt.timedelta(days=1)).isoformat(),)
+    v = ledger.verify(reader, ENT)
+    assert v.ok, v.breaks
