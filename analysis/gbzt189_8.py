@@ -3,16 +3,23 @@ sums, as the store holds them (ISO 9612:2009 = GB/T 21230-2014 clause 3 for the 
 
 Energies add, decibels do not: every function here takes the A-weighted sound exposure EA in
 Pa²·s (``SUM(ea)`` from InfluxDB, :func:`tingbao.collector.schema.exposure_sums`) and the time
-it covers in seconds, never an average of decibels.
+it covers in seconds, never an average of decibels. The one exception is
+:func:`lex_8h_from_tasks`, the task-based form for levels measured per task or post (each
+LAeq,Tm already an energy mean), which weights energies, not decibels, by duration.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tingbao.edge.levels import P0_SQUARED, T0_8H
 
-__all__ = ["laeq", "lex_8h", "projected_lex_8h"]
+__all__ = ["laeq", "lex_8h", "lex_8h_from_tasks", "projected_lex_8h"]
+
+T0_8H_H = T0_8H / 3600.0
+"""The reference duration T0 = 8 h, in hours."""
 
 
 def laeq(ea_pa2s: float, covered_s: float) -> float:
@@ -41,3 +48,26 @@ def projected_lex_8h(ea_pa2s: float, covered_s: float, shift_s: float = T0_8H) -
         raise ValueError(f"shift length must be > 0 s, got {shift_s!r}")
     level = laeq(ea_pa2s, covered_s)
     return level + 10.0 * math.log10(shift_s / T0_8H) if math.isfinite(level) else math.nan
+
+
+def lex_8h_from_tasks(levels_db, hours) -> float:
+    """LEX,8h in dB(A) of a day made of tasks or posts m, each with its equivalent level
+    ``levels_db[m]`` (LAeq,Tm, dB(A)) over ``hours[m]`` (Tm, h): 10 lg Σ (Tm / 8 h)
+    10^(0.1 Lm) (GBZ/T 189.8-2007 clause 6 for several posts; ISO 9612:2009 = GB/T
+    21230-2014 clause 9, task-based). 1-D arrays (or scalars) of the same length; hours ≥ 0,
+    and a task of 0 h adds nothing. NaN when no time is given."""
+    levels = np.atleast_1d(np.asarray(levels_db, dtype=float))
+    t = np.atleast_1d(np.asarray(hours, dtype=float))
+    if levels.shape != t.shape or levels.ndim != 1:
+        raise ValueError(f"levels {levels.shape} and hours {t.shape} must be 1-D arrays of "
+                         "the same length")
+    if not (np.all(np.isfinite(levels)) and np.all(np.isfinite(t))) or np.any(t < 0):
+        raise ValueError("task levels must be finite dB and durations finite hours >= 0")
+    worked = t > 0
+    if not np.any(worked):
+        return math.nan
+    levels, t = levels[worked], t[worked]
+    # shift by the loudest level before exponentiating: no overflow for any dB value
+    top = float(levels.max())
+    energy = float(np.sum(t / T0_8H_H * 10.0 ** (0.1 * (levels - top))))
+    return top + 10.0 * math.log10(energy)

@@ -16,9 +16,10 @@ P0 = 20e-6
 
 
 @pytest.mark.parametrize("lex, code, noise_work", [
-    (79.9, "0", False), (80.0, "0", True), (84.99, "0", True),
-    (85.0, "I", True), (89.99, "I", True), (90.0, "II", True), (93.99, "II", True),
-    (94.0, "III", True), (99.99, "III", True), (100.0, "IV", True), (130.0, "IV", True),
+    (79.9, "0", False), (80.0, "0", True), (84.9, "0", True), (84.99, "0", True),
+    (85.0, "I", True), (89.9, "I", True), (89.99, "I", True), (90.0, "II", True),
+    (93.9, "II", True), (93.99, "II", True), (94.0, "III", True), (99.9, "III", True),
+    (99.99, "III", True), (100.0, "IV", True), (130.0, "IV", True),
 ])
 def test_grade_edges_of_gbzt_229_4(lex, code, noise_work):
     g = grade(lex)

@@ -9,6 +9,8 @@ becomes a new file, not a code change; the site registry names the profile in fo
   limits 140/130/120 dB for ≤ 100 / 1 000 / 10 000 impulses a day), GBZ/T 229.4-2012 grades
   (I 85 ≤ L < 90, II 90 ≤ L < 94, III 94 ≤ L < 100, IV ≥ 100 dB(A); 噪声作业 from 80),
   GBZ/T 189.8-2007 and GB/T 21230-2014 (= ISO 9612:2009) for measurement and uncertainty;
+  GBZ/T 229.4-2012 impulse grades (2.5 dB steps above the peak limit) as PROVISIONAL data
+  (not confirmed; ``impulse_grades_provisional``: reports must say so);
 * ``OSHA`` (29 CFR 1910.95: PEL 90, action level 85, 5 dB exchange, 80 dB threshold);
 * ``NIOSH`` (REL 85, 3 dB exchange, 140 dB peak ceiling);
 * ``EU-2003-10-EC`` (action values 80 and 85, limit 87 dB(A) under the protector; peaks 135,
@@ -28,7 +30,8 @@ from pathlib import Path
 
 from tingbao.edge.settings import ConfigError, Section, load_toml, section_from_mapping, setting
 
-__all__ = ["DEFAULT_PROFILE", "Grade", "PeakLimit", "Profile", "profile", "profile_ids"]
+__all__ = ["DEFAULT_PROFILE", "Grade", "ImpulseGrade", "PeakLimit", "Profile", "profile",
+           "profile_ids"]
 
 DEFAULT_PROFILE = "CN-GBZ"
 
@@ -50,6 +53,18 @@ class PeakLimit(Section):
 
     max_impulses_per_day: int = setting(lo=1)
     limit_db: float = setting(unit="dB", lo=0.0, hi=200.0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImpulseGrade(Section):
+    """One impulse-noise hazard grade (GBZ/T 229.4-2012, impulse noise): it holds from
+    ``above_limit_db`` dB above the GBZ 2.2 peak limit for the day's impulse count (inclusive)
+    up to the next grade's edge (exclusive)."""
+
+    code: str = setting()
+    above_limit_db: float = setting(unit="dB", lo=0.0, hi=60.0)
+    name_zh: str = setting()
+    name_en: str = setting()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,6 +93,8 @@ class Profile(Section):
     lower_action_peak_db: float | None = setting(None, unit="dB", lo=100.0, hi=200.0)
     grades: tuple[Grade, ...] = setting(())
     peak_limits: tuple[PeakLimit, ...] = setting(())
+    impulse_grades: tuple[ImpulseGrade, ...] = setting(())
+    impulse_grades_provisional: bool = setting(True)
 
     def __post_init__(self):
         edges = [g.from_db for g in self.grades]
@@ -88,6 +105,13 @@ class Profile(Section):
         if counts != sorted(counts) or len(set(counts)) != len(counts):
             raise ConfigError(f"impulse counts {counts} must rise strictly", entry=self.id,
                               key="peak_limits")
+        steps = [g.above_limit_db for g in self.impulse_grades]
+        if steps != sorted(steps) or len(set(steps)) != len(steps):
+            raise ConfigError(f"impulse grade edges {steps} must rise strictly",
+                              entry=self.id, key="impulse_grades")
+        if self.impulse_grades and not self.peak_limits:
+            raise ConfigError("impulse grades are steps above the peak limits: give "
+                              "peak_limits too", entry=self.id, key="impulse_grades")
 
 
 def _data_dir() -> Path:

@@ -1,0 +1,216 @@
+"""The regulatory arithmetic beside GBZ/T 229.4: OSHA 29 CFR 1910.95 dose and TWA (Table
+G-16a, Appendix A), NIOSH with the same functions, GBZ 2.2-2007 weekly exposure and impulse
+peak limits, the provisional GBZ/T 229.4 impulse grades, EU 2003/10/EC Article 3 statuses,
+and task-based LEX,8h (GBZ/T 189.8). Each test states its arithmetic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tingbao.analysis import eu_2003_10, gbz2_2, osha_1910_95
+from tingbao.analysis.gbzt189_8 import lex_8h, lex_8h_from_tasks
+from tingbao.analysis.gbzt229_4 import PROVISIONAL_NOTE, impulse_grade
+from tingbao.collector.registry import profile
+
+OSHA = profile("OSHA")
+NIOSH = profile("NIOSH")
+CN = profile("CN-GBZ")
+EU = profile("EU-2003-10-EC")
+P0 = 20e-6
+
+
+# ------------------------------------------------------------------------------ OSHA / NIOSH
+@pytest.mark.parametrize("level, hours", [(80, 32.0), (85, 16.0), (90, 8.0), (95, 4.0),
+                                          (100, 2.0), (105, 1.0), (110, 0.5), (115, 0.25),
+                                          (120, 0.125)])
+def test_table_g16a_reference_durations(level, hours):
+    # T = 8 / 2^((L - 90)/5): Table G-16a prints 32, 16, 8, 4, 2, 1, 0.5, 0.25, 0.125 h
+    assert osha_1910_95.allowed_time_h(level, 90.0, 5.0) == pytest.approx(hours, rel=1e-12)
+
+
+def test_allowed_time_is_vectorised():
+    t = osha_1910_95.allowed_time_h(np.array([[90.0, 95.0], [100.0, 85.0]]), 90.0, 5.0)
+    assert t.shape == (2, 2) and np.allclose(t, [[8, 4], [2, 16]], rtol=1e-12)
+
+
+def test_osha_mixed_level_shift():
+    # 2 h at 95 (T = 4 h) + 4 h at 90 (T = 8 h) + 2 h at 85 (T = 16 h):
+    # D = 100 (2/4 + 4/8 + 2/16) = 50 + 50 + 12.5 = 112.5 %;
+    # TWA = 16.61 lg 1.125 + 90 = 16.61 · 0.05115 + 90 = 90.85 dB(A)
+    d = osha_1910_95.dose_pct([95, 90, 85], [2, 4, 2], criterion_db=90, exchange_db=5,
+                              threshold_db=80)
+    assert d == pytest.approx(112.5, rel=1e-12)
+    assert osha_1910_95.dose_from_profile([95, 90, 85], [2, 4, 2], OSHA) == pytest.approx(
+        112.5, rel=1e-12)
+    twa = osha_1910_95.twa_db(d, 90, 5)
+    assert twa == pytest.approx(16.61 * math.log10(1.125) + 90, abs=1e-4)
+    assert round(twa, 2) == 90.85
+    # levels below the 80 dB(A) threshold add nothing: 2 more hours at 79.9 and 60
+    d2 = osha_1910_95.dose_from_profile([95, 90, 85, 79.9, 60], [2, 4, 2, 2, 6], OSHA)
+    assert d2 == pytest.approx(112.5, rel=1e-12)
+    # at exactly 80 dB(A) it counts: 8 h at 80 = 8/32 = 25 %
+    assert osha_1910_95.dose_from_profile([80.0], [8.0], OSHA) == pytest.approx(25.0)
+
+
+def test_osha_dose_twa_correspondence():
+    # 50 % ↔ 85 dB(A) (the action level): 16.61 lg 0.5 + 90 = 90 − 5.0 = 85.0
+    assert osha_1910_95.twa_db(50.0, 90, 5) == pytest.approx(85.0, abs=1e-12)
+    assert osha_1910_95.twa_db(100.0, 90, 5) == pytest.approx(90.0, abs=1e-12)
+    # 200 % ↔ 95; 8 h at a constant L reads back L: 8/T(L) = 2^((L − 90)/5)
+    assert osha_1910_95.twa_db(200.0, 90, 5) == pytest.approx(95.0, abs=1e-12)
+    for level in (81.3, 92.0, 104.7):
+        d = osha_1910_95.dose_from_profile([level], [8.0], OSHA)
+        assert osha_1910_95.twa_db(d, 90, 5) == pytest.approx(level, abs=1e-9)
+    assert math.isnan(osha_1910_95.twa_db(0.0, 90, 5))
+
+
+def test_niosh_with_the_same_functions():
+    # NIOSH REL: 85 dB(A) for 8 h = 100 %; 88 dB(A) for 4 h = 4/(8/2^(3/3)) = 100 %
+    assert osha_1910_95.dose_from_profile([85.0], [8.0], NIOSH) == pytest.approx(100.0)
+    assert osha_1910_95.dose_from_profile([88.0], [4.0], NIOSH) == pytest.approx(100.0)
+    # NIOSH's printed TWA is 10 lg(D/100) + 85; tingbao uses 3/lg 2 = 9.966: at D = 1 000 %
+    # 95.0 (printed) vs 85 + 9.966 = 94.966, 0.034 dB apart; at 100 % both are 85
+    assert osha_1910_95.twa_db(1000.0, 85, 3) == pytest.approx(85 + 3 / math.log10(2),
+                                                               abs=1e-12)
+    assert 95.0 - osha_1910_95.twa_db(1000.0, 85, 3) == pytest.approx(0.034, abs=0.0005)
+    c = osha_1910_95.criterion(NIOSH)
+    assert (c.criterion_db, c.exchange_db, c.criterion_h) == (85.0, 3.0, 8.0)
+
+
+def test_dose_input_checks():
+    with pytest.raises(ValueError, match="shape"):
+        osha_1910_95.dose_pct([90, 95], [1.0], criterion_db=90, exchange_db=5)
+    with pytest.raises(ValueError):
+        osha_1910_95.dose_pct([90], [-1.0], criterion_db=90, exchange_db=5)
+
+
+# ------------------------------------------------------------------- GBZ 2.2-2007 / 189.8
+def test_task_based_lex():
+    # 4 h at 88 + 4 h at 80: 10 lg(0.5·10^8.8 + 0.5·10^8.0) = 85.63 dB(A) (noise-standards.md
+    # example 85.6), the same as the energy sum of EA = Σ p0² 10^(0.1 L) T
+    assert lex_8h_from_tasks([88.0, 80.0], [4.0, 4.0]) == pytest.approx(85.6286, abs=1e-4)
+    ea = sum(P0**2 * 10 ** (0.1 * level) * 4 * 3600 for level in (88.0, 80.0))
+    assert lex_8h_from_tasks([88.0, 80.0], [4.0, 4.0]) == pytest.approx(lex_8h(ea), abs=1e-9)
+    # 4 h at 90 and nothing else: 90 + 10 lg(4/8) = 86.99; a 0 h task adds nothing
+    assert lex_8h_from_tasks([90.0, 120.0], [4.0, 0.0]) == pytest.approx(
+        90 + 10 * math.log10(0.5), abs=1e-12)
+    assert math.isnan(lex_8h_from_tasks([90.0], [0.0]))
+
+
+def test_lex_w_for_weeks_that_are_not_five_days():
+    # six days at 85: 10 lg(6·10^8.5 / 5) = 85 + 10 lg 1.2 = 85.79 dB(A)
+    assert gbz2_2.lex_w([85.0] * 6, CN) == pytest.approx(85 + 10 * math.log10(1.2), abs=1e-12)
+    assert round(gbz2_2.lex_w([85.0] * 6, CN), 2) == 85.79
+    # a 3-day week at 85: 85 + 10 lg(3/5) = 82.78 dB(A)
+    assert round(gbz2_2.lex_w([85.0] * 3, CN), 2) == 82.78
+    # three days at 88, 86, 90: 10 lg((6.3096 + 3.9811 + 10.0)·10^8 / 5) = 10 lg(4.0581·10^8)
+    # = 86.08 dB(A)
+    want = 10 * math.log10((10**8.8 + 10**8.6 + 10**9.0) / 5)
+    assert gbz2_2.lex_w([88.0, 86.0, 90.0], CN) == pytest.approx(want, abs=1e-12)
+    assert round(want, 2) == 86.08
+    # five days at L gives L (the divisor is the week's 5 days)
+    assert gbz2_2.lex_w([87.0] * 5) == pytest.approx(87.0, abs=1e-12)
+    with pytest.raises(ValueError, match="at most 7"):
+        gbz2_2.lex_w([85.0] * 8)
+    with pytest.raises(ValueError):
+        gbz2_2.lex_w([85.0, float("nan")])
+    with pytest.raises(ValueError, match="week_divisor_days"):
+        gbz2_2.lex_w([85.0], OSHA)
+    assert math.isnan(gbz2_2.lex_w([]))
+
+
+@pytest.mark.parametrize("n, limit", [(0, 140.0), (1, 140.0), (100, 140.0), (101, 130.0),
+                                      (1000, 130.0), (1001, 120.0), (10000, 120.0),
+                                      (10001, None)])
+def test_gbz_2_2_peak_limit_by_impulse_count(n, limit):
+    # GBZ 2.2-2007: n ≤ 100 → 140; 100 < n ≤ 1 000 → 130; 1 000 < n ≤ 10 000 → 120; beyond
+    # the table no limit (None)
+    assert gbz2_2.peak_limit_db(n, CN) == limit
+
+
+def test_peak_check_margin_weighting_and_beyond_the_table():
+    # 128 dB with 500 impulses: limit 130, margin 130 − 128 = 2 dB, not exceeded
+    c = gbz2_2.peak_check(128.0, 500, CN)
+    assert (c.limit_db, c.exceeded, c.margin_db) == (130.0, False, 2.0)
+    # C weighting at confidence L: a note in Chinese then English
+    assert (c.weighting, c.weighting_confidence) == ("C", "L")
+    assert c.provisional and "未经确认" in c.provisional[0] and "not confirmed" in c.provisional[0]
+    # at the limit it counts as reached: 130 with 500 impulses, margin 0
+    assert gbz2_2.peak_check(130.0, 500, CN).exceeded
+    # 10 001 impulses: no limit, treated as exceeded, flagged
+    b = gbz2_2.peak_check(100.0, 10_001, CN)
+    assert (b.limit_db, b.exceeded, b.margin_db) == (None, True, None)
+    assert gbz2_2.BEYOND_TABLE_NOTE in b.provisional and "10 000" in gbz2_2.BEYOND_TABLE_NOTE
+    # EU: one ceiling whatever the count (140 dB(C)), weighting confirmed: no note
+    e = gbz2_2.peak_check(139.0, 50_000, EU)
+    assert (e.limit_db, e.exceeded, e.margin_db, e.provisional) == (140.0, False, 1.0, ())
+    assert gbz2_2.peak_check(float("nan"), 10, CN) is None
+    with pytest.raises(ValueError):
+        gbz2_2.peak_limit_db(-1, CN)
+
+
+@pytest.mark.parametrize("peak, n, code", [
+    # n ≤ 100 (limit 140): I 140.0–142.5, II 142.5–145.0, III 145.0–147.5, IV ≥ 147.5
+    (139.9, 100, "0"), (140.0, 100, "I"), (142.4, 100, "I"), (142.5, 100, "II"),
+    (144.9, 50, "II"), (145.0, 50, "III"), (147.4, 1, "III"), (147.5, 1, "IV"),
+    # 100 < n ≤ 1 000 (limit 130): the same steps above 130
+    (129.9, 101, "0"), (130.0, 101, "I"), (132.5, 1000, "II"), (135.0, 500, "III"),
+    (137.5, 1000, "IV"),
+    # 1 000 < n ≤ 10 000 (limit 120)
+    (119.9, 1001, "0"), (120.0, 10000, "I"), (122.5, 10000, "II"), (127.5, 5000, "IV"),
+    # beyond the table: not graded
+    (110.0, 10001, "beyond"),
+])
+def test_provisional_impulse_grades_at_the_edges(peak, n, code):
+    g = impulse_grade(peak, n, CN)
+    assert g.code == code
+    assert g.provisional is True and PROVISIONAL_NOTE in g.notes
+    if code not in ("0", "beyond"):
+        assert g.above_limit_db == pytest.approx(peak - gbz2_2.peak_limit_db(n, CN))
+        assert g.label.endswith("（暂定 provisional）")
+
+
+def test_impulse_grade_data_is_marked_provisional():
+    assert CN.impulse_grades_provisional is True
+    assert [(g.code, g.above_limit_db) for g in CN.impulse_grades] == [
+        ("I", 0.0), ("II", 2.5), ("III", 5.0), ("IV", 7.5)]
+    assert impulse_grade(None, 10, CN) is None
+    with pytest.raises(ValueError, match="no impulse-noise grades"):
+        impulse_grade(140.0, 10, OSHA)
+
+
+# --------------------------------------------------------------------- EU 2003/10/EC
+@pytest.mark.parametrize("lex, status", [(79.9, "below"), (80.0, "lower_action"),
+                                         (84.9, "lower_action"), (85.0, "action"),
+                                         (86.9, "action"), (87.0, "exceeded")])
+def test_eu_lex_statuses(lex, status):
+    # Art. 3: lower action 80, upper action 85, limit 87 dB(A); reached values count
+    c = eu_2003_10.classify(lex)
+    assert (c.lex_status, c.status, c.peak_status) == (status, status, None)
+    # no protector known: the limit was checked on the unprotected level, and it says so
+    assert not c.limit_under_protector and eu_2003_10.UNPROTECTED_NOTE in c.notes
+
+
+@pytest.mark.parametrize("peak, status", [(134.9, "below"), (135.0, "lower_action"),
+                                          (136.9, "lower_action"), (137.0, "action"),
+                                          (139.9, "action"), (140.0, "exceeded")])
+def test_eu_peak_statuses(peak, status):
+    # Art. 3: peaks 135 / 137 / 140 dB(C); a quiet LEX,8h so the peak decides
+    c = eu_2003_10.classify(70.0, peak)
+    assert (c.peak_status, c.status) == (status, status)
+
+
+def test_eu_limit_applies_under_the_protector():
+    # 95 dB(A) unprotected, 78 under the protector: above the upper action value (action
+    # values ignore protectors) but the limit is kept (78 < 87)
+    c = eu_2003_10.classify(95.0, 138.0, protected_lex_db=78.0, protected_peak_db=120.0)
+    assert (c.lex_status, c.peak_status, c.status) == ("action", "action", "action")
+    assert c.limit_under_protector and c.notes == ()
+    # 90 under the protector: exceeded
+    assert eu_2003_10.classify(95.0, protected_lex_db=90.0).status == "exceeded"
+    # a protected LEX but an unprotected peak: the peak's limit check is flagged
+    c = eu_2003_10.classify(95.0, 141.0, protected_lex_db=78.0)
+    assert c.peak_status == "exceeded" and not c.limit_under_protector
