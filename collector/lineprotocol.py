@@ -209,13 +209,19 @@ def _float(value):
 def levels_lines(msg: contract.Message) -> list[str]:
     """The ``levels`` points of a validated levels message, one per channel record: all
     levels, ``ea``, ``coverage``, ``duration_s`` as floats, ``seq`` as integer, ``overload``
-    and ``calibrated`` as booleans; time = interval start."""
+    and ``calibrated`` as booleans, and the impulse counts (when the record has
+    ``impulses``) as one integer field per threshold (:func:`schema.impulse_field`:
+    ``imp_120``, ``imp_137p5``); time = interval start."""
     out = []
     for p in msg.records():
         fields: dict[str, object] = {k: _float(p.get(k)) for k in contract.LEVEL_FIELDS}
         fields.update(ea=_float(p.get("ea")), coverage=_float(p["coverage"]),
                       duration_s=_float(p["duration_s"]), seq=int(p["seq"]),
                       overload=bool(p["overload"]), calibrated=bool(p["calibrated"]))
+        imp = p.get("impulses")
+        if imp is not None:
+            for t, n in zip(imp["thresholds_db"], imp["counts"], strict=True):
+                fields[schema.impulse_field(t)] = int(n)
         out.append(line(schema.LEVELS, _tags(msg, channel=p["channel"]), fields,
                         int(p["start_ns"])))
     return out

@@ -9,6 +9,8 @@ For every meter, channel and minute (UTC) the point ``levels_1m`` (retention pol
     lafmax, lcpeak, lzpeak, lasmax = MAX(...)      dB
     lafmin      = MIN(lafmin)        dB
     n           = COUNT(seq)         intervals in the minute
+    imp_<T>     = SUM(imp_<T>)       impulse counts, integers, for every threshold T stored
+                                     (``SUM(/^imp_/)``, schema.ROLLUP_SUMMED_PREFIXES)
     laeq        = 10·lg(SUM(ea) / (SUM(coverage)·p0²)),  p0 = 20 µPa
 
 An interval belongs to the minute of its start (what ``GROUP BY time(1m)`` does).
@@ -97,6 +99,7 @@ MEASUREMENT = schema.LEVELS_1M
 SOURCE = schema.LEVELS
 TAGS = schema.SERIES_TAGS
 AGGREGATES = schema.ROLLUP_AGGREGATES
+SUMMED_PREFIXES = schema.ROLLUP_SUMMED_PREFIXES
 STATEMENTS_PER_QUERY = 25
 SERIES_PER_STATEMENT_LIMIT = 20
 """Above this many touched series in a run of minutes, a statement covers whole meters."""
@@ -151,11 +154,16 @@ def laeq(ea: float | None, coverage: float | None) -> float | None:
 
 def rollup_point(key: SeriesKey, minute_ns: int, agg: dict) -> str:
     """The ``levels_1m`` line of one minute from its aggregates (keys as in
-    :data:`AGGREGATES` plus ``n``)."""
+    :data:`AGGREGATES` plus ``n``, and ``sum_<field>`` for the fields of
+    :data:`schema.ROLLUP_SUMMED_PREFIXES`, written as integer ``<field>``)."""
     fields: dict[str, object] = {}
     for name, _ in AGGREGATES:
         v = agg.get(name)
         fields[name] = None if v is None else float(v)
+    for col, v in agg.items():
+        name = col[4:]
+        if v is not None and col.startswith("sum_") and name.startswith(SUMMED_PREFIXES):
+            fields[name] = int(v)
     fields["n"] = int(agg.get("n") or 0)
     fields["laeq"] = laeq(fields["ea"], fields["coverage"])
     return line(MEASUREMENT, key.tags(), fields, minute_ns)
