@@ -91,13 +91,15 @@ class PeakCheck:
 
 
 def weighting_note(prof: Profile) -> str | None:
-    """The note for a peak weighting that is not confirmed (confidence M or L), else None."""
-    if prof.peak_weighting_confidence == "H":
+    """The note (Chinese / English) for a peak weighting that is not confirmed by two sources
+    (confidence M: one source; L: not confirmed), else None."""
+    c, w = prof.peak_weighting_confidence, prof.peak_weighting
+    if c == "H":
         return None
-    return (f"峰值频率计权未经确认（可信度 {prof.peak_weighting_confidence}），采用 "
-            f"{prof.peak_weighting} 计权 / the peak weighting of {prof.id} is not confirmed "
-            f"(confidence {prof.peak_weighting_confidence}); {prof.peak_weighting}-weighted "
-            f"peak used")
+    zh, en = (("仅有一个来源", "rests on one source") if c == "M"
+              else ("未经确认", "is not confirmed"))
+    return (f"峰值频率计权{zh}（可信度 {c}），采用 {w} 计权 / the peak weighting of {prof.id} "
+            f"{en} (confidence {c}); {w}-weighted peak used")
 
 
 def peak_check(peak_max_db: float | None, n_impulses: int,

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tingbao.analysis.dosimeters import PostSums, views
 from tingbao.analysis.osha_1910_95 import twa_db
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import line
@@ -119,6 +120,21 @@ def test_osha_worked_shift_from_the_store(stack):
     assert dose_pct == pytest.approx(112.5, rel=1e-12)
     assert twa_db(dose_pct, p.lex_limit_db, p.exchange_rate_db) == pytest.approx(90.85,
                                                                                   abs=0.005)
+    # the virtual dosimeters from the store's sums: the shift holds 9 h of coverage (the hour
+    # at 75 included), so LEX,8h = 10 lg((2·10^9.5 + 4·10^9 + 2·10^8.5 + 1·10^7.5) / 8)
+    # = 91.38 dB(A) for CN-GBZ (the hour at 75 adds 0.01 dB to the 91.37 of the 8 h), and
+    # OSHA reads TWA 90.85 from the dose sum (the hour at 75 is below its threshold)
+    period = schema.Period(T0, T0 + i * 10**9)
+    (energy,) = schema.add_sums(
+        r for q in schema.exposure_sums(period, enterprise=ENT_SHIFT, rollups=False)
+        for r in stack.influx("reader").query_rows(q)).values()
+    assert energy["coverage"] == pytest.approx(9 * 3600.0)
+    sums = PostSums(energy["ea"], energy["coverage"], 9 * 3600.0,
+                    dose_sums={"OSHA": got[("m1", "0")]})
+    cn, osha = views(sums, ["CN-GBZ", "OSHA"])
+    want = 10 * math.log10((2 * 10**9.5 + 4 * 10**9 + 2 * 10**8.5 + 10**7.5) / 8)
+    assert cn.lex_8h_db == pytest.approx(want, abs=1e-9) and round(want, 2) == 91.38
+    assert (osha.dose_pct, round(osha.twa_db, 2)) == (pytest.approx(112.5, rel=1e-12), 90.85)
 
 
 def test_statement_numbers_are_plain_and_ids_checked():

@@ -5,12 +5,13 @@ and task-based LEX,8h (GBZ/T 189.8). Each test states its arithmetic."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from tingbao.analysis import eu_2003_10, gbz2_2, osha_1910_95
+from tingbao.analysis import dosimeters, eu_2003_10, gbz2_2, osha_1910_95
 from tingbao.analysis.gbzt189_8 import lex_8h, lex_8h_from_tasks
 from tingbao.analysis.gbzt229_4 import PROVISIONAL_NOTE, impulse_grade
 from tingbao.collector.registry import profile
@@ -214,3 +215,129 @@ def test_eu_limit_applies_under_the_protector():
     # a protected LEX but an unprotected peak: the peak's limit check is flagged
     c = eu_2003_10.classify(95.0, 141.0, protected_lex_db=78.0)
     assert c.peak_status == "exceeded" and not c.limit_under_protector
+
+
+# ---------------------------------------------------------------------- virtual dosimeters
+def _ea(levels_hours):
+    """A-weighted exposure (Pa²·s) of (level dB(A), hours) pairs: Σ p0² 10^(0.1 L) · 3600 T."""
+    return sum(P0**2 * 10 ** (0.1 * level) * 3600 * h for level, h in levels_hours)
+
+
+def _niosh_fraction(levels_hours):
+    """NIOSH dose fraction by hand: Σ T / (8 / 2^((L − 85)/3))."""
+    return sum(h / (8 / 2 ** ((level - 85) / 3)) for level, h in levels_hours)
+
+
+def test_dosimeters_side_by_side_for_the_worked_shift():
+    # 2 h at 95 + 4 h at 90 + 2 h at 85 dB(A), fully covered.
+    # CN-GBZ / EU: LEX,8h = 10 lg(0.25·10^9.5 + 0.5·10^9 + 0.25·10^8.5) = 10 lg(1.3696·10^9)
+    # = 91.37 dB(A); CN dose 100·10^(0.1(91.37 − 85)) = 433 %, EU 100·10^(0.1(91.37 − 87)) =
+    # 273 %. OSHA: 112.5 %, TWA 90.85. NIOSH: 0.25·2^(10/3) + 0.5·2^(5/3) + 0.25 = 4.357 →
+    # 435.7 %, TWA 85 + 9.966 lg 4.357 = 91.37 (3 dB vs 10 lg 2 dB: within 0.05 of the LEX).
+    shift = [(95.0, 2.0), (90.0, 4.0), (85.0, 2.0)]
+    lex = 10 * math.log10(0.25 * 10**9.5 + 0.5 * 10**9.0 + 0.25 * 10**8.5)
+    sums = dosimeters.PostSums(_ea(shift), 28_800.0, 28_800.0, 125.0, 128.0, {120.0: 40},
+                               {"OSHA": 1.125, "NIOSH": _niosh_fraction(shift)})
+    by_id = {v.profile: v for v in dosimeters.views(sums)}
+    assert set(by_id) == {"CN-GBZ", "OSHA", "NIOSH", "EU-2003-10-EC"}
+    cn, eu, osha, niosh = (by_id[i] for i in ("CN-GBZ", "EU-2003-10-EC", "OSHA", "NIOSH"))
+    assert cn.lex_8h_db == pytest.approx(lex, abs=1e-9) and round(lex, 2) == 91.37
+    assert cn.twa_db is None and cn.level_db == cn.lex_8h_db
+    assert cn.dose_pct == pytest.approx(100 * 10 ** (0.1 * (lex - 85)), rel=1e-9)
+    assert round(cn.dose_pct) == 433
+    assert (cn.status, cn.grade.code, cn.limit_db, cn.lower_action_db) == (
+        "exceeded", "II", 85.0, 80.0)
+    # 40 impulses (≤ 100): limit 140, peak 125 C below it; impulse grade 0 but provisional
+    assert (cn.peak_limit_db, cn.peak_exceeded, cn.n_impulses) == (140.0, False, 40)
+    assert cn.impulse_grade.code == "0" and cn.impulse_grade.provisional
+    assert eu.dose_pct == pytest.approx(100 * 10 ** (0.1 * (lex - 87)), rel=1e-9)
+    assert (eu.status, eu.action_db, eu.peak_limit_db) == ("exceeded", 85.0, 140.0)
+    assert any("hearing-protector" in n for n in eu.notes)
+    assert osha.dose_pct == pytest.approx(112.5, rel=1e-12)
+    assert osha.lex_8h_db is None and round(osha.twa_db, 2) == 90.85
+    assert (osha.status, osha.limit_db, osha.action_db) == ("exceeded", 90.0, 85.0)
+    assert niosh.dose_pct == pytest.approx(435.7, abs=0.05)
+    assert niosh.twa_db == pytest.approx(85 + 3 / math.log10(2) * math.log10(4.357), abs=0.001)
+    assert abs(niosh.twa_db - lex) < 0.05
+
+
+@pytest.mark.parametrize("level, cn, eu, osha, niosh", [
+    # 8 h at L. CN: 噪声作业 80 → lower_action, limit 85. EU: 80 / 85 / 87.
+    # OSHA: action 85 (50 %), PEL 90; levels < 80 add no dose. NIOSH: REL 85 only.
+    (79.0, "below", "below", "below", "below"),
+    (82.0, "lower_action", "lower_action", "below", "below"),
+    (86.0, "exceeded", "action", "action", "exceeded"),
+    (88.0, "exceeded", "exceeded", "action", "exceeded"),
+    (91.0, "exceeded", "exceeded", "exceeded", "exceeded"),
+])
+def test_dosimeter_statuses_for_a_steady_shift(level, cn, eu, osha, niosh):
+    # OSHA fraction 2^((L − 90)/5) if L ≥ 80 (else 0: no TWA, status below);
+    # NIOSH 2^((L − 85)/3) (no threshold)
+    doses = {"NIOSH": 2 ** ((level - 85) / 3)}
+    if level >= 80:
+        doses["OSHA"] = 2 ** ((level - 90) / 5)
+    else:
+        doses["OSHA"] = 0.0
+    sums = dosimeters.PostSums(_ea([(level, 8.0)]), 28_800.0, 28_800.0, None, None, {}, doses)
+    by_id = {v.profile: v for v in dosimeters.views(sums)}
+    got = tuple(by_id[i].status for i in ("CN-GBZ", "EU-2003-10-EC", "OSHA", "NIOSH"))
+    assert got == (cn, eu, osha, niosh)
+    for v in by_id.values():  # a steady 8 h shift reads back its level, whatever the metric
+        if v.profile != "OSHA" or level >= 80:
+            assert v.level_db == pytest.approx(level, abs=1e-9)
+    if level < 80:
+        assert by_id["OSHA"].dose_pct == 0 and math.isnan(by_id["OSHA"].twa_db)
+        assert any("threshold" in n for n in by_id["OSHA"].notes)
+
+
+def test_dosimeter_projection_of_short_coverage_and_missing_data():
+    # 4 h measured at 88 dB(A) of an 8 h shift: projected LEX,8h 88 (the rest as loud);
+    # OSHA's 4 h dose 4/(8/2^(-2/5)) = 0.3789 is doubled to 75.8 %, TWA 88.
+    frac = 4 / (8 / 2 ** (-2 / 5))
+    sums = dosimeters.PostSums(_ea([(88.0, 4.0)]), 14_400.0, 28_800.0, dose_sums={"OSHA": frac})
+    cn = dosimeters.view(sums, "CN-GBZ")
+    osha = dosimeters.view(sums, "OSHA")
+    assert cn.lex_8h_db == pytest.approx(88.0, abs=1e-9)
+    assert osha.dose_pct == pytest.approx(200 * frac, rel=1e-12)
+    assert osha.twa_db == pytest.approx(88.0, abs=1e-9)
+    assert any("coverage 50.0 %" in n for n in cn.notes)
+    # no impulse count: the GBZ 2.2 peak limit is not checked, and it says so
+    assert cn.peak_exceeded is None and any("no impulse count" in n for n in cn.notes)
+    # NIOSH without its dose sum: no dose, no TWA, a note
+    niosh = dosimeters.view(sums, "NIOSH")
+    assert math.isnan(niosh.dose_pct) and niosh.status is None
+    assert any("no NIOSH dose sum" in n for n in niosh.notes)
+    # nothing covered: no level, no status
+    empty = dosimeters.view(dosimeters.PostSums(0.0, 0.0, 28_800.0), "CN-GBZ")
+    assert empty.status is None and math.isnan(empty.level_db)
+    with pytest.raises(ValueError):
+        dosimeters.PostSums(1.0, 1.0, 0.0)
+
+
+def test_dosimeter_peaks():
+    quiet = _ea([(70.0, 8.0)])
+    # CN: 135 dB(C) with 500 impulses (limit 130): exceeded → status exceeded although the
+    # LEX,8h is 70; provisional impulse grade III (135 − 130 = 5.0 dB)
+    cn = dosimeters.view(dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 135.0, 139.0,
+                                             {120.0: 500, 130.0: 20}), "CN-GBZ")
+    assert (cn.peak_limit_db, cn.peak_exceeded, cn.status) == (130.0, True, "exceeded")
+    assert cn.impulse_grade.code == "III" and cn.impulse_grade.provisional
+    assert any("provisional" in n for n in cn.notes) and any("≥ 120 dB" in n for n in cn.notes)
+    # more than 10 000 impulses: no limit in GBZ 2.2, treated as exceeded
+    many = dosimeters.view(dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 115.0, 118.0,
+                                               {120.0: 12_000}), "CN-GBZ")
+    assert (many.peak_limit_db, many.peak_exceeded) == (None, True)
+    assert gbz2_2.BEYOND_TABLE_NOTE in many.notes
+    # a profile whose peak weighting is Z reads LZpeak (139 → within 140)
+    cn_z = dataclasses.replace(CN, peak_weighting="Z")
+    z = dosimeters.view(dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 135.0, 139.0,
+                                            {120.0: 50}), cn_z)
+    assert (z.peak_db, z.peak_weighting, z.peak_exceeded) == (139.0, "Z", False)
+    # EU: 136 dB(C) reaches the lower peak action value (135) with a quiet LEX
+    eu = dosimeters.view(dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 136.0, 139.0),
+                         "EU-2003-10-EC")
+    assert (eu.status, eu.peak_exceeded) == ("lower_action", False)
+    # OSHA: the 140 dB ceiling whatever the count
+    osha = dosimeters.view(dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 141.0, 143.0,
+                                               dose_sums={"OSHA": 0.0}), "OSHA")
+    assert (osha.peak_limit_db, osha.peak_exceeded, osha.status) == (140.0, True, "exceeded")

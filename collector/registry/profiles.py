@@ -81,6 +81,10 @@ class Profile(Section):
     lex_limit_db: float = setting(unit="dB(A)", lo=40.0, hi=140.0)
     exchange_rate_db: float = setting(unit="dB", choices=(3.0, 4.0, 5.0))
     threshold_db: float = setting(0.0, unit="dB(A)", lo=0.0, hi=140.0)
+    exposure_metric: str = setting("lex_8h", choices=("lex_8h", "twa"))
+    """How the regulation states a day's exposure: ``lex_8h`` (the energy sum, 10 lg 2 dB
+    exchange, no threshold) or ``twa`` (a dosimeter's dose with the profile's threshold and
+    exchange rate, and the TWA of that dose: OSHA, NIOSH)."""
     action_level_db: float | None = setting(None, unit="dB(A)", lo=40.0, hi=140.0)
     lower_action_db: float | None = setting(None, unit="dB(A)", lo=40.0, hi=140.0)
     noise_work_db: float | None = setting(None, unit="dB(A)", lo=40.0, hi=140.0)
