@@ -1,0 +1,278 @@
+"""``tingbao import`` on a real InfluxDB: an inspector's recording stored as a meter's 1 s
+levels and minute rollups, with exposure sums checked against the analytic value of the
+recording's sine tones and an independent filtering of the same samples; re-imports
+overwrite; a calibrator recording gives the same S as the equivalent --pa-per-unit; bad input
+ends with exit status 2 and one line saying what to do; corrupt intervals are refused and
+reported while the good ones are kept."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy import signal
+from support.commands import run_tingbao
+
+from tingbao.collector import schema
+from tingbao.collector.influx import InfluxClient
+from tingbao.collector.recording_import import (
+    IMPORT_SEQ_BASE,
+    ImportRefused,
+    import_recording,
+    plan_import,
+)
+from tingbao.collector.registry import load_registry
+from tingbao.edge import iec61672
+from tingbao.edge.cli.main import main as tingbao_main
+
+FS = 48_000
+P0 = 20e-6
+ENT = "imp-ent"
+S = 2.0
+"""Pa per raw unit of the test recordings."""
+AMPLITUDES = (0.5, 0.05)
+"""Raw peak amplitudes of the two 90 s parts of the 3-minute recording: at S = 2 Pa per unit,
+p_rms = 0.5·2/√2 = 0.7071 Pa (91.0 dB) and 0.07071 Pa (71.0 dB)."""
+PART_S = 90
+DAY_AGO_NS = (int(time.time()) // 60 * 60 - 86_400) * 10**9
+"""A whole UTC minute about a day ago; each test imports at its own offset from it."""
+
+
+def _iso(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
+
+
+def _two_tone(amplitudes=AMPLITUDES, part_s=PART_S) -> np.ndarray:
+    """The raw samples: 1 kHz sine (48 whole samples a cycle) at each amplitude for part_s."""
+    t = np.arange(part_s * FS) / FS
+    tone = np.sin(2 * np.pi * 1000.0 * t)
+    return np.concatenate([a * tone for a in amplitudes])
+
+
+def _write(path: Path, x: np.ndarray, fs: int = FS, subtype: str = "FLOAT") -> Path:
+    sf.write(path, x, fs, subtype=subtype)
+    return path
+
+
+def _analytic_ea(amplitudes=AMPLITUDES, part_s=PART_S, s=S) -> float:
+    """EA = Σ p_rms² · T over the parts, p_rms = a·S/√2, A(1 kHz) = 0 dB (IEC 61672-1 E.6):
+    (0.7071² + 0.07071²) · 90 = (0.5 + 0.005) · 90 = 45.45 Pa²·s."""
+    return sum((a * s) ** 2 / 2 * part_s for a in amplitudes)
+
+
+def _filtered_ea(x: np.ndarray, s=S) -> float:
+    """EA of the same samples through the meter's digital A weighting, in one sosfilt call
+    over the whole signal (independent of the meter's streaming, intervals and rollups):
+    Σ pA² / fs, Pa²·s."""
+    sos = np.vstack([iec61672.weighting_sos("C", FS), iec61672.c_to_a_sos(FS)])
+    a = signal.sosfilt(sos, x * s)
+    return float(np.sum(a * a) / FS)
+
+
+def _laeq(ea: float, t: float) -> float:
+    return 10 * math.log10(ea / (P0**2 * t))
+
+
+@pytest.fixture(scope="module")
+def site(stack, tmp_path_factory) -> Path:
+    """A registry of enterprise imp-ent: meters m1 and m3 without calibration, m2 with
+    pa_per_unit = 2, m4 with two channels; [stack] data_dir is the test stack's."""
+    stack.write_state()  # what `tingbao stack up` leaves for server-side commands
+    d = tmp_path_factory.mktemp("site")
+    meters = "".join(
+        f'[[meters]]\nid = "{m}"\nenterprise = "{ENT}"\nsite = "ws"\n{extra}\n'
+        for m, extra in (("m1", ""), ("m2", f"pa_per_unit = {S}"), ("m3", ""),
+                         ("m4", "channels = 2\npa_per_unit = [2.0, 2.0]")))
+    path = d / "site.toml"
+    path.write_text(
+        f'[deployment]\ntimezone = "Asia/Shanghai"\n[stack]\ndata_dir = "{stack.data_dir}"\n'
+        f'[[enterprises]]\nid = "{ENT}"\nname_zh = "测试企业"\nindustry = "machinery"\n'
+        f'group = "pilot"\n[[enterprises]]\nid = "other-ent"\nname_zh = "另一企业"\n'
+        f'industry = "other"\ngroup = "comparison"\n'
+        f'[[sites]]\nid = "ws"\nenterprise = "{ENT}"\nname_zh = "车间"\n' + meters,
+        encoding="utf-8")
+    return path
+
+
+def _sums(client: InfluxClient, meter: str, start_ns: int, end_ns: int) -> dict:
+    """SUM(ea), COUNT and the imported marks of the meter's levels, and SUM(ea), SUM(n) of
+    its levels_1m, over [start, end)."""
+    where = (f"{schema.where_tags([('meter', meter)])} AND time >= {start_ns} AND "
+             f"time < {end_ns}")
+    fine = client.query_rows(
+        f"SELECT SUM(ea) AS ea, COUNT(ea) AS n, COUNT(imported) AS imported, MIN(seq) AS seq0 "
+        f"FROM {schema.source(schema.LEVELS)} WHERE {where}")
+    coarse = client.query_rows(
+        f"SELECT SUM(ea) AS ea, SUM(n) AS n, COUNT(ea) AS minutes FROM "
+        f"{schema.source(schema.LEVELS_1M, schema.RP_FOREVER)} WHERE {where}")
+    f = fine[0] if fine else {"ea": 0.0, "n": 0, "imported": 0, "seq0": None}
+    c = coarse[0] if coarse else {"ea": 0.0, "n": 0, "minutes": 0}
+    return {"ea": f["ea"], "n": f["n"], "imported": f["imported"], "seq0": f["seq0"],
+            "ea_1m": c["ea"], "n_1m": c["n"], "minutes": c["minutes"]}
+
+
+def _markers(client: InfluxClient, meter: str) -> list[dict]:
+    return client.query_rows(f"SELECT * FROM {schema.source(schema.ROLLUPS_DUE)} WHERE "
+                             f"{schema.where_tags([('meter', meter)])}")
+
+
+def test_import_stores_the_recordings_exposure(stack, site, tmp_path):
+    # 90 s at 91.0 dB then 90 s at 71.0 dB: EA = (0.5 + 0.005) · 90 = 45.45 Pa²·s over 180 s,
+    # LAeq = 10 lg(45.45 / (4e-10 · 180)) = 88.0 dB; 180 points of 1 s in 3 whole minutes.
+    x = _two_tone()
+    wav = _write(tmp_path / "inspector.wav", x)
+    start = DAY_AGO_NS
+    reg = load_registry(site)
+    plan = plan_import(reg, wav, "m1", _iso(start), pa_per_unit=S)
+    result = import_recording(plan, wav, stack.influx("writer"), stack.influx("reader"))
+    got = _sums(stack.influx(), "m1", start, start + 180 * 10**9)
+    exact = _filtered_ea(x)
+    # The digital A filter's gain at 1 kHz is +0.0003 dB off the analytic 0 dB, and the
+    # switch-on and the step ring a little: 8e-5 relative, far inside 0.05 dB.
+    analytic = _analytic_ea()
+    assert abs(analytic - 45.45) < 1e-12
+    assert result.stored == got["n"] == got["n_1m"] == got["imported"] == 180
+    assert got["minutes"] == 3 and result.rollups == 3 and not result.refused
+    assert got["seq0"] == IMPORT_SEQ_BASE  # interval 0 carries seq 2^62 + 0
+    # stored sums = one sosfilt over the whole signal to 1e-6 (ea is stored to 7 digits)
+    assert got["ea"] == pytest.approx(exact, rel=1e-6)
+    assert got["ea_1m"] == pytest.approx(got["ea"], rel=1e-9)
+    assert float(result.ea[0]) == pytest.approx(exact, rel=1e-6)
+    assert abs(_laeq(got["ea"], 180) - _laeq(analytic, 180)) < 0.05
+    assert abs(float(result.laeq[0]) - 88.00) < 0.05  # 10 lg(45.45/7.2e-8) = 88.002
+    # LEX,8h of that exposure alone: 10 lg(45.45 / (4e-10 · 28 800)) = 65.96 dB(A)
+    assert abs(float(result.lex_8h[0]) - 65.96) < 0.05
+    assert _markers(stack.influx(), "m1") == []  # the rollups are done, their markers gone
+
+    # The same recording with another start overlaps the first import: refused, nothing
+    # written (it would count 150 s twice).
+    shifted = plan_import(reg, wav, "m1", _iso(start + 30 * 10**9), pa_per_unit=S)
+    with pytest.raises(ImportRefused, match="count that exposure twice"):
+        import_recording(shifted, wav, stack.influx("writer"), stack.influx("reader"))
+    assert _sums(stack.influx(), "m1", start, start + 300 * 10**9)["n"] == 180
+
+
+def test_cli_import_twice_overwrites(stack, site, tmp_path):
+    # The command as a subprocess, calibration from the registry (m2: pa_per_unit = 2), the
+    # start as local time of the deployment (Asia/Shanghai, +08:00) without an offset.
+    # Twice: 180 points and SUM(ea) = 45.45 Pa²·s (±8e-5) both times, not 360 and 90.9.
+    x = _two_tone()
+    wav = _write(tmp_path / "again.flac", x, subtype="PCM_24")
+    start = DAY_AGO_NS + 10 * 60 * 10**9
+    local = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start / 1e9 + 8 * 3600))
+    sums = []
+    for attempt in range(2):
+        done = run_tingbao("import", wav, "--config", site, "--meter", "m2", "--start", local,
+                           "--quiet", timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "stored: 180 of 180 intervals; 0 refused; 3 minute rollup(s)" in done.stdout
+        assert ("overwritten" in done.stdout) == (attempt == 1)
+        sums.append(_sums(stack.influx(), "m2", start - 60 * 10**9, start + 240 * 10**9))
+    # PCM_24 quantisation (2^-23 of full scale) changes EA by < 1e-6
+    for got in sums:
+        assert got["n"] == got["n_1m"] == 180 and got["minutes"] == 3
+        assert got["ea"] == pytest.approx(_filtered_ea(x), rel=2e-6)
+        assert got["ea_1m"] == pytest.approx(got["ea"], rel=1e-9)
+    assert sums[1]["ea"] == pytest.approx(sums[0]["ea"], rel=1e-12)
+    assert sums[1]["ea_1m"] == pytest.approx(sums[0]["ea_1m"], rel=1e-12)
+    assert "LAeq 88.0 dB(A)" in done.stdout
+
+
+def test_calibrator_gives_the_same_result_as_pa_per_unit(stack, site, tmp_path):
+    # A 94 dB calibrator is p = 20 µPa · 10^(94/20) = 1.0024 Pa rms; recorded at 0.25 raw
+    # peak (0.17678 rms) it gives S = 1.0024 / 0.17678 = 5.6703 Pa per unit. Importing with
+    # --calibrator must store what --pa-per-unit 5.6703 stores (the same points, overwritten).
+    s_cal = P0 * 10 ** (94 / 20) / (0.25 / math.sqrt(2))
+    assert abs(s_cal - 5.6703) < 1e-4
+    t = np.arange(5 * FS) / FS
+    cal = _write(tmp_path / "cal94.wav", 0.25 * np.sin(2 * np.pi * 1000.0 * t))
+    x = _two_tone(part_s=30)
+    wav = _write(tmp_path / "short.wav", x)
+    start = DAY_AGO_NS + 20 * 60 * 10**9
+    base = ["import", str(wav), "--config", str(site), "--meter", "m3", "--start", _iso(start),
+            "--quiet"]
+    assert tingbao_main([*base, "--calibrator", str(cal), "--calibrator-level", "94"]) == 0
+    by_cal = _sums(stack.influx(), "m3", start, start + 60 * 10**9)
+    assert tingbao_main([*base, "--pa-per-unit", repr(s_cal)]) == 0
+    by_s = _sums(stack.influx(), "m3", start, start + 60 * 10**9)
+    # EA = (0.5² + 0.05²)/2 · 5.6703² · 30 = 0.12625 · 32.153 · 30 = 121.78 Pa²·s
+    analytic = _analytic_ea(part_s=30, s=s_cal)
+    assert by_cal["n"] == by_s["n"] == 60
+    assert by_cal["ea"] == pytest.approx(by_s["ea"], rel=1e-6)
+    assert by_cal["ea_1m"] == pytest.approx(by_s["ea_1m"], rel=1e-6)
+    assert abs(_laeq(by_cal["ea"], 60) - _laeq(analytic, 60)) < 0.05
+
+
+@pytest.mark.parametrize("case", ["rate", "future", "meter", "garbage", "truncated",
+                                  "uncalibrated", "channels"])
+def test_bad_input_is_refused_with_one_line(stack, site, tmp_path, capsys, case):
+    # Each: exit status 2, nothing on stdout, one line on stderr saying what is wrong and
+    # what to do; nothing stored for meter m1 in the hour it names.
+    start = DAY_AGO_NS + 40 * 60 * 10**9
+    meter, extra = "m1", ["--pa-per-unit", "2"]
+    wav = _write(tmp_path / "ok.wav", _two_tone(part_s=3))
+    expect = ""
+    if case == "rate":  # 22.05 kHz is below the 44.1 kHz the class 1 filters need
+        wav = _write(tmp_path / "low.wav", _two_tone(part_s=3)[::2], fs=22_050)
+        expect = "sample rate 22050 Hz is refused"
+    elif case == "future":
+        start = time.time_ns() + 3600 * 10**9
+        expect = "is in the future"
+    elif case == "meter":
+        meter, expect = "m9", "unknown meter 'm9'"
+    elif case == "garbage":
+        wav = tmp_path / "garbage.wav"
+        wav.write_bytes(b"RIFF\x00\x01\x00\x00WAVEjunk" + bytes(range(256)) * 8)
+        expect = "re-copy or re-export it"
+    elif case == "truncated":  # header says 6 s, the file holds half of it
+        raw = wav.read_bytes()
+        wav = tmp_path / "cut.wav"
+        wav.write_bytes(raw[: len(raw) // 2])
+        expect = "truncated WAV"
+    elif case == "uncalibrated":
+        extra, expect = [], "has no calibration: give --pa-per-unit S"
+    elif case == "channels":
+        meter, expect = "m4", "1 channel(s), but meter 'm4' has 2"
+    code = tingbao_main(["import", str(wav), "--config", str(site), "--meter", meter,
+                         "--start", _iso(start), "--quiet", *extra])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("tingbao import: error: ")
+    assert expect in err
+    if case == "meter":  # names the known meters, per enterprise
+        assert "imp-ent: m1, m2, m3, m4" in err
+    assert _sums(stack.influx(), meter, start, start + 3600 * 10**9)["n"] == 0
+
+
+def test_corrupt_chunk_keeps_the_good_intervals(stack, site, tmp_path, capsys):
+    # A float WAV of 3 minutes whose samples 30.5 s … 32.2 s are NaN (a damaged chunk):
+    # intervals 30, 31 and 32 are refused (stage audio, dead letters), the other 177 are
+    # stored. Their EA: 177 intervals of the 91.0/71.0 dB tones: 87 s loud + 90 s quiet →
+    # (0.5 · 87 + 0.005 · 90) = 43.95 Pa²·s (±1e-3 for the filter's ringing after the hole).
+    x = _two_tone()
+    x[int(30.5 * FS):int(32.2 * FS)] = np.nan
+    wav = _write(tmp_path / "damaged.wav", x)
+    start = DAY_AGO_NS + 30 * 60 * 10**9
+    code = tingbao_main(["import", str(wav), "--config", str(site), "--meter", "m2",
+                         "--start", _iso(start), "--quiet"])
+    out, _ = capsys.readouterr()
+    assert code == 1  # some refused, the rest stored
+    assert "stored: 177 of 180 intervals; 3 refused" in out
+    for i, n in ((30, 24_000), (31, 48_000), (32, 9_600)):  # NaN samples in each interval
+        assert f"interval {i} " in out and f"[audio] {n} of 48000 samples" in out
+    got = _sums(stack.influx(), "m2", start, start + 180 * 10**9)
+    assert got["n"] == got["n_1m"] == 177 and got["minutes"] == 3
+    assert got["ea"] == pytest.approx(0.5 * 87 + 0.005 * 90, rel=1e-3)
+    assert got["ea_1m"] == pytest.approx(got["ea"], rel=1e-9)
+    letters = stack.influx().query_rows(
+        f"SELECT reason, topic FROM {schema.source(schema.DEAD_LETTERS)} WHERE "
+        f"{schema.where_tags([('collector', 'tingbao-import'), ('stage', 'audio')])} AND "
+        f"time > now() - 1h")
+    mine = [r for r in letters if "/m2/" in r["topic"]]
+    assert len(mine) == 3
+    assert all("not numbers (NaN or infinite)" in r["reason"] for r in mine)
