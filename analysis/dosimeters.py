@@ -39,10 +39,11 @@ from collections.abc import Iterable, Mapping
 from tingbao.analysis import eu_2003_10, gbz2_2
 from tingbao.analysis.gbzt189_8 import projected_lex_8h
 from tingbao.analysis.gbzt229_4 import HazardGrade, ImpulseHazardGrade, grade, impulse_grade
-from tingbao.analysis.osha_1910_95 import twa_db
+from tingbao.analysis.osha_1910_95 import criterion, twa_db
+from tingbao.collector import schema
 from tingbao.collector.registry.profiles import Profile, profile, profile_ids
 
-__all__ = ["PostSums", "ProfileView", "view", "views"]
+__all__ = ["PostSums", "ProfileView", "dose_queries", "view", "views"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,21 @@ class PostSums:
         object.__setattr__(self, "impulse_counts", types.MappingProxyType(counts))
         object.__setattr__(self, "dose_sums", types.MappingProxyType(
             {str(k): float(v) for k, v in self.dose_sums.items()}))
+
+    @classmethod
+    def from_store(cls, energy: Mapping, peaks: Mapping | None, shift_s: float,
+                   dose_sums: Mapping[str, float] | None = None) -> PostSums:
+        """The sums of one (meter, channel) as the schema's combiners give them: ``energy``
+        an entry of :func:`~tingbao.collector.schema.add_sums` (``ea``, ``coverage``),
+        ``peaks`` one of :func:`~tingbao.collector.schema.add_peaks` (``lcpeak``, ``lzpeak``,
+        ``imp_<threshold>``; None if not read), ``dose_sums`` {profile id: the ``dose`` column
+        of that profile's :func:`dose_queries` statement for this series}."""
+        peaks = peaks or {}
+        counts = {t: int(peaks[name])
+                  for t, name in schema.impulse_thresholds(peaks).items()}
+        return cls(float(energy.get("ea") or 0.0), float(energy.get("coverage") or 0.0),
+                   shift_s, peaks.get("lcpeak"), peaks.get("lzpeak"), counts,
+                   dict(dose_sums or {}))
 
     @property
     def projection(self) -> float:
@@ -201,6 +217,25 @@ def view(sums: PostSums, prof: Profile | str) -> ProfileView:
     return ProfileView(p.id, p.exposure_metric, level, lex, twa, dose, limit, lower,
                        p.action_level_db, status, peak if has_peak else None, p.peak_weighting,
                        peak_limit, peak_exceeded, n, hazard, imp, tuple(dict.fromkeys(notes)))
+
+
+def dose_queries(period: schema.Period, profiles: Iterable[str] | None = None, *,
+                 enterprise: str | None = None, meters: Iterable[str] | None = None,
+                 levels_rp: str | None = None) -> dict[str, str]:
+    """{profile id: InfluxQL} of :func:`tingbao.collector.schema.dose_sums` with each
+    profile's criterion level, exchange rate and threshold, for the profiles of ``profiles``
+    (default every shipped one) that state exposure as a dose (``exposure_metric = "twa"``).
+    Each answer has a ``dose`` column (fraction) per (meter, channel)."""
+    out = {}
+    for pid in profile_ids() if profiles is None else profiles:
+        p = profile(pid)
+        if p.exposure_metric == "twa":
+            c = criterion(p)
+            out[p.id] = schema.dose_sums(period, criterion_db=c.criterion_db,
+                                         exchange_db=c.exchange_db,
+                                         threshold_db=c.threshold_db, enterprise=enterprise,
+                                         meters=meters, levels_rp=levels_rp)
+    return out
 
 
 def views(sums: PostSums, profiles: Iterable[str] | None = None) -> tuple[ProfileView, ...]:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tingbao.analysis.dosimeters import PostSums, views
+from tingbao.analysis.dosimeters import PostSums, dose_queries, views
 from tingbao.analysis.osha_1910_95 import twa_db
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import line
@@ -129,8 +129,13 @@ def test_osha_worked_shift_from_the_store(stack):
         r for q in schema.exposure_sums(period, enterprise=ENT_SHIFT, rollups=False)
         for r in stack.influx("reader").query_rows(q)).values()
     assert energy["coverage"] == pytest.approx(9 * 3600.0)
-    sums = PostSums(energy["ea"], energy["coverage"], 9 * 3600.0,
-                    dose_sums={"OSHA": got[("m1", "0")]})
+    # the statements of every profile stated as a dose (OSHA, NIOSH), then the shift's sums
+    queries = dose_queries(period, enterprise=ENT_SHIFT)
+    assert set(queries) == {"OSHA", "NIOSH"}
+    doses = {pid: r[schema.DOSE] for pid, q in queries.items()
+             for r in stack.influx("reader").query_rows(q)}
+    sums = PostSums.from_store(energy, None, 9 * 3600.0, doses)
+    assert sums.dose_sums["OSHA"] == got[("m1", "0")]
     cn, osha = views(sums, ["CN-GBZ", "OSHA"])
     want = 10 * math.log10((2 * 10**9.5 + 4 * 10**9 + 2 * 10**8.5 + 10**7.5) / 8)
     assert cn.lex_8h_db == pytest.approx(want, abs=1e-9) and round(want, 2) == 91.38

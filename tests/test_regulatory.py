@@ -341,3 +341,15 @@ def test_dosimeter_peaks():
     osha = dosimeters.view(dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 141.0, 143.0,
                                                dose_sums={"OSHA": 0.0}), "OSHA")
     assert (osha.peak_limit_db, osha.peak_exceeded, osha.status) == (140.0, True, "exceeded")
+
+
+def test_post_sums_from_the_schema_combiners():
+    # add_sums / add_peaks entries → PostSums: imp_120 = 12 and imp_137p5 = 2 impulses become
+    # {120.0: 12, 137.5: 2}; the GBZ 2.2 count is the lowest threshold's (12 ≤ 100 → 140 dB)
+    energy = {"ea": _ea([(85.0, 8.0)]), "coverage": 28_800.0, "n": 28_800}
+    peaks = {"lcpeak": 131.0, "lzpeak": 133.0, "lafmax": 101.0, "imp_120": 12, "imp_137p5": 2}
+    sums = dosimeters.PostSums.from_store(energy, peaks, 28_800.0)
+    assert dict(sums.impulse_counts) == {120.0: 12, 137.5: 2}
+    cn = dosimeters.view(sums, "CN-GBZ")
+    assert (cn.n_impulses, cn.peak_limit_db, cn.peak_db) == (12, 140.0, 131.0)
+    assert cn.lex_8h_db == pytest.approx(85.0, abs=1e-9) and cn.status == "exceeded"
