@@ -1,5 +1,6 @@
-"""GBZ 2.2-2007 (工作场所有害因素职业接触限值 第2部分：物理因素), clause 11 噪声 (noise): the
-occupational exposure limits for noise, as the regulatory profile holds them.
+"""GBZ 2.2-2007 (工作场所有害因素职业接触限值 第2部分：物理因素), clause 11 噪声 (noise; the
+clause number is recalled, not checked against the print): the occupational exposure limits
+for noise, as the regulatory profile holds them.
 
 * Steady and non-steady noise: LEX,8h ≤ 85 dB(A) for a five-day week; for a week that is not
   five days, the weekly exposure LEX,W = 10 lg[(1/5) Σ_k 10^(0.1 LEX,8h,k)] over the days
