@@ -40,7 +40,7 @@ from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
 from tingbao.collector.lineprotocol import line
 
-__all__ = ["AlreadyClosed", "ChainBreak", "GENESIS", "Record", "close_day", "head",
+__all__ = ["AlreadyClosed", "ChainBreak", "GENESIS", "Record", "close_day", "head", "is_closed",
            "read_records", "records_sha256", "verify"]
 
 GENESIS = "0" * 64
@@ -252,6 +252,11 @@ def verify(client: InfluxClient, enterprise: str) -> Verified:
     last = points[-1] if points else None
     return Verified(enterprise, len(points), last.get("hash") if last else None,
                     last.get("date") if last else None, tuple(breaks))
+
+
+def is_closed(reader: InfluxClient, enterprise: str, time_ns: int) -> bool:
+    """Whether the day of ``enterprise`` at ``time_ns`` has a chain point."""
+    return _chain_at(reader, enterprise, time_ns) is not None
 
 
 def head(client: InfluxClient, enterprise: str) -> tuple[str, str] | None:

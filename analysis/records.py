@@ -91,29 +91,39 @@ def _record(obj: dict, time_ns: int) -> Record:
     return Record(tags, fields, time_ns)
 
 
-def day_records(day: DayExposure, views: dict | None = None) -> list[Record]:
-    """The ``exposure`` records of a day: one per post and job in the profile in force, and
-    one per post and other profile from ``views`` (``{(kind, subject): [fields dict with a
-    "profile" key, …]}``), all at the shift's start."""
+def _extras(extras: dict | None, key) -> tuple[dict, list[dict]]:
+    e = (extras or {}).get(key) or {}
+    return e.get("extra") or {}, list(e.get("profiles") or ())
+
+
+def day_records(day: DayExposure, extras: dict | None = None) -> list[Record]:
+    """The ``exposure`` records of a day: one per post and job in the profile in force
+    (with the ``extra`` fields of :func:`tingbao.analysis.daily.compute_days`), and one per
+    post or job and side-by-side profile (``profiles``: field dicts with a ``profile``
+    key), all at the shift's start."""
     t = day.shift.period.start_ns
     out = []
     for p in day.posts:
-        out.append(_record(post_object(p), t))
-        for v in (views or {}).get(("post", (p.meter, p.channel)), ()):
+        extra, views = _extras(extras, ("post", (p.meter, p.channel)))
+        out.append(_record(post_object(p, extra), t))
+        for v in views:
             out.append(_record({"kind": "post", "enterprise": p.enterprise, "meter": p.meter,
                                 "channel": p.channel, "date": p.date.isoformat(), **v}, t))
     for j in day.jobs:
-        out.append(_record(job_object(j), t))
-        for v in (views or {}).get(("job", j.job), ()):
+        extra, views = _extras(extras, ("job", j.job))
+        out.append(_record(job_object(j, extra), t))
+        for v in views:
             out.append(_record({"kind": "job", "enterprise": j.enterprise, "job": j.job,
                                 "date": j.date.isoformat(), **v}, t))
     return out
 
 
-def objects(day: DayExposure, views: dict | None = None) -> Iterable[dict]:
-    """JSON objects of a day, posts then jobs; other profiles under ``"profiles"``."""
+def objects(day: DayExposure, extras: dict | None = None) -> Iterable[dict]:
+    """JSON objects of a day, posts then jobs; the side-by-side profiles under
+    ``"profiles"``."""
     for p in day.posts:
-        yield post_object(p, {"profiles": list((views or {}).get(("post", (p.meter,
-                                                                           p.channel)), ()))})
+        extra, views = _extras(extras, ("post", (p.meter, p.channel)))
+        yield post_object(p, {**extra, "profiles": views})
     for j in day.jobs:
-        yield job_object(j, {"profiles": list((views or {}).get(("job", j.job), ()))})
+        extra, views = _extras(extras, ("job", j.job))
+        yield job_object(j, {**extra, "profiles": views})

@@ -6,10 +6,13 @@ computed here from the levels written, by plain arithmetic stated beside it."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import tomllib
 import zoneinfo
 
 import pytest
+from support.commands import run_tingbao
 
 from tingbao.analysis import exposure, iso9612, ledger, records
 from tingbao.analysis.shifts import shift_at, shift_window
@@ -23,25 +26,53 @@ TZ = "Asia/Shanghai"
 ENT = "night-ent"
 
 
-def registry(days_per_week: int = 6):
-    return registry_from_mapping({
-        "deployment": {"timezone": TZ},
-        "enterprises": [{"id": ENT, "name_zh": "夜班厂", "industry": "machinery",
-                         "group": "pilot",
-                         "shift": {"start": "22:00", "hours": 8.0,
-                                   "days_per_week": days_per_week}}],
-        "sites": [{"id": "w1", "enterprise": ENT, "name_zh": "车间"}],
-        "meters": [{"id": "m1", "enterprise": ENT, "site": "w1", "calibrated": "2026-06-01"},
-                   {"id": "m2", "enterprise": ENT, "site": "w1", "channels": 2,
-                    "calibrated": "2026-06-01"}],
-        "job_types": [{"id": "press-fitter", "enterprise": ENT, "name_zh": "冲压装配工",
-                       "tasks": [{"what": "press", "hours": 4.0, "meter": "m1"},
-                                 {"what": "assembly", "hours": 4.0, "meter": "m2",
-                                  "channel": 0}]},
-                      {"id": "inspector", "enterprise": ENT, "name_zh": "质检员",
-                       "tasks": [{"what": "press", "hours": 3.0, "meter": "m1"},
-                                 {"what": "office", "hours": 5.0, "laeq_db": 70.0}]}],
-    })
+SITE_TOML = """
+[deployment]
+timezone = "Asia/Shanghai"
+
+[[enterprises]]
+id = "night-ent"
+name_zh = "夜班厂"
+industry = "machinery"
+group = "pilot"
+shift = { start = "22:00", hours = 8.0, days_per_week = 6 }
+
+[[sites]]
+id = "w1"
+enterprise = "night-ent"
+name_zh = "车间"
+
+[[meters]]
+id = "m1"
+enterprise = "night-ent"
+site = "w1"
+calibrated = 2026-06-01
+
+[[meters]]
+id = "m2"
+enterprise = "night-ent"
+site = "w1"
+channels = 2
+calibrated = 2026-06-01
+
+[[job_types]]
+id = "press-fitter"
+enterprise = "night-ent"
+name_zh = "冲压装配工"
+tasks = [{ what = "press", hours = 4.0, meter = "m1" },
+         { what = "assembly", hours = 4.0, meter = "m2", channel = 0 }]
+
+[[job_types]]
+id = "inspector"
+enterprise = "night-ent"
+name_zh = "质检员"
+tasks = [{ what = "press", hours = 3.0, meter = "m1" },
+         { what = "office", hours = 5.0, laeq_db = 70.0 }]
+"""
+
+
+def registry():
+    return registry_from_mapping(tomllib.loads(SITE_TOML))
 
 
 # three days ago in local time: inside the 1 s retention, and the shift is long over
@@ -115,7 +146,7 @@ def test_full_post_lex_grade_and_peaks(day):
     u1 = math.sqrt(sum((x - mean) ** 2 for x in parts) / 7)  # = 4.276 dB
     c1u1 = iso9612.c1u1(8, u1, strategy="job")
     assert p.u_db == pytest.approx(1.65 * math.sqrt(c1u1**2 + 0.7**2 + 1.0**2), abs=1e-9)
-    assert sorted(round(x, 6) for x in p.parts_db) == parts
+    assert sorted(round(x, 6) for x in p.parts_db) == sorted(parts)
 
 
 def test_gap_above_threshold_is_extrapolated_and_flagged(day):
@@ -193,3 +224,39 @@ def test_ledger_closes_days_and_verify_finds_an_edit(stack, day):
     assert redone.relinked == ((DATE + dt.timedelta(days=1)).isoformat(),)
     v = ledger.verify(reader, ENT)
     assert v.ok, v.breaks
+
+
+def test_exposure_and_verify_commands(stack, day, tmp_path):
+    stack.write_state()
+    site = tmp_path / "site.toml"
+    site.write_text(SITE_TOML, encoding="utf-8")
+    r = run_tingbao("exposure", "--config", site, "--stack", stack.data_dir, "--date",
+                    DATE.isoformat(), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    post = next(x for x in rows if x["kind"] == "post" and x["meter"] == "m1")
+    for key in ("enterprise", "channel", "date", "laeq", "duration_h", "coverage", "lex_8h",
+                "u_db", "grade", "profile", "lcpeak_max", "imp_120"):
+        assert key in post, key
+    # the same 85.63 dB(A) as computed in test_full_post_lex_grade_and_peaks
+    assert post["lex_8h"] == pytest.approx(10 * math.log10(0.5 * 10**8.8 + 0.5 * 10**8.0),
+                                           abs=1e-5)
+    assert post["grade"] == "I" and post["imp_120"] == 2 and post["n_impulses"] == 2
+    # 108 dB peak with 2 impulses: GBZ 2.2 limit 140 dB (n <= 100), not exceeded
+    assert post["peak_limit_db"] == 140.0 and post["peak_exceeded"] is False
+    # the profiles side by side: OSHA's TWA from the in-database dose sum
+    osha = next(v for v in post["profiles"] if v["profile"] == "OSHA")
+    # OSHA: 4 h at 88 → 4/ (8/2^(-2/5)) ... dose = 100·[4/T(88) + 4/T(80)], T(L) = 8/2^((L−90)/5);
+    # 80 dB is at the threshold and counts: T(88) = 10.56 h, T(80) = 32 h
+    dose = 100 * (4 / (8 / 2 ** ((88 - 90) / 5)) + 4 / (8 / 2 ** ((80 - 90) / 5)))
+    assert osha["dose_pct"] == pytest.approx(dose, rel=1e-6)
+    job = next(x for x in rows if x["kind"] == "job" and x["job"] == "press-fitter")
+    assert job["grade"] == "I" and len(job["tasks"]) == 2
+    r = run_tingbao("exposure", "--config", site, "--stack", stack.data_dir, "--date",
+                    DATE.isoformat())
+    assert r.returncode == 0 and "LEX,8h" in r.stdout and "85.6" in r.stdout
+    r = run_tingbao("exposure", "--config", site, "--stack", stack.data_dir, "--date",
+                    DATE.isoformat(), "--enterprise", "nobody")
+    assert r.returncode == 2 and "unknown enterprise" in r.stderr
+    r = run_tingbao("verify", "--config", site, "--stack", stack.data_dir)
+    assert r.returncode in (0, 1) and "night-ent" in r.stdout
