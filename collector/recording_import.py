@@ -33,6 +33,9 @@ What is checked, and what happens (every refusal is a :class:`ImportRefused`, a
   sample rate below :data:`tingbao.edge.iec61672.MIN_SAMPLERATE` (44.1 kHz: the class 1 A/C
   weighting filters need it up to 20 kHz). The registry's ``samplerate_hz`` is the live
   device's and need not match the inspector's recorder.
+* **Retention**: a recording that starts before the retention of the 1 s points
+  (``levels_1s``, 90 days unless the deployment set another) is refused: InfluxDB would drop
+  the points, and the minute rollups are computed from them.
 * **Overlap**: if the meter already has ``levels`` points in the period that are not this
   import's own (a live agent's, or an import of a recording with another start), the import is
   refused: their exposure and the recording's would add up twice.
@@ -41,9 +44,10 @@ What is checked, and what happens (every refusal is a :class:`ImportRefused`, a
   (e.g. a level outside 0 … 200 dB from a wrong S) with stage ``contract``; one InfluxDB
   refuses with stage ``store``. Each refused interval is written as a dead letter
   (:class:`.deadletter.DeadLetter`, collector tag ``tingbao-import``, with its payload) and
-  reported; **the good intervals are stored**. A last interval shorter than 1 s (the
-  recording is not a whole number of seconds) is stored with its true coverage, as an agent
-  stores the interval it is stopped in.
+  reported; **the good intervals are stored**. With ``--bands``, a band level outside the
+  range (a quiet band below 0 dB) is stored as null, as the edge agent sends it. A last
+  interval shorter than 1 s (the recording is not a whole number of seconds) is stored with
+  its true coverage, as an agent stores the interval it is stopped in.
 
 Identity and re-imports. A point is (meter, channel, interval start): interval ``i`` of the
 recording starts at ``start + i`` seconds and carries ``seq = IMPORT_SEQ_BASE + i``
@@ -73,6 +77,7 @@ import datetime as dt
 import difflib
 import math
 import os
+import re
 import socket
 import time
 import zoneinfo
@@ -90,13 +95,14 @@ from tingbao.edge.sources.files import FileSource
 from . import schema
 from .deadletter import DeadLetter, UniqueClock
 from .influx import DataError, InfluxClient, InfluxError
-from .lineprotocol import message_lines
+from .lineprotocol import LineProtocolError, message_lines
 from .registry.site import Meter, Registry
 from .rollups import Rollups, SeriesKey
 
 __all__ = ["INTERVAL_S", "DEAD_LETTER_TAG", "ImportRefused", "ImportPlan", "ImportResult",
            "Refusal", "find_meter", "parse_start", "check_period", "check_samplerate",
-           "plan_import", "existing_conflicts", "import_recording"]
+           "plan_import", "existing_conflicts", "check_retention", "retention_ns",
+           "import_recording"]
 
 INTERVAL_S = 1.0
 """Interval length of imported levels, s (the live agents' default)."""
@@ -357,6 +363,37 @@ def existing_conflicts(reader: InfluxClient, plan: ImportPlan, levels_rp: str | 
     return own, foreign, first
 
 
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_UNIT_NS = {"h": 3600 * _NS, "m": 60 * _NS, "s": _NS, "ms": 10**6, "us": 1000, "µs": 1000,
+            "ns": 1}
+
+
+def retention_ns(reader: InfluxClient, rp: str | None = None) -> int | None:
+    """How long InfluxDB keeps the points of retention policy ``rp`` (None: the database's
+    default one), ns; None when it keeps them for ever."""
+    rows = reader.query_rows("SHOW RETENTION POLICIES")
+    for r in rows:
+        if (r.get("name") == rp) if rp else r.get("default"):
+            total = sum(float(v) * _UNIT_NS[u]
+                        for v, u in _GO_DURATION.findall(str(r.get("duration", "0s"))))
+            return int(total) or None
+    return None
+
+
+def check_retention(reader: InfluxClient, plan: ImportPlan, rp: str | None = None,
+                    now_ns: int | None = None) -> None:
+    """Refuse a recording that starts before the retention of the 1 s points: InfluxDB would
+    drop them (and the minute rollups are computed from them)."""
+    keep = retention_ns(reader, rp)
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    if keep is not None and plan.start_ns < now_ns - keep:
+        raise ImportRefused(
+            f"录音早于保留期 / the recording starts at {_iso(plan.start_ns)}, but the 1 s "
+            f"levels are kept for {keep / 86_400e9:g} days only (retention policy "
+            f"{rp or 'default'}): InfluxDB would drop them. Check --start; older recordings "
+            "need a longer retention (tingbao stack up --retention)")
+
+
 # ---------------------------------------------------------------------------- the import
 def _with_imported(line_text: str) -> str:
     """A ``levels``/``bands`` line with the field ``imported=true`` added (their fields are
@@ -417,14 +454,14 @@ class _Importer:
         try:
             msg = contract.validate(topic, raw, self.now_ns)
             lines = [_with_imported(x) for x in message_lines(msg)]
-            for rec in recs if self.fraction is not None else ():
-                bp = contract.bands_payload(rec, meter=plan.meter.id, seq=seq,
-                                            start_ns=start_ns, fraction=self.fraction)
-                bmsg = contract.validate(plan.topic("bands"), contract.encode(bp), self.now_ns)
-                lines += [_with_imported(x) for x in message_lines(bmsg)]
-        except (contract.ContractError, ValueError) as e:
+        except LineProtocolError as e:
+            self.refuse(iv.index, topic, raw, "convert", f"cannot be stored: {e}")
+            return
+        except ValueError as e:  # ContractError, or e.g. json's digit limit
             self.refuse(iv.index, topic, raw, "contract", str(e))
             return
+        for rec in recs if self.fraction is not None else ():
+            lines += self.bands(rec, seq, start_ns)
         end_ns = start_ns + plan.interval_ns
         ea = np.array([r["ea"] or 0.0 for r in recs])
         cov = np.array([r["coverage"] if r["ea"] is not None else 0.0 for r in recs])
@@ -432,6 +469,27 @@ class _Importer:
                                    ea, cov, topic, raw))
         if len(self.pending) >= BATCH_INTERVALS:
             self.flush()
+
+    def bands(self, rec: dict, seq: int, start_ns: int) -> list[str]:
+        """The ``bands`` line of one channel record; a band level outside the contract's
+        range (a quiet band below 0 dB) is null, as the edge agent sends it. A bands message
+        the contract still refuses is a refusal of its own (the interval's levels stay)."""
+        plan = self.plan
+        bp = contract.bands_payload(rec, meter=plan.meter.id, seq=seq, start_ns=start_ns,
+                                    fraction=self.fraction)
+        lo, hi = contract.LEVEL_RANGE_DB
+        for k, v in bp["bands"].items():
+            if v is not None and not lo <= v <= hi:
+                bp["bands"][k] = None
+        topic, raw = plan.topic("bands"), contract.encode(bp)
+        index = round((start_ns - plan.start_ns) / plan.interval_ns)
+        try:
+            return [_with_imported(x)
+                    for x in message_lines(contract.validate(topic, raw, self.now_ns))]
+        except ValueError as e:
+            self.refuse(index, topic, raw, "contract", f"bands of channel {rec['channel']} "
+                        f"(the levels are stored): {e}")
+            return []
 
     def refuse(self, index: int, topic: str, raw: bytes, stage: str, reason: str) -> None:
         start_ns = self.plan.interval_start_ns(index)
@@ -495,6 +553,7 @@ def import_recording(plan: ImportPlan, path: str | os.PathLike, writer: InfluxCl
     sets ``audio_error`` when the audio breaks part-way (what was measured before is stored and
     rolled up), raises :class:`~.influx.InfluxError` when the
     database fails (run the import again: it overwrites)."""
+    check_retention(reader, plan, levels_rp, now_ns)
     if check_overlap:
         own, foreign, first = existing_conflicts(reader, plan, levels_rp)
         if foreign:

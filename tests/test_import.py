@@ -208,7 +208,7 @@ def test_calibrator_gives_the_same_result_as_pa_per_unit(stack, site, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["rate", "future", "meter", "garbage", "truncated",
-                                  "uncalibrated", "channels"])
+                                  "uncalibrated", "channels", "early", "retention"])
 def test_bad_input_is_refused_with_one_line(stack, site, tmp_path, capsys, case):
     # Each: exit status 2, nothing on stdout, one line on stderr saying what is wrong and
     # what to do; nothing stored for meter m1 in the hour it names.
@@ -222,6 +222,11 @@ def test_bad_input_is_refused_with_one_line(stack, site, tmp_path, capsys, case)
     elif case == "future":
         start = time.time_ns() + 3600 * 10**9
         expect = "is in the future"
+    elif case == "early":  # before contract.EARLIEST_NS, 2000-01-01
+        start, expect = 946_684_800 * 10**9 - 3600 * 10**9, "is before 2000-01-01"
+    elif case == "retention":  # 200 days ago: levels_1s keeps 90 days (2160 h)
+        start = DAY_AGO_NS - 199 * 86_400 * 10**9
+        expect = "the 1 s levels are kept for 90 days only"
     elif case == "meter":
         meter, expect = "m9", "unknown meter 'm9'"
     elif case == "garbage":
@@ -276,3 +281,32 @@ def test_corrupt_chunk_keeps_the_good_intervals(stack, site, tmp_path, capsys):
     mine = [r for r in letters if "/m2/" in r["topic"]]
     assert len(mine) == 3
     assert all("not numbers (NaN or infinite)" in r["reason"] for r in mine)
+
+
+def test_two_channels_with_bands(stack, site, tmp_path):
+    # Meter m4 has two channels (pa_per_unit 2 each): channel 0 at 0.5 raw peak (p_rms 0.7071
+    # Pa, 90.97 dB), channel 1 at 0.05 (70.97 dB), 5 s. One multichannel levels message per
+    # interval becomes one point per channel: 5 + 5 points, EA 0.5·5 = 2.5 and 0.005·5 =
+    # 0.025 Pa²·s; the octave band at 1 kHz holds the whole tone: LZeq 90.97 / 70.97 dB.
+    tone = np.sin(2 * np.pi * 1000.0 * np.arange(5 * FS) / FS)
+    wav = _write(tmp_path / "stereo.wav", np.stack([0.5 * tone, 0.05 * tone], axis=1))
+    start = DAY_AGO_NS + 50 * 60 * 10**9
+    reg = load_registry(site)
+    plan = plan_import(reg, wav, "m4", _iso(start), bands="octave")
+    assert plan.pa_per_unit == (2.0, 2.0) and plan.calibration == "registry"
+    result = import_recording(plan, wav, stack.influx("writer"), stack.influx("reader"))
+    assert result.stored == 5 and not result.refused
+    rows = stack.influx().query_rows(
+        f"SELECT SUM(ea) AS ea, COUNT(imported) AS n FROM {schema.source(schema.LEVELS)} WHERE "
+        f"{schema.where_tags([('meter', 'm4')])} GROUP BY channel")
+    by_channel = {r["channel"]: r for r in rows}
+    assert by_channel["0"]["n"] == by_channel["1"]["n"] == 5
+    assert by_channel["0"]["ea"] == pytest.approx(2.5, rel=1e-3)
+    assert by_channel["1"]["ea"] == pytest.approx(0.025, rel=1e-3)
+    bands = stack.influx().query_rows(
+        f"SELECT b1000, imported FROM {schema.source(schema.BANDS)} WHERE "
+        f"{schema.where_tags([('meter', 'm4')])} AND time >= {start + 10**9} GROUP BY channel")
+    assert len(bands) == 8 and all(r["imported"] is True for r in bands)
+    for r in bands:
+        want = 20 * math.log10((0.5 if r["channel"] == "0" else 0.05) * 2 / math.sqrt(2) / P0)
+        assert abs(r["b1000"] - want) < 0.1
