@@ -63,8 +63,9 @@ before importing it again (``DELETE FROM levels WHERE meter = '…' AND time >= 
 Durability. The ``rollups_due`` markers of a batch are written in the same ``/write`` as its
 points, under the writer id ``tingbao-import-<host>-<pid>``; the markers go once the minutes
 are recomputed. An import that dies in between leaves them for a running collector, which
-takes over another writer's markers after its ``orphan_s`` (600 s), or for the same import
-run again.
+takes over another writer's markers after its ``orphan_s`` (600 s) and recomputes those
+minutes; running the same import again also recomputes them (its own writer id leaves the
+dead run's markers to the collector). Nothing to clean by hand either way.
 
 Units: levels dB re 20 µPa (A-weighted where the name says A), exposure EA in Pa²·s, times
 in UTC ns unless said otherwise, durations in seconds.
