@@ -1,0 +1,292 @@
+"""The inspector's report (`tingbao report`) on a real InfluxDB: two days of levels for two
+meters, closed by the ledger, one alert with its lifecycle and some band levels; the report
+built in-process (its figures checked against plain arithmetic) and through the CLI (the PDF
+checked with poppler: the Chinese and English text, the printed LEX values, the embedded Noto
+CJK font, page 1 rendered). Page 1 of the PDF is kept as ``tests/artifacts/report-page1.png``
+(that directory is ignored by git through its own .gitignore)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import subprocess
+import zoneinfo
+from pathlib import Path
+
+import pytest
+from support.commands import run_tingbao
+
+from tingbao.analysis import exposure, ledger, records
+from tingbao.analysis.report.build import build_report, period_lex, period_u
+from tingbao.analysis.shifts import shift_window
+from tingbao.collector import schema
+from tingbao.collector.lineprotocol import band_field, line
+from tingbao.collector.registry import load_registry
+from tingbao.collector.rollups import Rollups
+
+P0 = 20e-6
+TZ = "Asia/Shanghai"
+ENT = "hualong"
+NAME_ZH = "华隆机械厂"
+NAME_EN = "Hualong Machinery"
+STEP_S = 10
+"""Seconds per stored level point (a 10 s interval: energies add whatever the interval)."""
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+TODAY = dt.datetime.now(zoneinfo.ZoneInfo(TZ)).date()
+DAY1 = TODAY - dt.timedelta(days=4)  # inside the 1 s retention, the shifts long over
+DAY2 = DAY1 + dt.timedelta(days=1)
+CALIBRATED = DAY1 - dt.timedelta(days=100)
+
+SITE_TOML = f"""
+[deployment]
+name_zh = "听保试点"
+name_en = "tingbao pilot"
+timezone = "{TZ}"
+
+[[enterprises]]
+id = "{ENT}"
+name_zh = "{NAME_ZH}"
+name_en = "{NAME_EN}"
+industry = "machinery"
+group = "pilot"
+shift = {{ start = "08:00", hours = 8.0, days_per_week = 5 }}
+
+[[sites]]
+id = "w1"
+enterprise = "{ENT}"
+name_zh = "冲压车间"
+name_en = "press shop"
+
+[[meters]]
+id = "m1"
+enterprise = "{ENT}"
+site = "w1"
+position_zh = "冲床旁"
+position_en = "beside the press"
+calibrated = {CALIBRATED.isoformat()}
+
+[[meters]]
+id = "m2"
+enterprise = "{ENT}"
+site = "w1"
+position_zh = "装配线"
+position_en = "assembly line"
+
+[[job_types]]
+id = "press-fitter"
+enterprise = "{ENT}"
+name_zh = "冲压装配工"
+name_en = "press fitter"
+tasks = [{{ what = "press", hours = 4.0, meter = "m1" }},
+         {{ what = "assembly", hours = 4.0, meter = "m2" }}]
+"""
+
+
+def _levels(meter: str, start_ns: int, hours: float, level: float) -> list[str]:
+    """Points of STEP_S seconds at a steady ``level`` (dB(A)): EA = p0² 10^(L/10) · STEP_S."""
+    n = round(hours * 3600 / STEP_S)
+    ea = P0**2 * 10 ** (level / 10) * STEP_S
+    return [line(schema.LEVELS, {"enterprise": ENT, "site": "w1", "meter": meter,
+                                 "channel": "0"},
+                 {"ea": ea, "coverage": float(STEP_S), "duration_s": float(STEP_S),
+                  "laeq": level, "lafmax": level + 4, "lcpeak": level + 20, "seq": i},
+                 start_ns + i * STEP_S * 10**9) for i in range(n)]
+
+
+def _bands(meter: str, start_ns: int, values: list[tuple[float, float]]) -> list[str]:
+    """``bands`` points, one per (L at 1 kHz, L at 2 kHz) of ``values``, 10 s apart."""
+    return [line(schema.BANDS, {"enterprise": ENT, "site": "w1", "meter": meter,
+                                "channel": "0"},
+                 {band_field("1000"): a, band_field("2000"): b, "seq": 10_000 + i,
+                  "duration_s": 10.0, "fraction": 1}, start_ns + i * 10 * 10**9)
+            for i, (a, b) in enumerate(values)]
+
+
+H = 3600 * 10**9
+
+
+@pytest.fixture(scope="module")
+def site(stack, tmp_path_factory):
+    """The registry file, with both days written, rolled up and closed by the ledger, one
+    alert (opened, then acknowledged) and band levels of m1 on day 1."""
+    path = tmp_path_factory.mktemp("site") / "site.toml"
+    path.write_text(SITE_TOML + f'\n[stack]\ndata_dir = "{stack.data_dir}"\n',
+                    encoding="utf-8")
+    stack.write_state()  # connect.py finds the servers and accounts through state.json
+    reg = load_registry(path)
+    reader, writer = stack.influx("reader"), stack.influx("writer")
+    w1 = shift_window(reg.enterprise(ENT), DAY1, TZ)
+    w2 = shift_window(reg.enterprise(ENT), DAY2, TZ)
+    s1, s2 = w1.period.start_ns, w2.period.start_ns
+    lines = []
+    # day 1: m1 4 h at 88 then 4 h at 80; m2 8 h at 90
+    lines += _levels("m1", s1, 4, 88.0) + _levels("m1", s1 + 4 * H, 4, 80.0)
+    lines += _levels("m2", s1, 8, 90.0)
+    # day 2: m1 8 h at 86; m2 hour 3 missing, 7 h at 90 (coverage 7/8, extrapolated)
+    lines += _levels("m1", s2, 8, 86.0)
+    lines += _levels("m2", s2, 3, 90.0) + _levels("m2", s2 + 4 * H, 4, 90.0)
+    # bands of m1 in day 1: 1 kHz at 80 and 86 dB, 2 kHz at 70 dB
+    lines += _bands("m1", s1 + H, [(80.0, 70.0)] * 6 + [(86.0, 70.0)] * 6)
+    for i in range(0, len(lines), 20_000):
+        writer.write(lines[i:i + 20_000])
+    rollups = Rollups(reader, writer)
+    for w in (w1, w2):
+        rollups.recompute_range(w.period.start_ns, w.period.end_ns)
+        day = exposure.compute_day(reader, reg, ENT, w.date)
+        ledger.close_day(reader, writer, ENT, w.date.isoformat(), w.period.start_ns,
+                         records.day_records(day))
+    alert = {"enterprise": ENT, "id": "a-0001", "rule": "lex_projected", "meter": "m2",
+             "channel": "0"}
+    fields = {"job": "", "shift_date": DAY1.isoformat(), "profile": "CN-GBZ",
+              "severity": "warning", "text_zh": "预计 LEX,8h 超过 85 dB(A)",
+              "text_en": "projected LEX,8h above 85 dB(A)",
+              "evidence": json.dumps({"projected_lex_db": 90.0}), "raised_ns": s1 + 2 * H}
+    writer.write([line(schema.ALERTS, {**alert, "state": "open"}, {**fields, "who": "",
+                                                                     "note": ""}, s1 + 2 * H),
+                  line(schema.ALERTS, {**alert, "state": "acknowledged"},
+                       {**fields, "who": "张工", "note": "已发放耳罩"}, s1 + 3 * H)],
+                 rp=schema.RP_FOREVER)
+    return path, reg
+
+
+# the stored daily values, from the levels written (GBZ/T 189.8 energy sums)
+M1_DAY1 = 10 * math.log10(0.5 * 10**8.8 + 0.5 * 10**8.0)  # ½ at 88, ½ at 80 → 85.63
+M1_DAY2 = 86.0
+M2_U = 1.65 * math.sqrt(0.7**2 + 1.0**2)  # steady level: u1 = 0, u2 class 1, u3 → 2.01 dB
+
+
+def test_build_reads_stored_records_and_sums_the_period(stack, site):
+    _, reg = site
+    data = build_report(stack.influx("reader"), reg, ENT, DAY1, DAY2)
+    assert [d.closed for d in data.days] == [True, True]
+    posts = {s.key: s for s in data.posts}
+    m1, m2 = posts["m1:0"], posts["m2:0"]
+    assert [round(d.lex_8h, 6) for d in m1.days] == [round(M1_DAY1, 6), M1_DAY2]
+    # period LEX = energy mean of the days: 10 lg(½ 10^8.563 + ½ 10^8.6) = 85.82 dB(A)
+    want = 10 * math.log10((10 ** (M1_DAY1 / 10) + 10**8.6) / 2)
+    assert m1.lex_db == pytest.approx(want, abs=2e-6) and round(want, 1) == 85.8
+    assert period_lex([M1_DAY1, M1_DAY2]) == pytest.approx(want, abs=1e-9)
+    assert m1.max_db == pytest.approx(86.0) and m1.max_date == DAY2
+    # both days reach the 85 dB(A) limit; grade I (85 ≤ L < 90)
+    assert m1.days_over == 2 and m1.grade.code == "I"
+    # m2: 90.0 both days (day 2 extrapolated over the missing hour), U 2.01 both days, so
+    # the energy-weighted U of the period is 2.01 too; grade II (90 ≤ L < 94)
+    assert m2.lex_db == pytest.approx(90.0, abs=1e-6)
+    assert m2.u_db == pytest.approx(M2_U, abs=1e-6)  # records keep 6 decimals
+    assert "gaps_extrapolated" in m2.flags and "uncalibrated" in m2.flags
+    assert m2.grade.code == "II" and m2.n_alerts == 1
+    # U of unequal days: weights 10^(0.1 L) / Σ: 85 and 88 dB → c = 1/3, 2/3 (10^0.3 ≈ 2)
+    assert period_u([85.0, 88.0], [3.0, 1.5]) == pytest.approx(
+        (3.0 + 10**0.3 * 1.5) / (1 + 10**0.3), abs=1e-12)
+    assert period_u([85.0, 88.0], [3.0, None]) is None
+    # spectrum of m1: 1 kHz energy mean of six at 80 and six at 86 dB:
+    # 10 lg(½ 10^8 + ½ 10^8.6) = 83.98 dB; 2 kHz steady at 70
+    sp = data.spectra[("m1", 0)]
+    assert sp.labels == ("1000", "2000") and sp.n == 12
+    assert sp.levels_db[0] == pytest.approx(10 * math.log10(0.5e8 + 0.5 * 10**8.6), abs=1e-6)
+    assert sp.levels_db[1] == pytest.approx(70.0, abs=1e-9)
+    assert ("m2", 0) not in data.spectra
+    # minute rollups for the level-time plot: 480 minutes on day 1, 420 on day 2 for m2
+    assert [len(d.minutes) for d in data.levels[("m2", 0)]] == [480, 420]
+    # the alert's lifecycle, in time order
+    (a,) = data.alerts
+    assert [c[1] for c in a.changes] == ["open", "acknowledged"] and a.changes[1][2] == "张工"
+    # calibration: m1 calibrated 100 days before (valid for 365), m2 never
+    states = {m.meter.id: m.state for m in data.meters}
+    assert states == {"m1": "valid", "m2": "never"}
+    assert data.verified.ok and data.head[1] == data.days[-1].chain_hash
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is missing: apt-get install poppler-utils", pytrace=False)
+    return path
+
+
+def _pdffonts(pdf: Path) -> list[dict]:
+    """``pdffonts`` rows as dicts (name, emb) — columns cut at the dashes of its header."""
+    out = subprocess.run([_need("pdffonts"), str(pdf)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    header, dashes, *rows = out
+    spans, i = [], 0
+    for part in dashes.split(" "):
+        spans.append((i, i + len(part)))
+        i += len(part) + 1
+    names = header.split()
+    # header: name type encoding emb sub uni object ID (type may be two words)
+    keys = ["name", "type", "encoding", "emb", "sub", "uni", "object"]
+    assert names[:3] == ["name", "type", "encoding"], header
+    return [{k: r[a:b].strip() for k, (a, b) in zip(keys, spans, strict=False)} for r in rows]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_cli_writes_html_and_pdf_with_cjk_text_and_fonts(stack, site, tmp_path, lang):
+    path, _ = site
+    out = tmp_path / "out"
+    r = run_tingbao("report", "--config", path, "--enterprise", ENT, "--from", DAY1,
+                    "--to", DAY2, "--lang", lang, "--out", out, "--stack", stack.data_dir,
+                    timeout=240)
+    assert r.returncode == 0, r.stderr
+    html_path = out / f"report-{ENT}-{DAY1}-{DAY2}.html"
+    pdf = out / f"report-{ENT}-{DAY1}-{DAY2}.pdf"
+    assert html_path.exists() and pdf.exists(), r.stdout
+    html = html_path.read_text(encoding="utf-8")
+    head = ledger.head(stack.influx("reader"), ENT)
+    assert head[1] in html  # the chain head the records are covered by
+    # self-contained: figures inlined as data URIs, no linked file
+    assert '<img src="data:image/svg+xml;base64,' in html
+    assert "<link" not in html and 'src="http' not in html and 'src="/' not in html
+    text = subprocess.run([_need("pdftotext"), str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    text = " ".join(text.split())  # table cells and titles wrap: compare words, not lines
+    flat = text.replace(" ", "")  # a narrow cell may break a Chinese word over two lines
+    for s in (NAME_ZH, NAME_EN, "噪声", "接触", "Occupational noise exposure report",
+              "张工", "projected LEX,8h", "acknowledged", "a-0001", "未登记校准", "暂定"):
+        assert s.replace(" ", "") in flat, s
+    # the printed values: m1 days 85.6 and 86.0, period 85.8; m2 90.0 ± 2.0 (U 2.01)
+    assert f"{M1_DAY1:.1f}" == "85.6" and "85.6 ±" in text and "86.0 ±" in text
+    assert "85.8 ±" in text
+    assert f"{M2_U:.1f}" == "2.0" and "90.0 ± 2.0" in text
+    # Chinese first under zh, English first under en (title line)
+    zh_at, en_at = flat.index("噪声职业接触检查报告"), flat.index("Occupationalnoiseexposure")
+    assert (zh_at < en_at) == (lang == "zh")
+    fonts = _pdffonts(pdf)
+    cjk = [f for f in fonts if "CJK" in f["name"]]
+    assert cjk and all(f["emb"] == "yes" for f in cjk), fonts
+    # page 1 rendered; kept as a test artefact
+    prefix = tmp_path / "page"
+    subprocess.run([_need("pdftoppm"), "-png", "-r", "60", "-f", "1", "-l", "1", str(pdf),
+                    str(prefix)], check=True)
+    (png,) = sorted(tmp_path.glob("page*.png"))
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(png)
+    assert pixels.shape[0] > 500 and (pixels[..., :3] < 0.5).mean() > 0.005  # ink on it
+    ARTIFACTS.mkdir(exist_ok=True)
+    keep = ARTIFACTS / f"report-page1-{lang}.png"
+    shutil.copyfile(png, keep)
+    print(f"page 1 of the {lang} report: {keep}")
+
+
+def test_empty_period_says_not_closed(stack, site, tmp_path):
+    path, _ = site
+    first = DAY1 - dt.timedelta(days=30)
+    r = run_tingbao("report", "--config", path, "--enterprise", ENT, "--from", first,
+                    "--to", first + dt.timedelta(days=1), "--out", tmp_path,
+                    "--stack", stack.data_dir, "--no-pdf", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "no closed exposure records" in r.stderr
+    html = (tmp_path / f"report-{ENT}-{first}-{first + dt.timedelta(days=1)}.html").read_text(
+        encoding="utf-8")
+    assert "尚未结算" in html and "not closed yet" in html
+    # wrong input is one line, exit 2
+    r = run_tingbao("report", "--config", path, "--enterprise", "nope", "--from", DAY1,
+                    "--to", DAY2, "--out", tmp_path, "--stack", stack.data_dir)
+    assert r.returncode == 2 and "unknown enterprise 'nope'" in r.stderr
+    r = run_tingbao("report", "--config", path, "--enterprise", ENT, "--from", DAY2,
+                    "--to", DAY1, "--out", tmp_path, "--stack", stack.data_dir)
+    assert r.returncode == 2 and "before" in r.stderr
