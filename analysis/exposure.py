@@ -51,8 +51,8 @@ from .gbzt189_8 import laeq as laeq_of
 from .gbzt229_4 import HazardGrade, grade
 from .shifts import ShiftWindow, shift_window
 
-__all__ = ["DayExposure", "JobExposure", "PostExposure", "PostSums", "compute_day",
-           "post_exposure", "read_post_sums", "task_lex"]
+__all__ = ["DayExposure", "JobExposure", "PostExposure", "PostLex", "PostSums", "compute_day",
+           "lex_many", "post_exposure", "post_lex", "read_post_sums", "task_lex"]
 
 MIN_PART_FILL = 0.5
 """A sub-period counts as an ISO 9612 sample when at least this fraction of it is measured."""
@@ -247,31 +247,47 @@ def _parts_db(parts: Iterable[tuple[float, float, float]]) -> list[float]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class PostLex:
+    """LEX,8h of a post-day by the coverage rule alone (module docstring): ``laeq`` over the
+    measured time and ``lex_8h`` in dB(A), ``coverage`` as a fraction of the shift."""
+
+    laeq: float
+    coverage: float
+    lex_8h: float
+    extrapolated: bool
+    flags: tuple[str, ...]
+
+
+def post_lex(ea_pa2s: float, covered_s: float, shift_s: float, min_coverage: float
+             ) -> PostLex:
+    """The coverage rule of the module docstring: extrapolate over gaps only when the
+    measured fraction of the ``shift_s`` seconds reaches ``min_coverage``; else count the
+    measured exposure ``ea_pa2s`` (Pa²·s) only (a lower bound)."""
+    covered = min(covered_s, shift_s)
+    coverage = covered / shift_s if shift_s > 0 else 0.0
+    level = laeq_of(ea_pa2s, covered)
+    if not math.isfinite(level):
+        return PostLex(level, coverage, math.nan, False, ("no_data",))
+    if coverage >= min_coverage:
+        extrapolated = coverage < 1.0 - 1e-9
+        return PostLex(level, coverage, level + 10 * math.log10(shift_s / T0_8H), extrapolated,
+                       ("gaps_extrapolated",) if extrapolated else ())
+    return PostLex(level, coverage, 10 * math.log10(ea_pa2s / (P0_SQUARED * T0_8H)), False,
+                   ("low_coverage",))
+
+
 def post_exposure(reg: Registry, window: ShiftWindow, sums: PostSums) -> PostExposure:
     """The exposure of one post over one shift from its :class:`PostSums` (module
     docstring: coverage rule, U, grade)."""
     settings = reg.analysis
     prof = reg.profile
     meter = reg.meter(sums.meter)
-    shift_s = window.length_s
-    covered = min(sums.covered_s, shift_s)
-    coverage = covered / shift_s if shift_s > 0 else 0.0
-    level = laeq_of(sums.ea_pa2s, covered)
-    flags = []
-    extrapolated = False
-    if not math.isfinite(level):
-        lex = math.nan
-        flags.append("no_data")
-    elif coverage >= settings.extrapolate_min_coverage:
-        lex = level + 10 * math.log10(shift_s / T0_8H)
-        extrapolated = coverage < 1.0 - 1e-9
-        if extrapolated:
-            flags.append("gaps_extrapolated")
-    else:
-        lex = 10 * math.log10(sums.ea_pa2s / (P0_SQUARED * T0_8H))
-        flags.append("low_coverage")
+    r = post_lex(sums.ea_pa2s, sums.covered_s, window.length_s,
+                 settings.extrapolate_min_coverage)
+    flags = list(r.flags)
     parts_db = _parts_db(sums.parts)
-    u_db, u_flag = (None, None) if not math.isfinite(lex) else _post_u(
+    u_db, u_flag = (None, None) if not math.isfinite(r.lex_8h) else _post_u(
         parts_db, window.hours, settings.instrument)
     if u_flag:
         flags.append(u_flag)
@@ -279,9 +295,52 @@ def post_exposure(reg: Registry, window: ShiftWindow, sums: PostSums) -> PostExp
         flags.append("uncalibrated")
     return PostExposure(
         enterprise=meter.enterprise, site=meter.site, meter=meter.id, channel=sums.channel,
-        shift=window, sums=sums, laeq=level, coverage=coverage, lex_8h=lex, u_db=u_db,
-        extrapolated=extrapolated, flags=tuple(flags), grade=grade(lex, prof),
-        profile=prof.id, parts_db=tuple(parts_db))
+        shift=window, sums=sums, laeq=r.laeq, coverage=r.coverage, lex_8h=r.lex_8h,
+        u_db=u_db, extrapolated=r.extrapolated, flags=tuple(flags),
+        grade=grade(r.lex_8h, prof), profile=prof.id, parts_db=tuple(parts_db))
+
+
+def lex_many(reader: InfluxClient, reg: Registry, dates: Iterable[dt.date], *,
+             enterprises: Iterable[str] | None = None, threads: int = 2
+             ) -> dict[tuple[str, dt.date, str, int], PostLex]:
+    """LEX,8h of every post of ``enterprises`` (default all) on every shift date of
+    ``dates``, by the fewest queries: enterprises whose shifts start at the same instant share
+    one statement set (``SUM(ea)``, ``SUM(coverage)`` from the minute rollups plus ragged
+    edges), run on ``threads`` connections at once (InfluxDB answers each on one core).
+    Posts without data are left out. What a dashboard or a survey over many post-days needs;
+    :func:`compute_day` adds U, peaks and jobs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = list(enterprises) if enterprises is not None else [e.id for e in reg.enterprises]
+    groups: dict[tuple[int, int, dt.date], list[str]] = {}
+    for d in dates:
+        for eid in ids:
+            w = shift_window(reg.enterprise(eid), d, reg.deployment.timezone)
+            groups.setdefault((w.period.start_ns, w.period.end_ns, d), []).append(eid)
+    owner = {m.id: m.enterprise for m in reg.meters}
+    min_cov = reg.analysis.extrapolate_min_coverage
+    # each group in ``threads`` slices of its enterprises, so every connection has work
+    tasks = []
+    for key, ents in groups.items():
+        step = max(1, -(-len(ents) // max(1, threads)))
+        tasks += [(key, ents[i:i + step]) for i in range(0, len(ents), step)]
+
+    def one(item):
+        (start, end, d), ents = item
+        period = schema.Period(start, end)
+        rows = reader.query_rows(";".join(schema.exposure_sums(period, enterprise=ents)))
+        out = {}
+        for (meter, ch), acc in schema.add_sums(rows).items():
+            if meter in owner:
+                out[(owner[meter], d, meter, int(ch))] = post_lex(
+                    acc["ea"], acc["coverage"], (end - start) / 1e9, min_cov)
+        return out
+
+    result: dict = {}
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for part in pool.map(one, tasks):
+            result.update(part)
+    return result
 
 
 def task_lex(levels_db: Iterable[float], hours: Iterable[float]) -> float:

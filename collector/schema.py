@@ -192,10 +192,16 @@ def where_any(tag: str, values: Iterable[str]) -> str:
     return "(" + " OR ".join(f"{quote_ident(tag)} = {quote_string(v)}" for v in values) + ")"
 
 
-def _scope(enterprise: str | None, meters: Iterable[str] | None) -> list[str]:
+def _scope(enterprise: str | Iterable[str] | None, meters: Iterable[str] | None
+           ) -> list[str]:
+    """WHERE conditions for one enterprise (a string), several (an iterable: OR of
+    equalities) and/or some meters."""
     cond = []
-    if enterprise is not None:
+    if isinstance(enterprise, str):
         cond.append(where_tags([("enterprise", contract.check_id(enterprise, "enterprise"))]))
+    elif enterprise is not None:
+        cond.append(where_any("enterprise", [contract.check_id(e, "enterprise")
+                                             for e in enterprise]))
     if meters is not None:
         cond.append(where_any("meter", [contract.check_id(m, "meter") for m in meters]))
     return cond
@@ -234,10 +240,10 @@ def rollup_group_by() -> str:
             + " fill(none)")
 
 
-def exposure_sums(period: Period, *, enterprise: str | None = None,
+def exposure_sums(period: Period, *, enterprise: str | Iterable[str] | None = None,
                   meters: Iterable[str] | None = None, rollups: bool = True,
-                  levels_rp: str | None = None, rollup_rp: str | None = RP_FOREVER
-                  ) -> list[str]:
+                  levels_rp: str | None = None, rollup_rp: str | None = RP_FOREVER,
+                  fine_from_ns: int | None = None) -> list[str]:
     """InfluxQL statements whose answers add up to ``SUM(ea)`` (Pa²·s), ``SUM(coverage)`` (s)
     and ``COUNT(ea)`` per (meter, channel) over ``period``.
 
@@ -257,7 +263,7 @@ def exposure_sums(period: Period, *, enterprise: str | None = None,
 
     fine = source(LEVELS, levels_rp)
     count_1s = f"COUNT({quote_ident(EA)})"
-    whole, edges = split_minutes(period) if rollups else (None, [period])
+    whole, edges = (split_minutes(period, fine_from_ns) if rollups else (None, [period]))
     out = []
     if whole is not None:
         out.append(stmt(source(LEVELS_1M, rollup_rp), whole.start_ns, whole.end_ns,
@@ -266,11 +272,16 @@ def exposure_sums(period: Period, *, enterprise: str | None = None,
     return out
 
 
-def split_minutes(period: Period) -> tuple[Period | None, list[Period]]:
+def split_minutes(period: Period, fine_from_ns: int | None = None
+                  ) -> tuple[Period | None, list[Period]]:
     """``period`` as its whole UTC minutes (None when it holds none) and the ragged edges
-    outside them (the part of a minute at either end, such as the minute still running)."""
+    outside them (the part of a minute at either end, such as the minute still running).
+    Whole minutes from ``fine_from_ns`` on count as edge too: minutes so recent that their
+    rollup may not be written yet (the collector rolls a minute up once it is quiet)."""
     first = -(-period.start_ns // MINUTE_NS) * MINUTE_NS  # first whole minute
     last = period.end_ns - period.end_ns % MINUTE_NS  # end of the last whole minute
+    if fine_from_ns is not None:
+        last = max(first, min(last, fine_from_ns - fine_from_ns % MINUTE_NS))
     if last <= first:
         return None, [period]
     edges = []
@@ -283,7 +294,8 @@ def split_minutes(period: Period) -> tuple[Period | None, list[Period]]:
 
 def period_peaks(period: Period, *, enterprise: str | None = None,
                  meters: Iterable[str] | None = None, levels_rp: str | None = None,
-                 rollup_rp: str | None = RP_FOREVER) -> list[str]:
+                 rollup_rp: str | None = RP_FOREVER, fine_from_ns: int | None = None
+                 ) -> list[str]:
     """InfluxQL statements whose answers give, per (meter, channel) over ``period``, the
     highest LCpeak, LZpeak and LAFmax (dB; columns ``max_lcpeak``, ``max_lzpeak``,
     ``max_lafmax``) and the SUM of every impulse-count field (columns ``sum_imp_…``): the
@@ -299,7 +311,7 @@ def period_peaks(period: Period, *, enterprise: str | None = None,
         return [f"SELECT {cols} FROM {from_} WHERE {cond} {group}",
                 f"SELECT SUM(/^{IMPULSE_PREFIX}/) FROM {from_} WHERE {cond} {group}"]
 
-    whole, edges = split_minutes(period)
+    whole, edges = split_minutes(period, fine_from_ns)
     out = [] if whole is None else stmt(source(LEVELS_1M, rollup_rp), whole)
     for e in edges:
         out += stmt(source(LEVELS, levels_rp), e)

@@ -123,6 +123,9 @@ class AnalysisSection(Section):
                                    doc="a shift is closed this long after its end, so late "
                                        "intervals (agent outbox resends) are in")
     poll_s: float = setting(10.0, unit="s", lo=0.1, hi=3600.0)
+    rollup_lag_s: float = setting(300.0, unit="s", lo=0.0, hi=86400.0,
+                                  doc="in shift, minutes younger than this are summed from the "
+                                      "1 s points: their minute rollup may not be written yet")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

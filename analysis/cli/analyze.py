@@ -1,0 +1,107 @@
+"""``tingbao analyze --config SITE [--stack DIR] [--from D --to D [--redo]]``: the analysis
+service (:mod:`tingbao.analysis.analyzer`). Without ``--from`` it runs until SIGINT/SIGTERM:
+every ``[analysis] poll_s`` it evaluates the alert rules of running shifts and closes the
+shifts that ended ``close_delay_s`` ago. With ``--from/--to`` it closes the days of that
+period (local shift dates, inclusive) for every enterprise and exits; ``--redo`` rewrites days
+already closed with different records and re-links the chain after them."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+
+
+def register(sub) -> None:
+    p = sub.add_parser("analyze", help="close shifts, compute exposure and raise alerts "
+                                       "(service, or --from/--to)")
+    p.add_argument("--config", required=True, metavar="SITE", help="site registry TOML")
+    p.add_argument("--stack", metavar="DIR", help="the local stack's data directory "
+                                                  "(default: the registry's [stack] data_dir)")
+    p.add_argument("--from", dest="first", type=_date, metavar="YYYY-MM-DD")
+    p.add_argument("--to", dest="last", type=_date, metavar="YYYY-MM-DD")
+    p.add_argument("--enterprise", metavar="ID", help="back-fill one enterprise only")
+    p.add_argument("--redo", action="store_true",
+                   help="rewrite closed days whose records changed (late data)")
+    p.add_argument("--no-mqtt", action="store_true",
+                   help="store alerts without publishing them on MQTT")
+    p.set_defaults(func=run)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def run(args) -> int:
+    from tingbao.collector.registry import load_registry
+    from tingbao.collector.registry.connect import influx_client, mqtt_endpoint
+    from tingbao.edge.cli.main import CliError
+
+    from ..alert_store import AlertStore, mqtt_publisher
+    from ..analyzer import Analyzer
+    from ..ledger import AlreadyClosed
+
+    if (args.first is None) != (args.last is None):
+        raise CliError("give both --from and --to (or neither, to run as a service)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    reg = load_registry(args.config)
+    reader = influx_client(reg, "reader", stack_dir=args.stack)
+    writer = influx_client(reg, "writer", stack_dir=args.stack)
+    publish, close = (None, lambda: None) if args.no_mqtt else mqtt_publisher(
+        mqtt_endpoint(reg, stack_dir=args.stack))
+    try:
+        analyzer = Analyzer(reg, reader, writer, AlertStore(reader, writer, publish))
+        if args.first is not None:
+            return _backfill(analyzer, reg, args, AlreadyClosed, CliError)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"tingbao analyze: {len(reg.enterprises)} enterprises, profile "
+              f"{reg.profile.id}, every {reg.analysis.poll_s:g} s", file=sys.stderr, flush=True)
+        while not stop.is_set():
+            try:
+                did = analyzer.tick()
+            except Exception:  # a failed pass is logged; the next one retries
+                logging.getLogger("tingbao.analysis").exception("analysis pass failed")
+            else:
+                for c in did["closed"]:
+                    print(f"closed {c.enterprise} {c.date}: {c.posts} posts, {c.jobs} jobs, "
+                          f"chain {c.closed.hash[:12]}…, {len(c.alerts)} alerts",
+                          file=sys.stderr, flush=True)
+            stop.wait(reg.analysis.poll_s)
+        return 0
+    finally:
+        close()
+
+
+def _backfill(analyzer, reg, args, AlreadyClosed, CliError) -> int:
+    from tqdm import tqdm
+
+    ids = [e.id for e in reg.enterprises]
+    if args.enterprise is not None and args.enterprise not in ids:
+        raise CliError(f"unknown enterprise {args.enterprise!r}; one of {', '.join(ids)}")
+    if args.last < args.first:
+        raise CliError(f"--to {args.last} is before --from {args.first}")
+    days = (args.last - args.first).days + 1
+    work = [(e, args.first + dt.timedelta(days=i))
+            for e in ([args.enterprise] if args.enterprise else ids) for i in range(days)]
+    status = 0
+    for ent, d in tqdm(work, desc="closing shifts", unit="day", disable=not sys.stderr.isatty(),
+                       file=sys.stderr):
+        try:
+            c = analyzer.close(ent, d, redo=args.redo)
+        except AlreadyClosed as e:
+            print(f"{ent} {d}: {e}", file=sys.stderr)
+            status = 1
+            continue
+        state = "closed" if c.closed.written else "already closed"
+        extra = f"; re-linked {len(c.closed.relinked)} later days" if c.closed.relinked else ""
+        print(f"{ent} {d}: {state}, {c.posts} posts, {c.jobs} jobs, chain "
+              f"{c.closed.hash[:12]}…, {len(c.alerts)} alerts{extra}")
+    return status

@@ -1,0 +1,150 @@
+"""The analysis service on a real InfluxDB: in-shift early warning and dose alerts raised
+once (edge-triggered), the hold-off, the shift closed into the ledger with exactly one
+exceedance alert per post and job, nothing doubled by a second pass. Levels are written
+directly as 1 s points (the collector's path is tested end to end elsewhere)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import tomllib
+import zoneinfo
+
+import pytest
+
+from tingbao.analysis import ledger
+from tingbao.analysis.alert_rules import Condition, EdgeTrigger
+from tingbao.analysis.alert_store import AlertStore
+from tingbao.analysis.analyzer import Analyzer
+from tingbao.analysis.shifts import shift_window
+from tingbao.collector import schema
+from tingbao.collector.lineprotocol import line
+from tingbao.collector.registry.site import registry_from_mapping
+from tingbao.collector.rollups import Rollups
+
+P0 = 20e-6
+TZ = "Asia/Shanghai"
+ENT = "alarm-ent"
+NS = 10**9
+SITE = f"""
+[deployment]
+timezone = "{TZ}"
+[analysis]
+holdoff_s = 600
+recent_s = 300
+[[enterprises]]
+id = "{ENT}"
+name_zh = "报警厂"
+industry = "machinery"
+group = "pilot"
+shift = {{ start = "08:00", hours = 8.0 }}
+[[sites]]
+id = "w1"
+enterprise = "{ENT}"
+name_zh = "车间"
+[[meters]]
+id = "m1"
+enterprise = "{ENT}"
+site = "w1"
+calibrated = 2026-06-01
+[[meters]]
+id = "m2"
+enterprise = "{ENT}"
+site = "w1"
+calibrated = 2026-06-01
+[[job_types]]
+id = "both"
+enterprise = "{ENT}"
+name_zh = "两岗位工"
+tasks = [{{ what = "loud", hours = 4.0, meter = "m1" }},
+         {{ what = "quiet", hours = 4.0, meter = "m2" }}]
+"""
+DATE = (dt.datetime.now(zoneinfo.ZoneInfo(TZ)) - dt.timedelta(days=3)).date()
+
+
+def test_edge_trigger_raises_once_and_waits_for_the_holdoff():
+    t = EdgeTrigger(holdoff_s=600)
+    on, off = Condition("x", True, "m1", 0), Condition("x", False, "m1", 0)
+    assert t.update(on, 0) == 0  # first raise: occurrence 0
+    assert t.update(on, 10 * NS) is None  # still true: nothing more
+    assert t.update(off, 20 * NS) is None  # cleared at 20 s
+    assert t.update(on, 100 * NS) is None  # true again 80 s later: within the 600 s hold-off
+    assert t.update(on, 619 * NS) is None
+    assert t.update(on, 620 * NS) == 1  # 600 s after clearing and still true: occurrence 1
+    assert t.update(Condition("x", True, "m2", 0), 621 * NS) == 0  # another post: its own
+
+
+def _points(meter, start_ns, seconds, level):
+    ea = P0**2 * 10 ** (level / 10)
+    return [line(schema.LEVELS, {"enterprise": ENT, "site": "w1", "meter": meter,
+                                 "channel": "0"},
+                 {"ea": ea, "coverage": 1.0, "duration_s": 1.0, "laeq": level,
+                  "lcpeak": level + 15, "lafmax": level + 3, "seq": i},
+                 start_ns + i * NS) for i in range(seconds)]
+
+
+@pytest.fixture(scope="module")
+def service(stack):
+    reg = registry_from_mapping(tomllib.loads(SITE))
+    w = shift_window(reg.enterprise(ENT), DATE, TZ)
+    reader, writer = stack.influx("reader"), stack.influx("writer")
+    s = w.period.start_ns
+    lines = _points("m1", s, 2 * 3600, 95.0)  # the first 2 h of m1 at 95 dB(A)
+    lines += _points("m2", s, 2 * 3600, 75.0)
+    for i in range(0, len(lines), 20_000):
+        writer.write(lines[i:i + 20_000])
+    # the collector has rolled up the minutes older than a few minutes; the newest are
+    # summed from the 1 s points ([analysis] rollup_lag_s = 300 s)
+    Rollups(reader, writer).recompute_range(s, s + (2 * 3600 - 180) * NS)
+    store = AlertStore(reader, writer)
+    return reg, w, Analyzer(reg, reader, writer, store), store
+
+
+def test_in_shift_alerts_raised_once(service):
+    reg, w, an, store = service
+    now = w.period.start_ns + 2 * 3600 * NS
+    an.in_shift(w, now)
+    got = {(a.rule, a.meter) for a in store.list(enterprise=ENT)}
+    # m1: 2 h at 95 so far; the rest (6 h) at the recent 95 → LEX = 95 ≥ 85: early warning.
+    # dose so far = (2/8)·10^((95 − 85)/10) = 250 %: past 50 % and past 100 %.
+    assert {("lex_projected", "m1"), ("dose_50", "m1"), ("dose_100", "m1")} <= got
+    # m2: 75 dB → projected 75, dose 2.5 %: nothing
+    assert not {r for r, m in got if m == "m2"}
+    warn = next(a for a in store.list(enterprise=ENT, rule="lex_projected"))
+    assert warn.evidence["projected_lex_8h"] == pytest.approx(95.0, abs=1e-9)
+    assert warn.evidence["dose_pct"] == pytest.approx(250.0, rel=1e-9)
+    assert warn.text_zh.startswith("岗位") and "dB(A)" in warn.text_en
+    assert warn.evidence["now_ns"] < w.period.end_ns  # raised before the shift ends
+    # a second pass a minute later raises nothing new
+    n = len(store.list(enterprise=ENT))
+    an.in_shift(w, now + 60 * NS)
+    assert len(store.list(enterprise=ENT)) == n
+
+
+def test_close_raises_one_exceedance_per_post_and_job(stack, service):
+    reg, w, an, store = service
+    s = w.period.start_ns
+    writer = stack.influx("writer")
+    # the rest of the shift: m1 quiet at 80 for 6 h, m2 at 75
+    lines = _points("m1", s + 2 * 3600 * NS, 6 * 3600, 80.0)
+    lines += _points("m2", s + 2 * 3600 * NS, 6 * 3600, 75.0)
+    for i in range(0, len(lines), 20_000):
+        writer.write(lines[i:i + 20_000])
+    Rollups(stack.influx("reader"), writer).recompute_range(s, w.period.end_ns)
+    closed = an.close(ENT, DATE)
+    assert closed.closed.written
+    ex = store.list(enterprise=ENT, rule="lex_exceeded")
+    # m1: 10 lg(2/8·10^9.5 + 6/8·10^8.0) = 89.38 ≥ 85 → one; m2: 75 → none;
+    # job "both": 4 h at m1 (its LAeq 89.38) + 4 h at m2 (75): 10 lg(½·10^8.938 + ½·10^7.5)
+    # = 86.53 ≥ 85 → one
+    assert sorted((a.meter or "", a.job or "") for a in ex) == [("", "both"), ("m1", "")]
+    m1 = next(a for a in ex if a.meter == "m1")
+    assert m1.evidence["lex_8h"] == pytest.approx(
+        10 * math.log10(2 / 8 * 10**9.5 + 6 / 8 * 10**8.0), abs=1e-6)
+    # closing again: the ledger has it, no alert added
+    again = an.close(ENT, DATE)
+    assert not again.closed.written
+    assert len(store.list(enterprise=ENT, rule="lex_exceeded")) == 2
+    assert ledger.verify(stack.influx("reader"), ENT).ok
+    # the service's due list no longer holds the day
+    assert (ENT, DATE) not in an.due(w.period.end_ns + 10 * 3600 * NS)
