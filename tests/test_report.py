@@ -8,7 +8,6 @@ CJK font, page 1 rendered). Page 1 of the PDF is kept as ``tests/artifacts/repor
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 from support.commands import run_tingbao
 
 from tingbao.analysis import exposure, ledger, records
+from tingbao.analysis.alert_store import Alert, AlertStore
 from tingbao.analysis.report.build import build_report, period_lex, period_u
 from tingbao.analysis.shifts import shift_window
 from tingbao.collector import schema
@@ -138,17 +138,14 @@ def site(stack, tmp_path_factory):
         day = exposure.compute_day(reader, reg, ENT, w.date)
         ledger.close_day(reader, writer, ENT, w.date.isoformat(), w.period.start_ns,
                          records.day_records(day))
-    alert = {"enterprise": ENT, "id": "a-0001", "rule": "lex_projected", "meter": "m2",
-             "channel": "0"}
-    fields = {"job": "", "shift_date": DAY1.isoformat(), "profile": "CN-GBZ",
-              "severity": "warning", "text_zh": "预计 LEX,8h 超过 85 dB(A)",
-              "text_en": "projected LEX,8h above 85 dB(A)",
-              "evidence": json.dumps({"projected_lex_db": 90.0}), "raised_ns": s1 + 2 * H}
-    writer.write([line(schema.ALERTS, {**alert, "state": "open"}, {**fields, "who": "",
-                                                                     "note": ""}, s1 + 2 * H),
-                  line(schema.ALERTS, {**alert, "state": "acknowledged"},
-                       {**fields, "who": "张工", "note": "已发放耳罩"}, s1 + 3 * H)],
-                 rp=schema.RP_FOREVER)
+    store = AlertStore(reader, writer)  # stored, not published
+    alert = Alert(enterprise=ENT, rule="lex_projected", shift_date=DAY1.isoformat(),
+                  profile="CN-GBZ", severity="warning", text_zh="预计 LEX,8h 超过 85 dB(A)",
+                  text_en="projected LEX,8h above 85 dB(A)",
+                  evidence={"projected_lex_db": 90.0}, raised_ns=s1 + 2 * H, meter="m2",
+                  channel=0)
+    assert store.open(alert)
+    store.acknowledge(alert.id, "张工", "已发放耳罩", now_ns=s1 + 3 * H)
     return path, reg
 
 
@@ -194,6 +191,7 @@ def test_build_reads_stored_records_and_sums_the_period(stack, site):
     # the alert's lifecycle, in time order
     (a,) = data.alerts
     assert [c[1] for c in a.changes] == ["open", "acknowledged"] and a.changes[1][2] == "张工"
+    assert a.meter == "m2" and a.channel == "0" and a.text_en.startswith("projected")
     # calibration: m1 calibrated 100 days before (valid for 365), m2 never
     states = {m.meter.id: m.state for m in data.meters}
     assert states == {"m1": "valid", "m2": "never"}
@@ -245,7 +243,7 @@ def test_cli_writes_html_and_pdf_with_cjk_text_and_fonts(stack, site, tmp_path, 
     text = " ".join(text.split())  # table cells and titles wrap: compare words, not lines
     flat = text.replace(" ", "")  # a narrow cell may break a Chinese word over two lines
     for s in (NAME_ZH, NAME_EN, "噪声", "接触", "Occupational noise exposure report",
-              "张工", "projected LEX,8h", "acknowledged", "a-0001", "未登记校准", "暂定"):
+              "张工", "已发放耳罩", "projected", "acknowledged", "未登记校准", "暂定"):
         assert s.replace(" ", "") in flat, s
     # the printed values: m1 days 85.6 and 86.0, period 85.8; m2 90.0 ± 2.0 (U 2.01)
     assert f"{M1_DAY1:.1f}" == "85.6" and "85.6 ±" in text and "86.0 ±" in text

@@ -6,8 +6,9 @@ prints covers every number in it; a day without records is shown as not closed y
 
 Besides the stored records the report reads, all through :mod:`tingbao.collector.schema`:
 the minute rollups (``levels_1m``: LAeq, LAFmax, LCpeak per minute) for the level–time plots,
-the ``bands`` points (LZeq per band, dB re 20 µPa) for the spectra, the ``alerts`` state
-changes, and the registry (meters' calibration, names, the profiles).
+the ``bands`` points (LZeq per band, dB re 20 µPa) for the spectra, the alerts opened in
+the period with their lifecycle (:class:`tingbao.analysis.alert_store.AlertStore`), and the
+registry (meters' calibration, names, the profiles).
 
 **The period's figures of a post or job** (a choice, documented; the standards grade one day
 or one week): over the N days that have a stored LEX,8h,
@@ -159,7 +160,8 @@ class MeterState:
 @dataclasses.dataclass(frozen=True)
 class AlertHistory:
     """One alert (``id``) and its state changes in time order: ``changes`` of
-    ``(time_ns, state, who, note)``; ``fields`` the newest point's fields and tags."""
+    ``(time_ns, state, who, note)``; ``fields`` its evidence (a mapping), shift date and
+    profile."""
 
     id: str
     rule: str
@@ -363,37 +365,25 @@ def _spectra(reader: InfluxClient, enterprise: str, windows: Sequence[ShiftWindo
 
 def _alerts(reader: InfluxClient, enterprise: str, start_ns: int, end_ns: int
             ) -> tuple[AlertHistory, ...]:
-    """The alerts with a state change in [start_ns, end_ns), each with all its changes."""
-    src = schema.source(schema.ALERTS, schema.RP_FOREVER)
-    scope = schema.where_tags([("enterprise", enterprise)])
-    rows = reader.query_rows(f"SELECT * FROM {src} WHERE {scope} AND time >= {start_ns} AND "
-                             f"time < {end_ns} GROUP BY *")
-    ids = sorted({r["id"] for r in rows if r.get("id")})
-    if not ids:
-        return ()
-    every = reader.query_rows(f"SELECT * FROM {src} WHERE {scope} AND "
-                              f"{schema.where_any('id', ids)} GROUP BY *")
-    by_id: dict[str, list[dict]] = {}
-    for r in every:
-        by_id.setdefault(r["id"], []).append(r)
+    """The alerts of ``enterprise`` opened in [start_ns, end_ns), with their lifecycle as
+    :class:`tingbao.analysis.alert_store.AlertStore` reads it (texts decoded)."""
+    from ..alert_store import AlertStore
+
     out = []
-    for aid, points in by_id.items():
-        points.sort(key=lambda r: int(r["time"]))
-        first, last = points[0], points[-1]
-
-        def pick(key, default=None, _p=points):
-            for r in reversed(_p):
-                if r.get(key) not in (None, ""):
-                    return r[key]
-            return default
-
-        raised = _num(pick("raised_ns")) or int(first["time"])
+    for a in AlertStore(reader, reader).list(enterprise=enterprise, since_ns=start_ns,
+                                             until_ns=end_ns, limit=100_000):
+        changes = [(a.opened_ns, "open", "", "")]
+        if a.acknowledged_ns is not None:
+            changes.append((a.acknowledged_ns, "acknowledged", a.acknowledged_by or "",
+                            a.acknowledged_note or ""))
+        if a.resolved_ns is not None:
+            changes.append((a.resolved_ns, "resolved", a.resolved_by or "",
+                            a.resolved_note or ""))
         out.append(AlertHistory(
-            aid, str(pick("rule", "")), pick("meter"), pick("channel"), pick("job"),
-            pick("severity"), str(pick("text_zh", "")), str(pick("text_en", "")), int(raised),
-            tuple((int(r["time"]), str(r.get("state") or ""), str(r.get("who") or ""),
-                   str(r.get("note") or "")) for r in points), dict(last)))
-    out.sort(key=lambda a: (a.raised_ns, a.id))
+            a.id, a.rule, a.meter, None if a.channel is None else str(a.channel), a.job,
+            a.severity, a.text_zh, a.text_en, int(a.raised_ns), tuple(changes),
+            {"evidence": dict(a.evidence), "shift_date": a.shift_date, "profile": a.profile}))
+    out.sort(key=lambda x: (x.raised_ns, x.id))
     return tuple(out)
 
 
@@ -498,13 +488,14 @@ def build_report(reader: InfluxClient, reg: Registry, enterprise_id: str, first:
 
 def evidence_text(alert: AlertHistory) -> str:
     """The alert's evidence (stored as JSON) as short ``key value`` text."""
-    raw = alert.fields.get("evidence")
-    if not raw:
+    ev = alert.fields.get("evidence")
+    if not ev:
         return ""
-    try:
-        ev = json.loads(raw)
-    except (TypeError, ValueError):
-        return str(raw)
+    if isinstance(ev, str):
+        try:
+            ev = json.loads(ev)
+        except ValueError:
+            return ev
     if isinstance(ev, dict):
         return ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
                          for k, v in ev.items())

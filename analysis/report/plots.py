@@ -85,10 +85,11 @@ def lex_chart_svg(series: Sequence[tuple[str, Sequence[tuple[dt.date, float, flo
         fig = Figure(figsize=(7.2, 3.4))
         ax = fig.add_subplot()
         dates = sorted({d for _, pts in series for d, _, _ in pts})
-        values = [v for _, pts in series for _, v, _ in pts]
+        lows = [v - (u or 0.0) for _, pts in series for _, v, u in pts]
+        highs = [v + (u or 0.0) for _, pts in series for _, v, u in pts]
         edges = [g.from_db for g in prof.grades]
-        lo = math.floor(min([*values, prof.lex_limit_db, *(edges[:1])]) - 5)
-        hi = math.ceil(max([*values, prof.lex_limit_db]) + 5)
+        lo = math.floor(min([*lows, prof.lex_limit_db, *(edges[:1])]) - 3)
+        hi = math.ceil(max([*highs, prof.lex_limit_db]) + 3)
         for i, g in enumerate(prof.grades):
             top = edges[i + 1] if i + 1 < len(edges) else max(hi, g.from_db + 5)
             if g.from_db < hi:
