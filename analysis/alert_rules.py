@@ -23,6 +23,11 @@ rule                          severity     condition
 ``clock_offset``              warning      per meter: |clock_offset_s| in its status > bound
 ``calibration_overdue``       warning      per meter: no calibration date, or older than
                                            ``calibration_interval_days``
+``calibration_drift``         critical     per meter: its agent reports a calibrator check
+                                           that drifted (status ``drift``, or
+                                           |deviation| > ``calibration_drift_max_db``,
+                                           0.5 dB per GBZ/T 189.8): levels since the last
+                                           good check are invalid
 ============================  ===========  ==================================================
 
 **Edge triggering.** A condition raises when it turns true; while it stays true nothing more
@@ -60,7 +65,7 @@ class Condition:
 SEVERITY = {"lex_projected": "warning", "dose_50": "info", "dose_100": "warning",
             "lex_exceeded": "critical", "peak_exceeded": "critical", "coverage_low": "warning",
             "overload": "warning", "meter_offline": "warning", "clock_offset": "warning",
-            "calibration_overdue": "warning"}
+            "calibration_overdue": "warning", "calibration_drift": "critical"}
 
 TEXTS = {
     "lex_projected": ("{subject} 预计本班 LEX,8h {projected:.1f} dB(A)，将达到限值 {limit:g} "
@@ -86,6 +91,10 @@ TEXTS = {
     "meter_offline": ("声级计 {meter} 离线（{why}）", "meter {meter} is offline ({why_en})"),
     "clock_offset": ("声级计 {meter} 时钟偏差 {offset:.2f} s，超过 {bound:g} s",
                      "meter {meter}: clock offset {offset:.2f} s beyond {bound:g} s"),
+    "calibration_drift": ("声级计 {meter} 校准核查偏差 {deviation} dB，超过 {bound:g} dB："
+                          "自上次合格核查以来的测量无效",
+                          "meter {meter}: calibrator check deviates by {deviation} dB, beyond "
+                          "{bound:g} dB: measurements since the last good check are invalid"),
     "calibration_overdue": ("声级计 {meter} 校准已过期（上次 {last}，周期 {days} 天）",
                             "meter {meter}: calibration overdue (last {last}, interval "
                             "{days} days)"),

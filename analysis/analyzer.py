@@ -214,6 +214,17 @@ class Analyzer:
                 conds.append(Condition("clock_offset", abs(offset) > a.clock_offset_max_s,
                                        m.id, evidence={"clock_offset_s": offset},
                                        args={"offset": offset, "bound": a.clock_offset_max_s}))
+            dev = st.get("calibration_deviation_db")
+            drift = st.get("calibration") == "drift" or (
+                isinstance(dev, (int, float)) and abs(dev) > a.calibration_drift_max_db)
+            if drift or isinstance(dev, (int, float)):
+                conds.append(Condition(
+                    "calibration_drift", drift, m.id,
+                    evidence={"calibration_deviation_db": dev,
+                              "calibration_status": st.get("calibration"),
+                              "calibration_time": st.get("calibration_time")},
+                    args={"deviation": "—" if dev is None else f"{dev:+.2f}",
+                          "bound": a.calibration_drift_max_db}))
             today = w.date
             overdue = (m.calibrated is None or
                        (today - m.calibrated).days > a.calibration_interval_days)

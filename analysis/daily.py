@@ -29,12 +29,13 @@ __all__ = ["compute_days", "dose_profiles", "impulse_count", "peak_fields"]
 
 
 def dose_profiles(reg: Registry) -> list:
-    """The side-by-side profiles whose dose an energy sum cannot give (a threshold, or an
-    exchange rate other than 3 dB): their dose is summed in the database over 1 s levels."""
+    """The side-by-side profiles stated as a dose and TWA (OSHA, NIOSH: ``exposure_metric``
+    ``twa``), or whose dose an energy sum cannot give (a threshold, or an exchange rate other
+    than 3 dB): their dose is summed in the database over the 1 s levels."""
     out = []
     for pid in reg.analysis.profiles:
         p = profile(pid)
-        if p.threshold_db > 0 or p.exchange_rate_db != 3.0:
+        if p.exposure_metric == "twa" or p.threshold_db > 0 or p.exchange_rate_db != 3.0:
             out.append(p)
     return out
 

@@ -109,7 +109,8 @@ class Agent:
                                   f"tingbao calibrate FILE --meter {m.id} --store "
                                   f"{m.calibration_store}")
             return {"pa_per_unit": cur["pa_per_unit"], "calibrated": True,
-                    "state": cur["status"], "time": cur["time"]}
+                    "state": cur["status"], "time": cur["time"],
+                    "deviation_db": cur.get("deviation_db")}
         if m.pa_per_unit is not None:
             return {"pa_per_unit": m.pa_per_unit, "calibrated": True, "state": "manual"}
         if s.kind == "synthetic":
@@ -297,6 +298,10 @@ class Agent:
                "source": self.config.source.kind, "intervals": self.intervals}
         if "time" in cal:
             out["calibration_time"] = cal["time"]
+        if isinstance(cal.get("deviation_db"), int | float):
+            # the last check's reading minus the calibrator level (GBZ/T 189.8: > 0.5 dB
+            # invalidates); the server raises a calibration_drift alert on it
+            out["calibration_deviation_db"] = float(cal["deviation_db"])
         if isinstance(cal["pa_per_unit"], int | float):
             out["pa_per_unit"] = float(cal["pa_per_unit"])
         src = self.source

@@ -148,3 +148,27 @@ def test_close_raises_one_exceedance_per_post_and_job(stack, service):
     assert ledger.verify(stack.influx("reader"), ENT).ok
     # the service's due list no longer holds the day
     assert (ENT, DATE) not in an.due(w.period.end_ns + 10 * 3600 * NS)
+
+
+def test_device_health_from_status_and_registry(stack, service):
+    reg, w, an, store = service
+    now = w.period.start_ns + 2 * 3600 * NS
+    writer = stack.influx("writer")
+    tags = {"enterprise": ENT, "site": "w1"}
+    # m1's agent reports a calibrator check 0.8 dB off (> 0.5 dB, GBZ/T 189.8) and a clock
+    # 5 s off (> the 2 s bound); m2's last will says it went offline after its last interval
+    writer.write([
+        line(schema.STATUS, {**tags, "meter": "m1"},
+             {"online": True, "calibration": "drift", "calibration_deviation_db": 0.8,
+              "clock_offset_s": 5.0}, now - 30 * NS),
+        line(schema.STATUS, {**tags, "meter": "m2"}, {"online": False}, now),
+    ])
+    an.in_shift(w, now)
+    got = {(a.rule, a.meter) for a in store.list(enterprise=ENT)}
+    assert {("calibration_drift", "m1"), ("clock_offset", "m1"),
+            ("meter_offline", "m2")} <= got
+    assert ("meter_offline", "m1") not in got  # m1 sent its last interval 1 s ago
+    drift = store.list(enterprise=ENT, rule="calibration_drift")[0]
+    assert drift.severity == "critical" and drift.evidence["calibration_deviation_db"] == 0.8
+    # both meters were calibrated on 2026-06-01, within the 365-day interval: not overdue
+    assert not store.list(enterprise=ENT, rule="calibration_overdue")

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from support.commands import run_tingbao
 
-from tingbao.analysis import exposure, ledger, records
+from tingbao.analysis import ledger, records
 from tingbao.analysis.alert_store import Alert, AlertStore
+from tingbao.analysis.daily import compute_days
 from tingbao.analysis.report.build import build_report, period_lex, period_u
 from tingbao.analysis.shifts import shift_window
 from tingbao.collector import schema
@@ -135,9 +136,9 @@ def site(stack, tmp_path_factory):
     rollups = Rollups(reader, writer)
     for w in (w1, w2):
         rollups.recompute_range(w.period.start_ns, w.period.end_ns)
-        day = exposure.compute_day(reader, reg, ENT, w.date)
+        day, extras = compute_days(reader, reg, ENT, w.date)  # what `analyze` closes
         ledger.close_day(reader, writer, ENT, w.date.isoformat(), w.period.start_ns,
-                         records.day_records(day))
+                         records.day_records(day, extras))
     store = AlertStore(reader, writer)  # stored, not published
     alert = Alert(enterprise=ENT, rule="lex_projected", shift_date=DAY1.isoformat(),
                   profile="CN-GBZ", severity="warning", text_zh="预计 LEX,8h 超过 85 dB(A)",
