@@ -228,12 +228,18 @@ def _threshold_of(field: str) -> float:
 
 
 # ----------------------------------------------------------------------------- computing
-def _post_u(parts_db: list[float], hours: float, instrument: str
+def _edition(reg: Registry) -> str:
+    """The ISO 9612 edition of the profile in force (``uncertainty_method``, e.g.
+    ``GB/T 21230-2014`` = ISO 9612:2009), the default edition when the profile names none."""
+    return reg.profile.uncertainty_method or iso9612.DEFAULT_EDITION
+
+
+def _post_u(parts_db: list[float], hours: float, instrument: str, edition: str
             ) -> tuple[float | None, str | None]:
     if len(parts_db) < 5:
         return None, "u_insufficient_samples"
     try:
-        u = iso9612.job_based(parts_db, hours, instrument=instrument)
+        u = iso9612.job_based(parts_db, hours, instrument=instrument, edition=edition)
     except ValueError:
         return None, "u_plan_revise"
     return u.U_db, None if u.plan_ok else "u_plan_revise"
@@ -288,7 +294,7 @@ def post_exposure(reg: Registry, window: ShiftWindow, sums: PostSums) -> PostExp
     flags = list(r.flags)
     parts_db = _parts_db(sums.parts)
     u_db, u_flag = (None, None) if not math.isfinite(r.lex_8h) else _post_u(
-        parts_db, window.hours, settings.instrument)
+        parts_db, window.hours, settings.instrument, _edition(reg))
     if u_flag:
         flags.append(u_flag)
     if meter.calibrated is None:
@@ -390,7 +396,8 @@ def job_exposure(reg: Registry, job, window: ShiftWindow,
     if math.isfinite(lex) and samples and "u_insufficient_samples" not in flags and not any(
             f.startswith("no_data") for f in flags):
         try:
-            u_db = iso9612.task_based(samples, instrument=reg.analysis.instrument).U_db
+            u_db = iso9612.task_based(samples, instrument=reg.analysis.instrument,
+                                      edition=_edition(reg)).U_db
         except ValueError:
             flags.append("u_plan_revise")
     return JobExposure(enterprise=job.enterprise, job=job.id, shift=window,

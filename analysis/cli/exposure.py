@@ -6,7 +6,8 @@ from the store (:mod:`tingbao.analysis.exposure`), with the profiles side by sid
 ``kind``, ``enterprise``, ``meter``/``channel`` or ``job``, ``date``, ``laeq``,
 ``duration_h``, ``coverage``, ``lex_8h``, ``u_db``, ``grade``, ``profile``, and for posts
 ``lcpeak_max`` and the impulse counts ``imp_…``); ``csv`` the same flat keys with a header;
-``table`` a bilingual table for a person.
+``table`` a bilingual table for a person. ``--week YYYY-Www`` instead of ``--date`` gives
+LEX,W per post and job from the days the ledger closed (:mod:`tingbao.analysis.weekly`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ def register(sub) -> None:
     p = sub.add_parser("exposure", help="LEX,8h ± U, grade and profiles per post and job for "
                                         "one day")
     p.add_argument("--config", required=True, metavar="SITE", help="site registry TOML")
-    p.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD",
-                   help="local date on which the shift starts")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
+                      help="local date on which the shift starts")
+    when.add_argument("--week", type=_week, metavar="YYYY-Www",
+                      help="ISO week: LEX,W per post and job from the closed days (GBZ 2.2, "
+                           "divisor 5)")
     p.add_argument("--enterprise", metavar="ID", help="one enterprise (default: all)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--stack", metavar="DIR", help="the local stack's data directory "
@@ -36,6 +41,16 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _week(text: str) -> tuple[int, int]:
+    try:
+        year, week = text.split("-W")
+        dt.date.fromisocalendar(int(year), int(week), 1)
+        return int(year), int(week)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO week such as 2026-W45"
+                                         ) from None
 
 
 def run(args) -> int:
@@ -51,6 +66,8 @@ def run(args) -> int:
     if args.enterprise is not None and args.enterprise not in ids:
         raise CliError(f"unknown enterprise {args.enterprise!r}; one of {', '.join(ids)}")
     reader = influx_client(reg, "reader", stack_dir=args.stack)
+    if args.week is not None:
+        return _weeks(reader, reg, [args.enterprise] if args.enterprise else ids, args)
     rows = []
     for ent in [args.enterprise] if args.enterprise else ids:
         day, views = compute_days(reader, reg, ent, args.date)
@@ -68,6 +85,39 @@ def run(args) -> int:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
     else:
         out.write(table(rows))
+    return 0
+
+
+def _weeks(reader, reg, enterprises, args) -> int:
+    from ..weekly import week_exposure
+
+    year, week = args.week
+    rows = []
+    for ent in enterprises:
+        for w in week_exposure(reader, reg, ent, year, week):
+            rows.append({"kind": w.kind, "enterprise": w.enterprise, "subject": w.subject,
+                         "week": f"{year}-W{week:02d}", "days": w.days,
+                         "lex_w": round(w.lex_w, 6), "lex_w_applies": w.applies,
+                         "grade": w.grade.code if w.grade else None, "profile": w.profile,
+                         "daily": {d.isoformat(): round(v, 6) for d, v in w.daily}})
+    out = sys.stdout
+    if args.format == "json":
+        for r in rows:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+    elif args.format == "csv":
+        w = csv.DictWriter(out, fieldnames=[k for k in rows[0] if k != "daily"] if rows else
+                           ["kind"], extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        out.write(f"{'类型 kind':10s} {'企业 enterprise':16s} {'岗位/工种 post/job':22s} "
+                  f"{'周 week':9s} {'天数 days':>9s} {'LEX,W':>6s} {'适用 applies':>12s} "
+                  f"{'分级 grade':>10s}\n")
+        for r in rows:
+            out.write(f"{r['kind']:10s} {r['enterprise']:16s} {r['subject']:22s} "
+                      f"{r['week']:9s} {r['days']:>9d} {r['lex_w']:6.1f} "
+                      f"{'是 yes' if r['lex_w_applies'] else '否 no':>12s} "
+                      f"{r['grade'] or '—':>10s}\n")
     return 0
 
 
