@@ -16,10 +16,19 @@ profile (:func:`views`, every shipped profile unless told):
   dose sum (a threshold and a 5 dB exchange cannot be derived from an energy sum) and the TWA
   is the dose's (:func:`tingbao.analysis.osha_1910_95.twa_db`).
 
-Coverage: both readings are of the covered seconds, extended to the shift (``shift_s``) as if
-the uncovered time were as loud (GBZ/T 189.8 projection,
-:func:`tingbao.analysis.gbzt189_8.projected_lex_8h`; the dose scaled by shift / coverage);
-a view says so in its notes when coverage is short of the shift.
+Coverage, by the rule of the profile in force (:func:`tingbao.analysis.exposure.post_lex`,
+``[analysis] extrapolate_min_coverage``, passed as ``min_coverage``): with coverage =
+covered / shift ≥ ``min_coverage`` both readings are of the covered seconds, extended to the
+shift (``shift_s``) as if the uncovered time were as loud (GBZ/T 189.8 projection,
+:func:`tingbao.analysis.gbzt189_8.projected_lex_8h`; the dose scaled by shift / coverage),
+and a view says so in its notes when coverage is short of the shift. Below ``min_coverage``
+only the measured exposure counts, a lower bound: LEX,8h = 10 lg(EA / (p0² · 8 h))
+(:func:`~tingbao.analysis.gbzt189_8.lex_8h`), the dose is the dose sum of the measured
+seconds unscaled, and the notes say so (:data:`LOW_COVERAGE_NOTE`). The default
+``min_coverage = 0`` always extends.
+
+Impulses: the n of the GBZ 2.2 peak table is :func:`tingbao.analysis.gbz2_2.impulse_count`
+of the shift's counts (the count at the lowest threshold the edge counted).
 
 Statuses (:data:`tingbao.analysis.eu_2003_10.STATUSES`, edges inclusive): ``below``;
 ``lower_action`` at the profile's lower action value (EU 80 dB(A)) or, for CN-GBZ, at 噪声作业
@@ -37,13 +46,19 @@ import types
 from collections.abc import Iterable, Mapping
 
 from tingbao.analysis import eu_2003_10, gbz2_2
-from tingbao.analysis.gbzt189_8 import projected_lex_8h
+from tingbao.analysis.gbzt189_8 import lex_8h, projected_lex_8h
 from tingbao.analysis.gbzt229_4 import HazardGrade, ImpulseHazardGrade, grade, impulse_grade
 from tingbao.analysis.osha_1910_95 import criterion, twa_db
 from tingbao.collector import schema
 from tingbao.collector.registry.profiles import Profile, profile, profile_ids
 
-__all__ = ["PostSums", "ProfileView", "dose_queries", "view", "views"]
+__all__ = ["LOW_COVERAGE_NOTE", "PostSums", "ProfileView", "dose_queries", "view", "views"]
+
+LOW_COVERAGE_NOTE = ("覆盖率 {coverage_pct:.1f}% 不足 {min_pct:g}%，仅计已测能量（下限）/ coverage "
+                     "{coverage_pct:.1f} % below {min_pct:g} % of the shift: measured "
+                     "exposure only (a lower bound)")
+"""The note of a view whose coverage is below ``min_coverage``; :func:`view` fills in
+``coverage_pct`` and ``min_pct`` (%)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +109,11 @@ class PostSums:
                    dict(dose_sums or {}))
 
     @property
+    def coverage(self) -> float:
+        """Covered fraction of the shift, min(coverage_s, shift_s) / shift_s (0 … 1)."""
+        return min(self.coverage_s, self.shift_s) / self.shift_s
+
+    @property
     def projection(self) -> float:
         """shift / coverage: the factor that extends the covered seconds to the shift (NaN
         without coverage)."""
@@ -135,33 +155,33 @@ class ProfileView:
     notes: tuple[str, ...] = ()
 
 
-def _coverage_note(sums: PostSums) -> str | None:
+def _coverage_note(sums: PostSums, extend: bool, min_coverage: float) -> str | None:
+    pct = 100.0 * sums.coverage
     if sums.coverage_s <= 0:
         return "无有效测量数据 / no valid audio in the shift"
+    if not extend:
+        return LOW_COVERAGE_NOTE.format(coverage_pct=pct, min_pct=100.0 * min_coverage)
     if sums.coverage_s < sums.shift_s:
-        pct = 100.0 * sums.coverage_s / sums.shift_s
         return (f"覆盖率 {pct:.1f}%：未覆盖时段按已测水平外推至整个班次 / coverage {pct:.1f} % of "
                 "the shift: the uncovered time is taken as loud as the measured time")
     return None
 
 
-def _impulse_count(sums: PostSums) -> tuple[int | None, float | None]:
-    """(count, threshold): the impulses at the lowest counting threshold, every impulse the
-    edge counted (GBZ 2.2 counts impulses, not impulses above some level)."""
-    if not sums.impulse_counts:
-        return None, None
-    threshold = min(sums.impulse_counts)
-    return sums.impulse_counts[threshold], threshold
-
-
-def view(sums: PostSums, prof: Profile | str) -> ProfileView:
-    """The shift ``sums`` under profile ``prof`` (see the module docstring)."""
+def view(sums: PostSums, prof: Profile | str, *, min_coverage: float = 0.0) -> ProfileView:
+    """The shift ``sums`` under profile ``prof`` (see the module docstring). ``min_coverage``
+    (fraction of the shift, 0 … 1; the profile in force's ``[analysis]
+    extrapolate_min_coverage``): with coverage ≥ it the readings are extended to the shift
+    (dose × shift / coverage), below it they count the measured exposure only (a lower
+    bound, said in the notes)."""
     p = prof if isinstance(prof, Profile) else profile(prof)
-    notes = [n for n in (_coverage_note(sums),) if n]
+    if not 0.0 <= min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be a fraction 0 … 1, got {min_coverage!r}")
+    extend = sums.coverage >= min_coverage
+    notes = [n for n in (_coverage_note(sums, extend, min_coverage),) if n]
     limit = p.lex_limit_db
     if p.exposure_metric == "twa":
         if p.id in sums.dose_sums and sums.coverage_s > 0:
-            dose = 100.0 * sums.dose_sums[p.id] * sums.projection
+            dose = 100.0 * sums.dose_sums[p.id] * (sums.projection if extend else 1.0)
         else:
             dose = math.nan
             if sums.coverage_s > 0:
@@ -173,15 +193,19 @@ def view(sums: PostSums, prof: Profile | str) -> ProfileView:
             notes.append(f"无高于阈值 {p.threshold_db:g} dB(A) 的声级 / no level at or above the "
                          f"{p.threshold_db:g} dB(A) threshold: dose 0 %, no TWA")
     else:
-        lex = (projected_lex_8h(sums.ea_pa2s, sums.coverage_s, sums.shift_s)
-               if sums.coverage_s > 0 else math.nan)
+        if sums.coverage_s <= 0:
+            lex = math.nan
+        elif extend:
+            lex = projected_lex_8h(sums.ea_pa2s, sums.coverage_s, sums.shift_s)
+        else:  # the measured energy alone over 8 h: a lower bound
+            lex = lex_8h(sums.ea_pa2s)  # NaN for no energy
         dose = 100.0 * 10.0 ** (0.1 * (lex - limit)) if math.isfinite(lex) else math.nan
         twa, level = None, lex
 
     lower = p.lower_action_db if p.lower_action_db is not None else p.noise_work_db
     peak = sums.peak_db(p.peak_weighting)
     has_peak = peak is not None and math.isfinite(peak)
-    n, count_threshold = _impulse_count(sums)
+    n, count_threshold = gbz2_2.impulse_count(sums.impulse_counts)
     if p.lower_action_peak_db is not None or p.action_peak_db is not None:  # EU Art. 3
         eu = eu_2003_10.classify(level, peak if has_peak else None, prof=p)
         status = eu.status if math.isfinite(level) or has_peak else None
@@ -238,8 +262,11 @@ def dose_queries(period: schema.Period, profiles: Iterable[str] | None = None, *
     return out
 
 
-def views(sums: PostSums, profiles: Iterable[str] | None = None) -> tuple[ProfileView, ...]:
+def views(sums: PostSums, profiles: Iterable[str] | None = None, *,
+          min_coverage: float = 0.0) -> tuple[ProfileView, ...]:
     """:func:`view` of ``sums`` under each profile id of ``profiles`` (default every shipped
     profile, :func:`~tingbao.collector.registry.profiles.profile_ids`: CN-GBZ, EU, NIOSH,
-    OSHA), in that order."""
-    return tuple(view(sums, pid) for pid in (profile_ids() if profiles is None else profiles))
+    OSHA), in that order, each with the coverage rule ``min_coverage`` of the profile in
+    force."""
+    return tuple(view(sums, pid, min_coverage=min_coverage)
+                 for pid in (profile_ids() if profiles is None else profiles))

@@ -10,7 +10,8 @@ for noise, as the regulatory profile holds them.
 * Impulse noise: the peak sound pressure level by the number n of impulses in a working day,
   n ≤ 100 → 140 dB; 100 < n ≤ 1 000 → 130 dB; 1 000 < n ≤ 10 000 → 120 dB (the profile's
   ``peak_limits``; confidence H). The standard has no row for n > 10 000: :func:`peak_limit_db`
-  returns None and :func:`peak_check` treats the peak as exceeded and says why.
+  returns None and :func:`peak_check` treats the peak as exceeded and says why. The n of a
+  day is :func:`impulse_count` of the counts the edge sent: the one rule every caller uses.
 
 Not confirmed (confidence L, noise-standards.md "Checked 2026-11-29"): the frequency weighting
 GBZ 2.2 prints for the peak (the profile's ``peak_weighting``, default C; the store keeps both
@@ -26,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
 from tingbao.collector.registry.profiles import Profile, profile
 
-__all__ = ["BEYOND_TABLE_NOTE", "MAX_WEEK_DAYS", "PeakCheck", "lex_w", "peak_check",
-           "peak_limit_db", "weighting_note"]
+__all__ = ["BEYOND_TABLE_NOTE", "MAX_WEEK_DAYS", "PeakCheck", "impulse_count", "lex_w",
+           "peak_check", "peak_limit_db", "weighting_note"]
 
 MAX_WEEK_DAYS = 7
 """A week has at most seven working days: :func:`lex_w` refuses more."""
@@ -51,6 +53,30 @@ def _check_count(n_impulses) -> int:
     if isinstance(n_impulses, bool) or not float(n_impulses).is_integer() or n_impulses < 0:
         raise ValueError(f"impulse count must be a whole number >= 0, got {n_impulses!r}")
     return int(n_impulses)
+
+
+def impulse_count(counts: Mapping[float, int]) -> tuple[int | None, float | None]:
+    """The number n of impulses in a working day, the n of the GBZ 2.2-2007 peak table, from
+    the impulse ``counts`` the edge sent for it, ``{C-weighted peak threshold, dB re 20 µPa:
+    impulses counted at or above it}`` (the ``imp_<threshold>`` sums of the store). Returns
+    (n, the threshold in dB whose count it is), or (None, None) when there are no counts
+    (the edge did not count impulses: n is unknown, not 0).
+
+    The rule, the one every caller uses (``tingbao exposure``, ``tingbao analyze``, the
+    virtual dosimeters): every impulse the edge counted is an impulse of the day, since
+    GBZ 2.2 counts impulses, not impulses above some level. So n is the count at the LOWEST
+    counting threshold, whatever the peak limits of the profile: the edge's lowest threshold
+    (default 120 dB, :data:`tingbao.edge.contract.IMPULSE_THRESHOLDS_DB`) defines what counts
+    as an impulse, and a deployment that counts from 110 dB gets the impulses from 110 dB.
+    One impact counts once: the edge starts an impulse only after 0.5 s below the threshold
+    (the refractory time, :mod:`tingbao.edge.impulses`), so an impact's ringing is not
+    counted again. ``{110: 5000, 120: 50}`` → (5000, 110.0); ``{}`` → (None, None).
+    A negative or fractional count is refused (ValueError)."""
+    if not counts:
+        return None, None
+    by_threshold = {float(t): _check_count(n) for t, n in counts.items()}
+    threshold = min(by_threshold)
+    return by_threshold[threshold], threshold
 
 
 def peak_limit_db(n_impulses: int, prof: Profile | str | None = None) -> float | None:

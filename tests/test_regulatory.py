@@ -353,3 +353,101 @@ def test_post_sums_from_the_schema_combiners():
     cn = dosimeters.view(sums, "CN-GBZ")
     assert (cn.n_impulses, cn.peak_limit_db, cn.peak_db) == (12, 140.0, 131.0)
     assert cn.lex_8h_db == pytest.approx(85.0, abs=1e-9) and cn.status == "exceeded"
+
+
+# ------------------------------------------------------- one impulse count n, one coverage rule
+@pytest.mark.parametrize("counts, want", [
+    # every impulse the edge counted is one of the day: the count at the lowest threshold
+    ({110.0: 5000, 120.0: 50}, (5000, 110.0)),
+    ({120.0: 12, 137.5: 2}, (12, 120.0)),
+    ({140.0: 3, 120.0: 40, 130.0: 7}, (40, 120.0)),  # order of the mapping does not matter
+    ({120.0: 0}, (0, 120.0)),  # counted, none: n = 0 (not unknown)
+    ({}, (None, None)),  # the edge did not count: n unknown
+])
+def test_impulse_count_is_the_count_at_the_lowest_threshold(counts, want):
+    assert gbz2_2.impulse_count(counts) == want
+    with pytest.raises(ValueError):
+        gbz2_2.impulse_count({120.0: -1})
+    with pytest.raises(ValueError):
+        gbz2_2.impulse_count({120.0: 2.5})
+
+
+def test_the_same_counts_give_the_same_n_everywhere():
+    # {110: 5000, 120: 50}: the edge counted 5000 impulses from 110 dB, 50 of them reached
+    # 120 dB. n = 5000 (not 50): 1 000 < 5000 ≤ 10 000 → peak limit 120 dB, so a day's
+    # LCpeak of 125 dB exceeds it by 5 dB (with n = 50 it would have been within 140 dB).
+    counts = {110.0: 5000, 120.0: 50}
+    n, threshold = gbz2_2.impulse_count(counts)
+    assert (n, threshold) == (5000, 110.0)
+    assert gbz2_2.peak_limit_db(n, CN) == 120.0
+    quiet = _ea([(70.0, 8.0)])
+    # directly, and from the store's field names (imp_110 = 5000, imp_120 = 50, add_peaks)
+    direct = dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 125.0, 127.0, counts)
+    stored = dosimeters.PostSums.from_store(
+        {"ea": quiet, "coverage": 28_800.0}, {"lcpeak": 125.0, "lzpeak": 127.0,
+                                              "imp_110": 5000, "imp_120": 50}, 28_800.0)
+    for sums in (direct, stored):
+        assert gbz2_2.impulse_count(sums.impulse_counts) == (n, threshold)
+        for v in dosimeters.views(sums):  # every profile reads the same n
+            assert v.n_impulses == n
+        cn = dosimeters.view(sums, "CN-GBZ")
+        assert (cn.peak_limit_db, cn.peak_exceeded, cn.status) == (120.0, True, "exceeded")
+        assert any("≥ 110 dB" in x for x in cn.notes)
+        # the provisional impulse grade reads the same n: 125 − 120 = 5.0 dB above the limit
+        assert cn.impulse_grade.above_limit_db == pytest.approx(5.0)
+        assert impulse_grade(125.0, n, CN).code == cn.impulse_grade.code
+    # no counts: n unknown everywhere, the GBZ 2.2 limit is not checked
+    none = dosimeters.PostSums(quiet, 28_800.0, 28_800.0, 125.0, 127.0, {})
+    assert gbz2_2.impulse_count(none.impulse_counts) == (None, None)
+    assert all(v.n_impulses is None for v in dosimeters.views(none))
+    assert dosimeters.view(none, "CN-GBZ").peak_exceeded is None
+
+
+def test_views_follow_the_coverage_rule_of_the_profile_in_force():
+    # 4 h measured at 88 dB(A) of an 8 h shift: coverage 14 400 / 28 800 = 0.5.
+    # EA = p0² · 10^8.8 · 14 400 s; OSHA's dose sum of those 4 h: 4 / (8 / 2^((88 − 90)/5))
+    # = 0.5 · 2^−0.4 = 2^−1.4 = 0.37893.
+    ea = _ea([(88.0, 4.0)])
+    frac = 2 ** -1.4
+    sums = dosimeters.PostSums(ea, 14_400.0, 28_800.0, dose_sums={"OSHA": frac})
+    # Below min_coverage 0.8: measured energy only (a lower bound).
+    # CN: LEX,8h = 10 lg(EA / (p0² · 28 800)) = 88 + 10 lg 0.5 = 84.99 dB(A); dose
+    # 100 · 10^(0.1 (84.99 − 85)) = 100 · 0.5 · 10^0.3 = 99.76 % (half the extended 199.5 %);
+    # lower_action (80 ≤ 84.99 < 85).
+    # OSHA: dose 100 · 2^−1.4 = 37.89 % unscaled, TWA = 90 + 16.61 lg 0.3789 = 90 − 7 = 83.0.
+    cn, osha = dosimeters.views(sums, ["CN-GBZ", "OSHA"], min_coverage=0.8)
+    low = 88.0 + 10 * math.log10(0.5)
+    assert cn.lex_8h_db == pytest.approx(low, abs=1e-9) and round(low, 2) == 84.99
+    assert cn.dose_pct == pytest.approx(50 * 10**0.3, rel=1e-9) and round(cn.dose_pct, 2) == 99.76
+    assert cn.status == "lower_action"
+    assert osha.dose_pct == pytest.approx(100 * frac, rel=1e-12)
+    assert round(osha.dose_pct, 2) == 37.89
+    assert osha.twa_db == pytest.approx(83.0, abs=1e-9)
+    note = dosimeters.LOW_COVERAGE_NOTE.format(coverage_pct=50.0, min_pct=80.0)
+    for v in (cn, osha):
+        assert note in v.notes and "覆盖率" in note and "lower bound" in note
+        assert "coverage 50.0 % below 80 %" in note
+        assert not any("taken as loud" in x for x in v.notes)
+    # the same as the profile in force computes it (analysis/exposure.py post_lex)
+    from tingbao.analysis.exposure import post_lex
+
+    assert post_lex(ea, 14_400.0, 28_800.0, 0.8).lex_8h == pytest.approx(cn.lex_8h_db, abs=1e-9)
+    # At or above min_coverage (0.5 is reached: the edge is inclusive, as in post_lex; and
+    # 0.3): extended to the shift as now. CN: LEX,8h = LAeq 88 + 10 lg(8 h / 8 h) = 88.0,
+    # dose 100 · 10^0.3 = 199.5 %; OSHA: dose 2 · 37.89 = 75.79 %, TWA 88.0.
+    for min_cov in (0.5, 0.3, 0.0):
+        cn, osha = dosimeters.views(sums, ["CN-GBZ", "OSHA"], min_coverage=min_cov)
+        assert cn.lex_8h_db == pytest.approx(88.0, abs=1e-9)
+        assert cn.dose_pct == pytest.approx(100 * 10**0.3, rel=1e-9)
+        assert osha.dose_pct == pytest.approx(200 * frac, rel=1e-12)
+        assert osha.twa_db == pytest.approx(88.0, abs=1e-9)
+        assert any("coverage 50.0 % of the shift" in x for x in cn.notes)
+        assert not any("lower bound" in x for x in cn.notes + osha.notes)
+        assert post_lex(ea, 14_400.0, 28_800.0, min_cov).lex_8h == pytest.approx(
+            cn.lex_8h_db, abs=1e-9)
+    # nothing measured stays no data on both sides; a min_coverage that is not a fraction
+    # is refused
+    empty = dosimeters.PostSums(0.0, 0.0, 28_800.0)
+    assert math.isnan(dosimeters.view(empty, "CN-GBZ", min_coverage=0.8).level_db)
+    with pytest.raises(ValueError):
+        dosimeters.view(sums, "CN-GBZ", min_coverage=80.0)
