@@ -2,12 +2,16 @@
 work through these functions.
 
 A WAV/FLAC recording from a handheld or personal meter is measured by the edge's IEC 61672-1
-class 1 meter (:class:`~tingbao.edge.meter.SoundLevelMeter`, 1 s intervals), each interval
-becomes the ``levels`` payload a live agent would publish (:func:`contract.levels_payload`,
-or :func:`contract.levels_payload_channels` for a multichannel meter), goes through
-:func:`contract.validate` exactly as a live message does, becomes the same line protocol
-(:func:`.lineprotocol.message_lines`) and is written to the deployment's InfluxDB with its
-``rollups_due`` markers (:meth:`.rollups.Rollups.mark`); the ``levels_1m`` minutes it
+class 1 meter (:class:`~tingbao.edge.meter.SoundLevelMeter`, 1 s intervals) counting
+impulses as a live agent does by default (:mod:`tingbao.edge.impulses`: C-weighted peak
+events at :data:`contract.IMPULSE_THRESHOLDS_DB` = 120, 130, 135, 137, 140 dB, 0.5 s
+refractory time), so an imported day has the GBZ 2.2 impulse count n of its peak limit.
+Each interval becomes the ``levels`` payload a live agent would publish, impulse counts
+included (:func:`contract.levels_payload`, or :func:`contract.levels_payload_channels` for a
+multichannel meter; stored as ``imp_<threshold>`` fields, summed in ``levels_1m``), goes
+through :func:`contract.validate` exactly as a live message does, becomes the same line
+protocol (:func:`.lineprotocol.message_lines`) and is written to the deployment's InfluxDB
+with its ``rollups_due`` markers (:meth:`.rollups.Rollups.mark`); the ``levels_1m`` minutes it
 touched are then recomputed by the collector's own rollup code
 (:meth:`.rollups.Rollups.run_due`), since analysis sums closed minutes from ``levels_1m``.
 
@@ -88,6 +92,7 @@ import numpy as np
 
 from tingbao.edge import contract
 from tingbao.edge.iec61672 import MIN_SAMPLERATE
+from tingbao.edge.impulses import DEFAULT_REFRACTORY_S
 from tingbao.edge.levels import leq_from_exposure, lex_8h
 from tingbao.edge.meter import IntervalLevels, SoundLevelMeter
 from tingbao.edge.sources.chunk import SourceError
@@ -100,13 +105,19 @@ from .lineprotocol import LineProtocolError, message_lines
 from .registry.site import Meter, Registry
 from .rollups import Rollups, SeriesKey
 
-__all__ = ["INTERVAL_S", "DEAD_LETTER_TAG", "ImportRefused", "ImportPlan", "ImportResult",
+__all__ = ["INTERVAL_S", "IMPULSE_THRESHOLDS_DB", "IMPULSE_REFRACTORY_S", "DEAD_LETTER_TAG",
+           "ImportRefused", "ImportPlan", "ImportResult",
            "Refusal", "find_meter", "parse_start", "check_period", "check_samplerate",
            "plan_import", "existing_conflicts", "check_retention", "retention_ns",
            "import_recording"]
 
 INTERVAL_S = 1.0
 """Interval length of imported levels, s (the live agents' default)."""
+IMPULSE_THRESHOLDS_DB = contract.IMPULSE_THRESHOLDS_DB
+"""Impulse-count thresholds of imported levels, dB re 20 µPa C-weighted peak (the live
+agents' default: 120, 130, 135, 137, 140)."""
+IMPULSE_REFRACTORY_S = DEFAULT_REFRACTORY_S
+"""Quiet time below a threshold before a new impulse counts, s (the edge's default, 0.5)."""
 DEAD_LETTER_TAG = "tingbao-import"
 """``collector`` tag of the dead letters an import writes."""
 BATCH_INTERVALS = 600
@@ -570,7 +581,9 @@ def import_recording(plan: ImportPlan, path: str | os.PathLike, writer: InfluxCl
                     now_ns=now_ns)
     imp.result.overwritten = own
     meter = SoundLevelMeter(plan.samplerate, channels=plan.channels, interval=INTERVAL_S,
-                            pa_per_unit=plan.pa_per_unit, bands=plan.bands)
+                            pa_per_unit=plan.pa_per_unit, bands=plan.bands,
+                            impulse_thresholds_db=IMPULSE_THRESHOLDS_DB,
+                            impulse_refractory_s=IMPULSE_REFRACTORY_S)
     n_int = round(INTERVAL_S * plan.samplerate)
     bad: dict[int, int] = {}
 

@@ -3,7 +3,8 @@ levels and minute rollups, with exposure sums checked against the analytic value
 recording's sine tones and an independent filtering of the same samples; re-imports
 overwrite; a calibrator recording gives the same S as the equivalent --pa-per-unit; bad input
 ends with exit status 2 and one line saying what to do; corrupt intervals are refused and
-reported while the good ones are kept."""
+reported while the good ones are kept; impacts in a recording are counted as a live agent
+counts them and summed in the 1 s levels and the minute rollups."""
 
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ import soundfile as sf
 from scipy import signal
 from support.commands import run_tingbao
 
+from tingbao.analysis import gbz2_2
 from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
 from tingbao.collector.recording_import import (
     IMPORT_SEQ_BASE,
+    IMPULSE_THRESHOLDS_DB,
     ImportRefused,
     import_recording,
     plan_import,
 )
 from tingbao.collector.registry import load_registry
-from tingbao.edge import iec61672
+from tingbao.edge import contract, iec61672
 from tingbao.edge.cli.main import main as tingbao_main
 
 FS = 48_000
@@ -310,3 +313,82 @@ def test_two_channels_with_bands(stack, site, tmp_path):
     for r in bands:
         want = 20 * math.log10((0.5 if r["channel"] == "0" else 0.05) * 2 / math.sqrt(2) / P0)
         assert abs(r["b1000"] - want) < 0.1
+
+
+IMPACTS = ((2.5, 125.0), (9.7, 132.0), (17.98, 141.5), (24.9, 127.0),
+           (33.1, 136.0), (48.6, 138.5), (70.4, 134.0))
+"""(start s into the recording, peak dB re 20 µPa) of the synthetic impacts: 1 kHz decaying
+bursts, each at least 0.45 dB away from every counting threshold (120, 130, 135, 137, 140)."""
+S_IMPACT = 500.0
+"""Pa per raw unit of the impact recording (141.5 dB = 237.7 Pa peak = 0.475 raw)."""
+
+
+def _impacts(seconds: int = 75) -> np.ndarray:
+    """Quiet background (white noise, 0.02 Pa rms: 60 dB) with the :data:`IMPACTS`: each
+    p(t) = p_peak · e^(−t / 20 ms) · sin(2π · 1 kHz · t) for 0.3 s. A 141.5 dB burst falls
+    below 120 dB after 20 ms · ln 10^(21.5/20) = 50 ms: one impact, well inside the 0.5 s
+    refractory time; bursts are more than 1 s apart."""
+    x = np.random.default_rng(7).normal(0.0, 0.02 / S_IMPACT, seconds * FS)
+    t = np.arange(int(0.3 * FS)) / FS
+    for at, peak in IMPACTS:
+        i = round(at * FS)
+        x[i:i + t.size] += (P0 * 10 ** (peak / 20) / S_IMPACT * np.exp(-t / 0.02)
+                            * np.sin(2 * np.pi * 1000.0 * t))
+    return x
+
+
+def test_impacts_are_counted_and_summed(stack, site, tmp_path):
+    # 75 s starting 30 s into a UTC minute: impacts 1-4 fall in the first minute, 5-7 in the
+    # second; the impact at 17.98 s rings across the 18 s interval boundary (counted once,
+    # in interval 17, where it starts). Peaks 125, 132, 141.5, 127 | 136, 138.5, 134 dB give
+    # per threshold (the number of peaks at or above it):
+    #   120: 4 + 3 = 7;  130: 2 + 3 = 5;  135: 1 + 2 = 3;  137: 1 + 1 = 2;  140: 1 + 0 = 1.
+    x = _impacts()
+    # independent of the meter's streaming: the C-weighted peak of each burst from one
+    # sosfilt over the whole signal is within 0.05 dB of its design, so each is on the
+    # designed side of every threshold (≥ 0.45 dB away)
+    pc = signal.sosfilt(iec61672.weighting_sos("C", FS), x * S_IMPACT)
+    for at, peak in IMPACTS:
+        i = round(at * FS)
+        got = 20 * math.log10(float(np.max(np.abs(pc[i:i + int(0.3 * FS)]))) / P0)
+        assert abs(got - peak) < 0.05
+    assert IMPULSE_THRESHOLDS_DB == contract.IMPULSE_THRESHOLDS_DB == (120, 130, 135, 137, 140)
+    want = {t: sum(p >= t for _, p in IMPACTS) for t in IMPULSE_THRESHOLDS_DB}
+    assert want == {120: 7, 130: 5, 135: 3, 137: 2, 140: 1}
+    first = {t: sum(p >= t for _, p in IMPACTS[:4]) for t in IMPULSE_THRESHOLDS_DB}
+    assert first == {120: 4, 130: 2, 135: 1, 137: 1, 140: 1}
+
+    minute0 = DAY_AGO_NS + 70 * 60 * 10**9
+    start = minute0 + 30 * 10**9
+    wav = _write(tmp_path / "impacts.wav", x)
+    plan = plan_import(load_registry(site), wav, "m3", _iso(start), pa_per_unit=S_IMPACT)
+    result = import_recording(plan, wav, stack.influx("writer"), stack.influx("reader"))
+    assert result.stored == 75 and not result.refused and result.rollups == 2
+    where = schema.where_tags([("meter", "m3")])
+    fields = ", ".join(f"SUM({schema.impulse_field(t)}) AS {schema.impulse_field(t)}"
+                       for t in IMPULSE_THRESHOLDS_DB)
+    fine = stack.influx().query_rows(
+        f"SELECT {fields} FROM {schema.source(schema.LEVELS)} WHERE {where} AND "
+        f"time >= {start} AND time < {start + 75 * 10**9}")
+    minutes = stack.influx().query_rows(
+        f"SELECT {schema.impulse_field(120)}, {schema.impulse_field(130)}, "
+        f"{schema.impulse_field(135)}, {schema.impulse_field(137)}, "
+        f"{schema.impulse_field(140)} FROM {schema.source(schema.LEVELS_1M, schema.RP_FOREVER)}"
+        f" WHERE {where} AND time >= {minute0} AND time < {minute0 + 120 * 10**9}", epoch="ns")
+    assert len(fine) == 1 and len(minutes) == 2
+    assert [int(r["time"]) for r in minutes] == [minute0, minute0 + 60 * 10**9]
+    for t, n in want.items():
+        name = schema.impulse_field(t)
+        assert fine[0][name] == n  # the 1 s levels
+        assert minutes[0][name] == first[t]  # each minute rollup
+        assert minutes[0][name] + minutes[1][name] == n
+    # what analysis reads (the two whole minutes from levels_1m): n = 7 at 120 dB, the
+    # highest LCpeak 141.5 dB ≥ the 140 dB limit for n ≤ 100 (GBZ 2.2-2007)
+    period = schema.Period(minute0, minute0 + 120 * 10**9)
+    peaks = schema.add_peaks(r for q in schema.period_peaks(period, meters=["m3"])
+                             for r in stack.influx().query_rows(q))[("m3", "0")]
+    counts = {t: peaks[name] for t, name in schema.impulse_thresholds(peaks).items()}
+    assert gbz2_2.impulse_count(counts) == (7, 120.0)
+    check = gbz2_2.peak_check(peaks["lcpeak"], 7, "CN-GBZ")
+    assert abs(peaks["lcpeak"] - 141.5) < 0.05
+    assert (check.limit_db, check.exceeded) == (140.0, True)
