@@ -17,7 +17,9 @@ rule                          severity     condition
 ``peak_exceeded``             critical     the day's highest peak ≥ the GBZ 2.2 limit for the
                                            day's impulse count (:mod:`.daily`)
 ``coverage_low``              warning      shift closed: coverage < ``coverage_alert_below``
-``overload``                  warning      an interval of the shift reports overload
+``overload``                  warning      in shift: an interval of the last ``recent_s``
+                                           reports overload; at the close: any interval of
+                                           the shift
 ``meter_offline``             warning      per meter: its last will (status online = false) or
                                            no interval for ``offline_after_s``
 ``clock_offset``              warning      per meter: |clock_offset_s| in its status > bound
@@ -33,8 +35,10 @@ rule                          severity     condition
 **Edge triggering.** A condition raises when it turns true; while it stays true nothing more
 is raised. When it clears and turns true again, it raises again only after ``holdoff_s``
 since it cleared, as occurrence 1, 2, … of that condition in that shift. An alert's id is a
-hash of (enterprise, rule, post, shift date, profile, occurrence), so a restarted service or a
-back-fill re-raising the same condition finds the alert already stored and adds nothing.
+hash of (enterprise, rule, post, shift date, profile, occurrence), so a back-fill re-raising
+the same condition finds the alert already stored and adds nothing; a restarted service
+first counts the occurrences already stored (:meth:`EdgeTrigger.seed`), so its next one gets
+a new id. Limits are reached at equality (≥), as grades are.
 """
 
 from __future__ import annotations
@@ -78,12 +82,12 @@ TEXTS = {
     "dose_100": ("{subject} 剂量已达 {dose:.0f} %（超过 100 %，本班已超限）",
                  "{subject}: dose so far {dose:.0f} % (past 100 %: over the limit for the "
                  "shift)"),
-    "lex_exceeded": ("{subject} 本班 LEX,8h {lex:.1f} ± {u} dB(A) 超过限值 {limit:g} dB(A)",
-                     "{subject}: LEX,8h {lex:.1f} ± {u} dB(A) exceeds the {limit:g} dB(A) "
-                     "limit"),
-    "peak_exceeded": ("{subject} 峰值 {peak:.1f} dB({w}) 超过 {n} 次脉冲对应的限值 {limit}",
-                      "{subject}: peak {peak:.1f} dB({w}) exceeds the limit {limit} for {n} "
-                      "impulses"),
+    "lex_exceeded": ("{subject} 本班 LEX,8h {lex:.1f} ± {u} dB(A) 达到或超过限值 {limit:g} dB(A)",
+                     "{subject}: LEX,8h {lex:.1f} ± {u} dB(A) reaches or exceeds the {limit:g} "
+                     "dB(A) limit"),
+    "peak_exceeded": ("{subject} 峰值 {peak:.1f} dB({w}) 达到或超过 {n} 次脉冲对应的限值 {limit}",
+                      "{subject}: peak {peak:.1f} dB({w}) reaches or exceeds the limit {limit} "
+                      "for {n} impulses"),
     "coverage_low": ("{subject} 本班测量覆盖率 {coverage:.0f} %，低于 {bound:.0f} %",
                      "{subject}: the shift was {coverage:.0f} % measured, below {bound:.0f} %"),
     "overload": ("{subject} 本班有 {n} 个过载区间，测量值不可信",
@@ -117,6 +121,18 @@ class EdgeTrigger:
     def __init__(self, holdoff_s: float):
         self.holdoff_ns = int(holdoff_s * 1e9)
         self.state: dict[tuple, tuple[bool, int | None, int, bool]] = {}
+
+    def known(self, key: tuple) -> bool:
+        return key in self.state
+
+    def raised(self, key: tuple) -> int:
+        """How many occurrences of ``key`` were raised (0 for an unknown key)."""
+        return self.state.get(key, (False, None, 0, False))[2]
+
+    def seed(self, key: tuple, raised: int) -> None:
+        """Start ``key`` from the alerts already stored (a restarted service): ``raised``
+        occurrences exist, and the latest is taken to cover the condition if it holds now."""
+        self.state[key] = (raised > 0, None, raised, raised > 0)
 
     def update(self, cond: Condition, now_ns: int) -> int | None:
         active, cleared, raised, armed = self.state.get(cond.key, (False, None, 0, False))

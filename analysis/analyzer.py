@@ -29,7 +29,7 @@ from tingbao.edge.levels import P0_SQUARED, T0_8H
 from . import gbz2_2, ledger
 from .alert_rules import SEVERITY, Condition, EdgeTrigger, texts
 from .alert_store import Alert, AlertStore, NotPublished
-from .daily import compute_days, impulse_count
+from .daily import compute_days
 from .exposure import PostSums
 from .gbzt189_8 import laeq as laeq_of
 from .records import day_records
@@ -83,8 +83,27 @@ class Analyzer:
                 del self.triggers[old]
         return self.triggers[key]
 
+    def _seed(self, w: ShiftWindow, trigger: EdgeTrigger, cond: Condition) -> None:
+        """Count the occurrences of ``cond`` already stored for this shift (a restart)."""
+        stored = self.store.list(enterprise=w.enterprise, rule=cond.rule, meter=cond.meter,
+                                 since_ns=w.period.start_ns - 3600 * NS,
+                                 until_ns=w.period.end_ns + 3 * 86400 * NS, limit=1000)
+        same = [a for a in stored if a.shift_date == w.date.isoformat()
+                and a.channel == cond.channel and a.job == cond.job
+                and a.profile == self.reg.profile.id]
+        trigger.seed(cond.key, len(same))
+
+    def _raised_before(self, w: ShiftWindow, cond: Condition) -> int:
+        trigger = self._trigger(w)
+        if not trigger.known(cond.key):
+            self._seed(w, trigger, cond)
+        return trigger.raised(cond.key)
+
     def _raise(self, w: ShiftWindow, cond: Condition, now_ns: int) -> str | None:
-        occurrence = self._trigger(w).update(cond, now_ns)
+        trigger = self._trigger(w)
+        if not trigger.known(cond.key):
+            self._seed(w, trigger, cond)
+        occurrence = trigger.update(cond, now_ns)
         if occurrence is None:
             return None
         zh, en = texts(cond.rule, subject=_subject(cond.meter, cond.channel, cond.job),
@@ -165,9 +184,8 @@ class Analyzer:
 
     def _peak_condition(self, meter: str, ch: int, p: dict) -> list[Condition]:
         prof = self.reg.profile
-        impulses = {float(k[len(schema.IMPULSE_PREFIX):].replace("p", ".")): int(v)
-                    for k, v in p.items() if k.startswith(schema.IMPULSE_PREFIX)}
-        n, _ = impulse_count(impulses, prof)
+        impulses = {t: int(p[name]) for t, name in schema.impulse_thresholds(p).items()}
+        n = gbz2_2.impulse_count(impulses)[0] or 0
         peak = p.get("lzpeak") if prof.peak_weighting == "Z" else p.get("lcpeak")
         check = gbz2_2.peak_check(peak, n, prof)
         if check is None:
@@ -249,6 +267,8 @@ class Analyzer:
         limit = self.reg.profile.lex_limit_db
         now = w.period.end_ns
         raised = []
+        overloads = {(r["meter"], r["channel"]): int(r.get("n") or 0)
+                     for r in self.reader.query_rows(_overload_query(w.period, enterprise))}
         for p in day.posts:
             ev = {"lex_8h": p.lex_8h, "u_db": p.u_db, "coverage": p.coverage,
                   "laeq": p.laeq, "flags": list(p.flags), "limit_db": limit}
@@ -262,6 +282,11 @@ class Analyzer:
                                    args={"coverage": 100 * p.coverage,
                                          "bound": 100 * self.reg.analysis.coverage_alert_below}))
             conds += self._peak_condition(p.meter, p.channel, _peaks_of(p.sums))
+            n_over = overloads.get((p.meter, str(p.channel)), 0)
+            over = Condition("overload", n_over > 0, p.meter, p.channel,
+                             evidence={"overloaded_intervals": n_over}, args={"n": n_over})
+            if not self._raised_before(w, over):  # the shift's overload, unless alerted in it
+                conds.append(over)
             raised += [i for c in conds if (i := self._raise(w, c, now))]
         for j in day.jobs:
             if math.isfinite(j.lex_8h):
@@ -276,32 +301,59 @@ class Analyzer:
                          len(day.jobs))
 
     def due(self, now_ns: int) -> list[tuple[str, dt.date]]:
-        """Shifts that ended at least ``close_delay_s`` before ``now_ns`` (yesterday's and
-        the day before's, so a service down for a day catches up) and are not chained."""
+        """Workday shifts that ended at least ``close_delay_s`` before ``now_ns`` (of the
+        last three days, so a service down for a day catches up; older ones are for
+        ``--from/--to``) and are not chained. A shift whose minutes still await their rollup
+        (``rollups_due`` markers in it: late intervals being stored) waits, for at most an
+        hour past its due time."""
         out = []
         delay = int(self.reg.analysis.close_delay_s * NS)
         tz = self.reg.deployment.timezone
         today = dt.datetime.fromtimestamp(now_ns / NS, dt.UTC).astimezone(
             zoneinfo.ZoneInfo(tz)).date()
         for e in self.reg.enterprises:
-            for back in (2, 1, 0):
+            for back in (3, 2, 1, 0):
                 d = today - dt.timedelta(days=back)
+                if not e.shift.works_on(d):
+                    continue
                 w = shift_window(e, d, tz)
-                if w.period.end_ns + delay <= now_ns and not ledger.is_closed(
-                        self.reader, e.id, w.period.start_ns):
-                    out.append((e.id, d))
+                due_ns = w.period.end_ns + delay
+                if due_ns > now_ns or ledger.is_closed(self.reader, e.id, w.period.start_ns):
+                    continue
+                if now_ns < due_ns + 3600 * NS and self._pending_rollups(e.id, w):
+                    log.info("%s %s: minutes still await their rollup; closing later", e.id, d)
+                    continue
+                out.append((e.id, d))
         return out
 
+    def _pending_rollups(self, enterprise: str, w: ShiftWindow) -> bool:
+        rows = self.reader.query_rows(
+            f"SELECT COUNT({schema.quote_ident(schema.MARKER_AT)}) AS n FROM "
+            f"{schema.source(schema.ROLLUPS_DUE)} WHERE "
+            f"{schema.where_tags([('enterprise', enterprise)])} AND {w.period.where()}")
+        return bool(rows and rows[0].get("n"))
+
     def tick(self, now_ns: int | None = None) -> dict:
-        """One pass: close what is due, evaluate running shifts. Returns what it did."""
+        """One pass: close what is due, evaluate running shifts. A failure of one enterprise
+        or day is logged and the others go on. Returns what it did."""
         now = self.clock() if now_ns is None else now_ns
-        closed = [self.close(e, d) for e, d in self.due(now)]
-        raised = []
+        closed, raised, failed = [], [], []
+        for e, d in self.due(now):
+            try:
+                closed.append(self.close(e, d))
+            except Exception as exc:  # noqa: BLE001 - one day must not stop the others
+                log.exception("closing %s %s failed", e, d)
+                failed.append((e, d, str(exc)))
         for e in self.reg.enterprises:
             w = shift_at(self.reg, e.id, now)
-            if w is not None:
+            if w is None:
+                continue
+            try:
                 raised += self.in_shift(w, now)
-        return {"closed": closed, "raised": raised}
+            except Exception as exc:  # noqa: BLE001
+                log.exception("in-shift rules of %s failed", e.id)
+                failed.append((e.id, w.date, str(exc)))
+        return {"closed": closed, "raised": raised, "failed": failed}
 
 
 def _lex_args(lex: float, u: float | None, limit: float) -> dict:
@@ -310,10 +362,7 @@ def _lex_args(lex: float, u: float | None, limit: float) -> dict:
 
 def _peaks_of(s: PostSums) -> dict:
     out = {"lcpeak": s.lcpeak_db, "lzpeak": s.lzpeak_db}
-    for thr, n in s.impulses.items():
-        t = float(thr)
-        name = f"{int(t)}" if t.is_integer() else f"{t:g}".replace(".", "p")
-        out[schema.IMPULSE_PREFIX + name] = n
+    out.update({schema.impulse_field(t): n for t, n in s.impulses.items()})
     return {k: v for k, v in out.items() if v is not None}
 
 

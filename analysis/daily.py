@@ -3,14 +3,13 @@
 impulse grade of every post, and the other regulatory profiles side by side
 (:mod:`.dosimeters`). What ``tingbao exposure`` prints, the ledger stores and alerts read.
 
-**The impulse count of a day** (a choice, documented): GBZ 2.2-2007 sets the peak limit by the
-number n of impulses in the working day. tingbao counts as impulses the C-weighted peak events
-at or above the LOWEST limit of the profile's table (120 dB for CN-GBZ: an event below it
-cannot exceed any row), as the edge counted them (:mod:`tingbao.edge.impulses`: refractory
-0.5 s, so one impact and its ringing count once). The peak compared is the day's highest
-LCpeak (LZpeak when the profile's ``peak_weighting`` is ``Z``). Intervals from agents that do
-not count impulses give n = 0, the most lenient row; the post is then flagged
-``impulses_not_counted``.
+**The impulse count of a day** (:func:`tingbao.analysis.gbz2_2.impulse_count`): GBZ 2.2-2007
+sets the peak limit by the number n of impulses in the working day; every impulse the edge
+counted at its lowest threshold (default 120 dB, C-weighted peak events; one impact and its
+ringing count once, 0.5 s refractory, :mod:`tingbao.edge.impulses`) is one. The peak compared
+is the day's highest LCpeak (LZpeak when the profile's ``peak_weighting`` is ``Z``).
+Intervals from agents that do not count impulses give n = 0, the most lenient row; the post
+is then flagged ``impulses_not_counted``.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from tingbao.collector.registry.site import Registry
 from . import dosimeters, gbz2_2, gbzt229_4
 from .exposure import DayExposure, PostExposure, compute_day
 
-__all__ = ["compute_days", "dose_profiles", "impulse_count", "peak_fields"]
+__all__ = ["compute_days", "dose_profiles", "peak_fields"]
 
 
 def dose_profiles(reg: Registry) -> list:
@@ -40,25 +39,13 @@ def dose_profiles(reg: Registry) -> list:
     return out
 
 
-def impulse_count(counts: dict[float, int], prof) -> tuple[int, bool]:
-    """(n, counted): of the impulse ``counts`` ({threshold dB: count}) of a day, those at or
-    above the lowest peak limit of ``prof`` (module docstring); ``counted`` is False when
-    the edge sent no counts."""
-    if not counts:
-        return 0, False
-    floor = min((r.limit_db for r in prof.peak_limits), default=None)
-    eligible = [t for t in counts if floor is None or t >= floor - 1e-9]
-    if not eligible:
-        return 0, False
-    return int(counts[min(eligible)]), True
-
-
 def peak_fields(post: PostExposure, reg: Registry) -> dict:
     """The GBZ 2.2 peak check and the provisional impulse grade of a post as record fields:
     ``n_impulses``, ``peak_limit_db``, ``peak_exceeded``, ``peak_weighting``,
     ``impulse_grade`` and ``impulse_grade_provisional``."""
     prof = reg.profile
-    n, counted = impulse_count(post.sums.impulses, prof)
+    n, threshold = gbz2_2.impulse_count(post.sums.impulses)
+    counted, n = n is not None, n or 0
     peak = post.sums.lzpeak_db if prof.peak_weighting == "Z" else post.sums.lcpeak_db
     out: dict = {"n_impulses": n, "peak_weighting": prof.peak_weighting}
     check = gbz2_2.peak_check(peak, n, prof)
@@ -68,8 +55,10 @@ def peak_fields(post: PostExposure, reg: Registry) -> dict:
         g = gbzt229_4.impulse_grade(peak, n, prof)
         if g is not None:
             out.update(impulse_grade=g.code, impulse_grade_provisional=g.provisional)
-    if not counted and post.sums.n:
-        out["impulses_counted"] = False
+    if counted:
+        out["impulse_threshold_db"] = threshold
+    elif post.sums.n:
+        out["flags"] = ",".join((*post.flags, "impulses_not_counted"))
     return out
 
 
@@ -101,7 +90,7 @@ def _views(post: PostExposure, reg: Registry) -> list[dict]:
     for pid in reg.analysis.profiles:
         if pid == reg.profile.id:
             continue
-        v = dosimeters.view(sums, pid)
+        v = dosimeters.view(sums, pid, min_coverage=reg.analysis.extrapolate_min_coverage)
         out.append({"profile": v.profile, "metric": v.exposure_metric,
                     "level_db": _finite(v.level_db), "lex_8h": _finite(v.lex_8h_db),
                     "twa_db": _finite(v.twa_db), "dose_pct": _finite(v.dose_pct),

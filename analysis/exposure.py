@@ -14,19 +14,26 @@ measured part: LEX,8h = LAeq + 10 lg(Te / 8 h) (flag ``gaps_extrapolated`` when 
 < 1). Below it LEX,8h counts the measured energy only, 10 lg(EA / (p0² · 8 h)), a lower
 bound (flag ``low_coverage``). A shift without data has no LEX (flag ``no_data``).
 
-**Uncertainty of a post** (a choice, documented here): a fixed meter measures the whole
-shift, so the only spread ISO 9612 sees is that of the shift's own sub-periods. The shift is
-cut into N = max(5, round(hours)) equal parts of whole minutes; the LAeq of each part with
-at least half its time measured is one sample of the job-based strategy (clause 10, Table
-C.4, u2 of the ``[analysis] instrument`` class, u3 = 1.0 dB, k = 1.65). Fewer than 5 such
-parts: no U (flag ``u_insufficient_samples``); c1·u1 beyond the table: no U (flag
-``u_plan_revise``, the standard says the plan must be revised).
+**Uncertainty of a post** (a choice, documented here). A shift measured from start to end
+has no sampling uncertainty within the day (ISO 9612 samples because it cannot measure all
+of it): its U = k·√(u2² + u3²) (u2 of the ``[analysis] instrument`` class, u3 = 1.0 dB,
+k = 1.65; 2.01 dB for a class 1 meter). The variation from day to day is the full-day
+strategy's business (clause 11), taken over the days of a report. A shift with gaps that
+were extrapolated is sampled: it is cut into N = max(5, round(hours)) equal parts of whole
+minutes; the LAeq of each part with at least half its time measured is one sample of the
+job-based strategy (clause 10, Table C.4 for c1·u1). Fewer than 5 such parts: no U (flag
+``u_insufficient_samples``); c1·u1 > 3.5 dB: U is given and flagged ``u_plan_revise`` (the
+standard says the plan must be revised); beyond the table: no U, same flag.
 
 **Job** (工种, GBZ/T 189.8-2007 clause 6.3, ISO 9612 task-based strategy clause 9): its
 tasks from the registry, each ``hours`` at a post (that post's LAeq over the shift) or at a
-declared ``laeq_db``; LEX,8h = 10 lg Σ (Tm / 8 h) · 10^(0.1 Lm). U by the task-based
-strategy, each measured task's samples being its post's sub-period levels, a declared level
-counting as a fixed level without sampling spread (its u1a = 0, said in the flags). The job's
+declared ``laeq_db``; LEX,8h = 10 lg Σ (Tm / 8 h) · 10^(0.1 Lm)
+(:func:`~tingbao.analysis.gbzt189_8.lex_8h_from_tasks`). A task whose post has no data is
+left out of the sum and flagged ``no_data:METER:CHANNEL`` (the LEX is then a lower bound);
+``posts_low_coverage`` says the posts' LAeq stood for gaps below the coverage threshold.
+U by the task-based strategy, each measured task's samples being its post's sub-period
+levels, a declared level counting as a fixed level without sampling spread (its u1a = 0,
+said in the flags). The job's
 coverage is the hours-weighted coverage of its measured tasks.
 
 Grades per GBZ/T 229.4-2012 (:mod:`.gbzt229_4`) of the profile in force, impulse-noise peak
@@ -48,14 +55,18 @@ from tingbao.edge.levels import P0_SQUARED, T0_8H
 
 from . import iso9612
 from .gbzt189_8 import laeq as laeq_of
+from .gbzt189_8 import lex_8h_from_tasks
 from .gbzt229_4 import HazardGrade, grade
 from .shifts import ShiftWindow, shift_window
 
 __all__ = ["DayExposure", "JobExposure", "PostExposure", "PostLex", "PostSums", "compute_day",
-           "lex_many", "post_exposure", "post_lex", "read_post_sums", "task_lex"]
+           "lex_many", "post_exposure", "post_lex", "read_post_sums"]
 
 MIN_PART_FILL = 0.5
 """A sub-period counts as an ISO 9612 sample when at least this fraction of it is measured."""
+COMPLETE_TOLERANCE_S = 5.0
+"""A shift missing at most this many seconds counts as measured in full (the intervals of a
+meter start where its stream started, not at the shift's edges)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,21 +221,13 @@ def read_post_sums(client: InfluxClient, window: ShiftWindow, meters: Iterable[s
     for key in set(sums) | set(peaks):
         s = sums.get(key, {})
         p = peaks.get(key, {})
-        impulses = {}
-        for name, count in p.items():
-            if name.startswith(schema.IMPULSE_PREFIX):
-                impulses[_threshold_of(name)] = int(count)
+        impulses = {t: int(p[name]) for t, name in schema.impulse_thresholds(p).items()}
         out[(key[0], int(key[1]))] = PostSums(
             meter=key[0], channel=int(key[1]), ea_pa2s=float(s.get("ea", 0.0)),
             covered_s=float(s.get("coverage", 0.0)), n=int(s.get("n", 0)),
             lcpeak_db=p.get("lcpeak"), lzpeak_db=p.get("lzpeak"), lafmax_db=p.get("lafmax"),
             impulses=impulses, parts=tuple(parts.get(key, ())), doses=doses.get(key, {}))
     return out
-
-
-def _threshold_of(field: str) -> float:
-    """``imp_137p5`` → 137.5 dB (the edge's field names, :mod:`tingbao.edge.impulses`)."""
-    return float(field[len(schema.IMPULSE_PREFIX):].replace("p", "."))
 
 
 # ----------------------------------------------------------------------------- computing
@@ -234,8 +237,14 @@ def _edition(reg: Registry) -> str:
     return reg.profile.uncertainty_method or iso9612.DEFAULT_EDITION
 
 
-def _post_u(parts_db: list[float], hours: float, instrument: str, edition: str
-            ) -> tuple[float | None, str | None]:
+def _post_u(parts_db: list[float], hours: float, instrument: str, edition: str,
+            complete: bool) -> tuple[float | None, str | None]:
+    """(U in dB, flag) of a post-day (module docstring): no sampling term when ``complete``
+    (the whole shift measured), else the job-based strategy over the sub-period levels."""
+    if complete:
+        ed = iso9612.load_edition(edition)
+        u2 = ed.instrument(instrument).u2_db
+        return ed.coverage_factor_k * math.hypot(u2, ed.u3_microphone_db), None
     if len(parts_db) < 5:
         return None, "u_insufficient_samples"
     try:
@@ -263,6 +272,7 @@ class PostLex:
     lex_8h: float
     extrapolated: bool
     flags: tuple[str, ...]
+    complete: bool = False
 
 
 def post_lex(ea_pa2s: float, covered_s: float, shift_s: float, min_coverage: float
@@ -276,9 +286,9 @@ def post_lex(ea_pa2s: float, covered_s: float, shift_s: float, min_coverage: flo
     if not math.isfinite(level):
         return PostLex(level, coverage, math.nan, False, ("no_data",))
     if coverage >= min_coverage:
-        extrapolated = coverage < 1.0 - 1e-9
-        return PostLex(level, coverage, level + 10 * math.log10(shift_s / T0_8H), extrapolated,
-                       ("gaps_extrapolated",) if extrapolated else ())
+        complete = shift_s - covered <= COMPLETE_TOLERANCE_S
+        return PostLex(level, coverage, level + 10 * math.log10(shift_s / T0_8H),
+                       not complete, () if complete else ("gaps_extrapolated",), complete)
     return PostLex(level, coverage, 10 * math.log10(ea_pa2s / (P0_SQUARED * T0_8H)), False,
                    ("low_coverage",))
 
@@ -294,7 +304,8 @@ def post_exposure(reg: Registry, window: ShiftWindow, sums: PostSums) -> PostExp
     flags = list(r.flags)
     parts_db = _parts_db(sums.parts)
     u_db, u_flag = (None, None) if not math.isfinite(r.lex_8h) else _post_u(
-        parts_db, window.hours, settings.instrument, _edition(reg))
+        parts_db, window.hours, settings.instrument, _edition(reg),
+        complete=r.complete)
     if u_flag:
         flags.append(u_flag)
     if meter.calibrated is None:
@@ -349,17 +360,6 @@ def lex_many(reader: InfluxClient, reg: Registry, dates: Iterable[dt.date], *,
     return result
 
 
-def task_lex(levels_db: Iterable[float], hours: Iterable[float]) -> float:
-    """LEX,8h of tasks at ``levels_db`` (dB(A)) for ``hours`` (h):
-    10 lg Σ (Tm / 8 h) · 10^(0.1 Lm) (GBZ/T 189.8-2007 clause 6.3, ISO 9612 eq. 9). NaN when
-    no task has a level."""
-    total = 0.0
-    for level, h in zip(levels_db, hours, strict=True):
-        if math.isfinite(level) and h > 0:
-            total += h / 8.0 * 10 ** (0.1 * level)
-    return 10 * math.log10(total) if total > 0 else math.nan
-
-
 def job_exposure(reg: Registry, job, window: ShiftWindow,
                  posts: dict[tuple[str, int], PostExposure]) -> JobExposure:
     """The exposure of ``job`` (a registry :class:`JobType`) from its tasks (module
@@ -388,10 +388,12 @@ def job_exposure(reg: Registry, job, window: ShiftWindow,
             samples.append(iso9612.TaskSamples(list(post.parts_db), t.hours))
         elif t.hours > 0:
             flags.append("u_insufficient_samples")
-    lex = task_lex([t.laeq for t in tasks], [t.hours for t in tasks])
+    known = [t for t in tasks if math.isfinite(t.laeq)]  # a post without data: flagged above
+    lex = lex_8h_from_tasks([t.laeq for t in known], [t.hours for t in known]) if known \
+        else math.nan
     coverage = covered_h / measured_h if measured_h > 0 else 1.0
     if coverage < reg.analysis.extrapolate_min_coverage:
-        flags.append("low_coverage")
+        flags.append("posts_low_coverage")  # the posts' LAeq stands for their gaps
     u_db = None
     if math.isfinite(lex) and samples and "u_insufficient_samples" not in flags and not any(
             f.startswith("no_data") for f in flags):

@@ -26,7 +26,8 @@ anchors everything before it.
 
 A day is closed once: closing it again with the same records is a no-op; with different
 records it raises :class:`AlreadyClosed` unless ``redo`` (a back-fill with late data), which
-rewrites that day and re-links every later day, and says so.
+rewrites that day. Whenever a day is written before days already chained (a redo, or a gap
+back-filled late), every later day is re-linked, and the outcome says which.
 """
 
 from __future__ import annotations
@@ -183,14 +184,14 @@ def close_day(reader: InfluxClient, writer: InfluxClient, enterprise: str, date:
     writer.write(_lines(records) + [_chain_line(enterprise, date, time_ns, len(records), rh,
                                                 prev, h)], rp=schema.RP_FOREVER)
     relinked = []
-    if existing is not None:
-        for later in _chain_points(client, enterprise, after_ns=time_ns):
-            nh = chain_hash(enterprise, later["date"], later["records_sha256"], h)
-            writer.write([_chain_line(enterprise, later["date"], int(later["time"]),
-                                      int(later["n"]), later["records_sha256"], h, nh)],
-                         rp=schema.RP_FOREVER)
-            relinked.append(later["date"])
-            h = nh
+    # days after this one (a redo, or a day closed late: a back-fill of a gap) link to it
+    for later in _chain_points(client, enterprise, after_ns=time_ns):
+        nh = chain_hash(enterprise, later["date"], later["records_sha256"], h)
+        writer.write([_chain_line(enterprise, later["date"], int(later["time"]),
+                                  int(later["n"]), later["records_sha256"], h, nh)],
+                     rp=schema.RP_FOREVER)
+        relinked.append(later["date"])
+        h = nh
     return Closed(enterprise, date, chain_hash(enterprise, date, rh, prev), True,
                   tuple(relinked))
 
@@ -227,7 +228,8 @@ def verify(client: InfluxClient, enterprise: str) -> Verified:
         date = p.get("date")
         stored = read_records(client, enterprise, int(p["time"]))
         rh = records_sha256(stored)
-        if rh != p.get("records_sha256") or len(stored) != int(p.get("n") or -1):
+        chained_n = p.get("n")
+        if rh != p.get("records_sha256") or chained_n is None or len(stored) != int(chained_n):
             breaks.append(ChainBreak(date, f"records differ from those chained ({len(stored)} "
                                            f"stored, {p.get('n')} chained): edited after "
                                            "closing"))

@@ -9,14 +9,17 @@ shift), ``coverage`` (fraction measured), ``lex_8h`` and ``u_db`` (expanded, k =
 ``lcpeak_max`` / ``lzpeak_max`` / ``lafmax_max`` (dB), the impulse counts ``imp_120`` …,
 the GBZ 2.2 peak check (``peak_limit_db``, ``peak_exceeded``, ``n_impulses``) and the
 side-by-side profiles. Job keys: ``kind`` = ``job``, ``job`` and the tasks instead of meter
-and channel. Values that are not numbers (no data) are left out of records and are ``null``
-in JSON.
+and channel (stored as the JSON string field ``tasks``). Values that are not numbers (no
+data) are left out of records and are ``null`` in JSON.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
+
+from tingbao.collector import schema
 
 from .exposure import DayExposure, JobExposure, PostExposure
 from .ledger import Record
@@ -47,15 +50,10 @@ def post_object(p: PostExposure, extra: dict | None = None) -> dict:
         "ea": s.ea_pa2s if s.ea_pa2s > 0 else None,
     }
     for thr, n in sorted(s.impulses.items()):
-        obj[_impulse_key(thr)] = int(n)
+        obj[schema.impulse_field(thr)] = int(n)
     if extra:
         obj.update(extra)
     return obj
-
-
-def _impulse_key(threshold_db: float) -> str:
-    t = float(threshold_db)
-    return "imp_" + (f"{int(t)}" if t.is_integer() else f"{t:g}".replace(".", "p"))
 
 
 def job_object(j: JobExposure, extra: dict | None = None) -> dict:
@@ -83,6 +81,9 @@ def _record(obj: dict, time_ns: int) -> Record:
     tags = {k: str(obj[k]) for k in _TAG_KEYS if obj.get(k) is not None}
     fields = {}
     for k, v in obj.items():
+        if k == "tasks" and v:
+            fields[k] = json.dumps(v, ensure_ascii=False, sort_keys=True)  # a job's tasks
+            continue
         if k in _TAG_KEYS or v is None or isinstance(v, (list, dict)):
             continue
         if isinstance(v, str) and k == "flags" and not v:

@@ -68,23 +68,28 @@ def shift_window(enterprise: Enterprise, date: dt.date, timezone: str) -> ShiftW
 def shifts_between(reg: Registry, enterprise_id: str, first: dt.date, last: dt.date
                    ) -> list[ShiftWindow]:
     """The shifts of ``enterprise_id`` starting on local dates ``first`` … ``last``
-    (inclusive). Every calendar day has a shift window; a day nobody worked simply has no
-    data and is reported with zero coverage, never guessed away."""
+    (inclusive), on its workdays (``[enterprises.shift] workdays``, by default the first
+    ``days_per_week`` days from Monday). A workday without data is reported with zero
+    coverage, never guessed away."""
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
     e = reg.enterprise(enterprise_id)
     days = (last - first).days + 1
-    return [shift_window(e, first + dt.timedelta(days=i), reg.deployment.timezone)
-            for i in range(days)]
+    dates = [first + dt.timedelta(days=i) for i in range(days)]
+    return [shift_window(e, d, reg.deployment.timezone) for d in dates
+            if e.shift.works_on(d)]
 
 
 def shift_at(reg: Registry, enterprise_id: str, now_ns: int) -> ShiftWindow | None:
     """The shift of ``enterprise_id`` running at ``now_ns`` (UTC ns), or None between
-    shifts. A night shift that started yesterday is found (its date is yesterday)."""
+    shifts and on days that are not workdays. A night shift that started yesterday is found
+    (its date is yesterday)."""
     e = reg.enterprise(enterprise_id)
     tz = reg.deployment.timezone
     today = _from_ns(now_ns, tz).date()
     for d in (today, today - dt.timedelta(days=1)):
+        if not e.shift.works_on(d):
+            continue
         w = shift_window(e, d, tz)
         if w.period.start_ns <= now_ns < w.period.end_ns:
             return w

@@ -3,12 +3,14 @@ ledger closed: for weeks that are not five working days, the limit and the GBZ/T
 apply to LEX,W = 10 lg[(1/5) Σ_k 10^(0.1 LEX,8h,k)] over the days k worked in the week
 (:func:`tingbao.analysis.gbz2_2.lex_w`, divisor from the profile).
 
-The week is the ISO week (Monday to Sunday) of the shift dates. A day counts as worked for a
-post or job when its stored record has an LEX,8h (a day without data is not a day worked: it
-is reported, not guessed). ``applies`` says whether the week is not five days worked; LEX,W is
-computed either way (for five days it is the energy mean of the days, the same number as
-the mean LEX,8h), and the grade is taken from LEX,W when it applies, else from the highest
-daily LEX,8h, as GBZ/T 229.4 grades a day.
+The week is the ISO week (Monday to Sunday) of the shift dates. The days worked are the
+enterprise's workdays (``[enterprises.shift] workdays`` / ``days_per_week``) in that week.
+A workday whose record has no LEX,8h (the meter was off, the day is not closed) is listed
+in ``missing``: LEX,W is then taken over the days with data and is a lower bound, never
+guessed. ``applies`` says whether the week is not five days worked; LEX,W is computed either
+way (for five days it is the energy mean of the days, the mean LEX,8h in energy), and the
+grade is taken from LEX,W when it applies, else from the highest daily LEX,8h, as
+GBZ/T 229.4 grades a day.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class WeekExposure:
     applies: bool
     grade: HazardGrade | None
     profile: str
+    worked: int = 0
+    missing: tuple[dt.date, ...] = ()
 
     @property
     def days(self) -> int:
@@ -58,8 +62,9 @@ def week_exposure(reader: InfluxClient, reg: Registry, enterprise: str, year: in
     week ``week`` of ``year`` (profile in force)."""
     prof = reg.profile
     e = reg.enterprise(enterprise)
+    workdays = [d for d in week_dates(year, week) if e.shift.works_on(d)]
     daily: dict[tuple[str, str], list[tuple[dt.date, float]]] = {}
-    for d in week_dates(year, week):
+    for d in workdays:
         w = shift_window(e, d, reg.deployment.timezone)
         for r in ledger.read_records(reader, enterprise, w.period.start_ns):
             if r.tags.get("profile") != prof.id or "lex_8h" not in r.fields:
@@ -71,8 +76,10 @@ def week_exposure(reader: InfluxClient, reg: Registry, enterprise: str, year: in
     out = []
     for (kind, subject), days in sorted(daily.items()):
         lw = gbz2_2.lex_w([lex for _, lex in days], prof)
-        applies = len(days) != (prof.week_divisor_days or 5)
+        applies = len(workdays) != (prof.week_divisor_days or 5)
         g = grade(lw if applies else max(lex for _, lex in days), prof)
+        have = {d for d, _ in days}
         out.append(WeekExposure(enterprise, kind, subject, year, week, tuple(days), lw,
-                                applies, g, prof.id))
+                                applies, g, prof.id, len(workdays),
+                                tuple(d for d in workdays if d not in have)))
     return out

@@ -201,7 +201,12 @@ def section_from_mapping(cls: type, table: Mapping, name: str, base: Path):
         out[key] = _convert(given[key], hints[key], meta, name, key, base)
         if meta.get("password_into") and out[key] is not None:
             out[meta["password_into"]] = read_password(out[key], name, key)
-    return cls(**out)
+    try:
+        return cls(**out)
+    except ConfigError as e:  # a rule across keys (__post_init__): say which table
+        if e.entry is not None:
+            raise
+        raise ConfigError(e.detail, file=e.file, entry=name, key=e.key) from None
 
 
 def read_password(path: str, entry: str, key: str) -> str:

@@ -60,7 +60,7 @@ id = "{ENT}"
 name_zh = "示例冲压厂"
 industry = "machinery"
 group = "pilot"
-shift = {{ start = "10:00", hours = 0.05 }}
+shift = {{ start = "10:00", hours = 0.05, days_per_week = 7 }}
 [[sites]]
 id = "{SITE}"
 enterprise = "{ENT}"

@@ -14,7 +14,7 @@ import zoneinfo
 import pytest
 from support.commands import run_tingbao
 
-from tingbao.analysis import exposure, iso9612, ledger, records
+from tingbao.analysis import exposure, ledger, records
 from tingbao.analysis.shifts import shift_at, shift_window
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import line
@@ -118,15 +118,17 @@ def day(stack):
 
 def test_night_shift_crosses_midnight_in_local_time():
     reg = registry()
-    w = shift_window(reg.enterprise(ENT), dt.date(2026, 3, 1), TZ)
-    # 22:00 CST (UTC+8) on 1 March = 14:00Z; 8 h later 22:00Z = 06:00 CST on 2 March
-    assert w.period.start_ns == int(dt.datetime(2026, 3, 1, 14, tzinfo=dt.UTC).timestamp()) \
+    w = shift_window(reg.enterprise(ENT), dt.date(2026, 3, 2), TZ)  # a Monday
+    # 22:00 CST (UTC+8) on 2 March = 14:00Z; 8 h later 22:00Z = 06:00 CST on 3 March
+    assert w.period.start_ns == int(dt.datetime(2026, 3, 2, 14, tzinfo=dt.UTC).timestamp()) \
         * 10**9
-    assert w.local_end().date() == dt.date(2026, 3, 2) and w.local_end().hour == 6
-    # 03:00 local on the 2nd belongs to the shift of the 1st
-    at = int(dt.datetime(2026, 3, 1, 19, tzinfo=dt.UTC).timestamp()) * 10**9
-    assert shift_at(reg, ENT, at).date == dt.date(2026, 3, 1)
+    assert w.local_end().date() == dt.date(2026, 3, 3) and w.local_end().hour == 6
+    # 03:00 local on the 3rd belongs to the shift of the 2nd
+    at = int(dt.datetime(2026, 3, 2, 19, tzinfo=dt.UTC).timestamp()) * 10**9
+    assert shift_at(reg, ENT, at).date == dt.date(2026, 3, 2)
     assert shift_at(reg, ENT, at + 4 * 3600 * 10**9) is None  # 07:00 local: between shifts
+    # the enterprise works six days, Monday to Saturday: Sunday night (1 March) is no shift
+    assert shift_at(reg, ENT, at - 86400 * 10**9) is None
 
 
 def test_full_post_lex_grade_and_peaks(day):
@@ -140,12 +142,10 @@ def test_full_post_lex_grade_and_peaks(day):
     assert p.grade.code == "I" and p.grade.noise_work
     assert p.sums.lcpeak_db == pytest.approx(108.0)  # 88 + 20
     assert p.sums.impulses == {120.0: 2, 130.0: 1}
-    # U: 8 one-hour parts, four at 88 and four at 80: u1 = sample sd; c1u1 by Table C.4 (N = 8)
-    parts = [88.0] * 4 + [80.0] * 4
-    mean = sum(parts) / 8
-    u1 = math.sqrt(sum((x - mean) ** 2 for x in parts) / 7)  # = 4.276 dB
-    c1u1 = iso9612.c1u1(8, u1, strategy="job")
-    assert p.u_db == pytest.approx(1.65 * math.sqrt(c1u1**2 + 0.7**2 + 1.0**2), abs=1e-9)
+    # U: the whole shift was measured, so no sampling term (module docstring of exposure):
+    # U = 1.65 √(u2² + u3²) = 1.65 √(0.7² + 1.0²) = 2.01 dB for a class 1 meter
+    assert p.u_db == pytest.approx(1.65 * math.sqrt(0.7**2 + 1.0**2), abs=1e-9)
+    parts = [88.0] * 4 + [80.0] * 4  # the eight one-hour parts a job's U samples
     assert sorted(round(x, 6) for x in p.parts_db) == sorted(parts)
 
 
@@ -179,7 +179,14 @@ def test_multi_post_job_and_declared_level(day):
     want = 10 * math.log10(4 / 8 * 10 ** (l1 / 10) + 4 / 8 * 10**9.0)
     assert jobs["press-fitter"].lex_8h == pytest.approx(want, abs=1e-6)
     assert jobs["press-fitter"].grade.code == "I"
-    assert jobs["press-fitter"].u_db is not None
+    # U by the task-based strategy (ISO 9612 clause 9), from the posts' one-hour parts:
+    # task 1 samples 88×4, 80×4: u1a = √(Σ(x − 84)² / (8·7)) = √(128/56) = 1.512 dB;
+    # task 2 samples 90×7: u1a = 0; c_m = (Tm/8)·10^(0.1(Lm − LEX));
+    # u² = Σ c_m² (u1a,m² + 0.7² + 1.0²); U = 1.65 u
+    lex = 10 * math.log10(0.5 * 10 ** (l1 / 10) + 0.5 * 10**9.0)
+    c1, c2 = 0.5 * 10 ** (0.1 * (l1 - lex)), 0.5 * 10 ** (0.1 * (90.0 - lex))
+    u = math.sqrt(c1**2 * (128 / 56 + 0.49 + 1.0) + c2**2 * (0.0 + 0.49 + 1.0))
+    assert jobs["press-fitter"].u_db == pytest.approx(1.65 * u, abs=1e-9)
     # inspector: 3 h at m1 + 5 h declared at 70 dB: 10 lg(3/8·10^8.563 + 5/8·10^7) = 81.56:
     # noise work (≥ 80) without a grade (< 85)
     want = 10 * math.log10(3 / 8 * 10 ** (l1 / 10) + 5 / 8 * 10**7.0)
@@ -259,4 +266,33 @@ def test_exposure_and_verify_commands(stack, day, tmp_path):
                     DATE.isoformat(), "--enterprise", "nobody")
     assert r.returncode == 2 and "unknown enterprise" in r.stderr
     r = run_tingbao("verify", "--config", site, "--stack", stack.data_dir)
-    assert r.returncode in (0, 1) and "night-ent" in r.stdout
+    assert r.returncode == 0 and "night-ent: OK" in r.stdout, r.stdout  # the ledger test
+    # left a chain that verifies; an edit behind its back turns it red
+    rec = ledger.read_records(stack.influx("reader"), ENT, day[1].period.start_ns)[0]
+    stack.influx("writer").write([line(schema.EXPOSURE, dict(rec.tags), {"laeq": 1.0},
+                                       rec.time_ns)], rp=schema.RP_FOREVER)
+    r = run_tingbao("verify", "--config", site, "--stack", stack.data_dir)
+    assert r.returncode == 1 and "BROKEN" in r.stdout and DATE.isoformat() in r.stdout
+
+
+def test_ledger_links_a_day_closed_late_and_a_day_without_records(stack):
+    reader, writer = stack.influx("reader"), stack.influx("writer")
+    ent, day_ns = "gap-ent", 86400 * 10**9
+    t0 = (int(dt.datetime(2026, 11, 2, tzinfo=dt.UTC).timestamp()) * 10**9)
+
+    def recs(t, lex):
+        return [ledger.Record({"kind": "post", "enterprise": ent, "meter": "g1",
+                               "channel": "0", "profile": "CN-GBZ"},
+                              {"date": str(t), "lex_8h": lex}, t)]
+    # days 0 and 2 are closed first; day 1 is back-filled afterwards (a service that was
+    # down): day 2 must then link to day 1, not to day 0
+    ledger.close_day(reader, writer, ent, "d0", t0, recs(t0, 85.0))
+    ledger.close_day(reader, writer, ent, "d2", t0 + 2 * day_ns, recs(t0 + 2 * day_ns, 86.0))
+    late = ledger.close_day(reader, writer, ent, "d1", t0 + day_ns, recs(t0 + day_ns, 87.0))
+    assert late.relinked == ("d2",)
+    v = ledger.verify(reader, ent)
+    assert v.ok and v.days == 3, v.breaks
+    # a day that closes with no record at all (nothing installed yet) chains and verifies
+    ledger.close_day(reader, writer, ent, "d3", t0 + 3 * day_ns, [])
+    v = ledger.verify(reader, ent)
+    assert v.ok and v.days == 4 and v.head_date == "d3", v.breaks

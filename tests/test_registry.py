@@ -4,6 +4,7 @@ regulatory profiles are data."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 from pathlib import Path
@@ -76,6 +77,15 @@ def _edit(tmp_path, old: str, new: str, count: int = 1) -> Path:
     # a task at a meter of another enterprise
     ('{ meter = "jm-edg-01", hours = 8.5', '{ meter = "hl-asm-01", hours = 8.5',
      "[[job_types]] #6 'edge-bander'", "tasks[0].meter", "belongs to enterprise 'fs-hongli'"),
+    # a dose/TWA profile in force; a profile named twice side by side
+    ('profile = "CN-GBZ"', 'profile = "OSHA"', "regulation", "profile",
+     "cannot be the profile in force"),
+    ('profiles = ["CN-GBZ", "OSHA", "NIOSH", "EU-2003-10-EC"]',
+     'profiles = ["CN-GBZ", "OSHA", "OSHA"]', "analysis", "profiles", "names a profile twice"),
+    # workdays that do not match days_per_week
+    ("shift = { start = \"07:30\", hours = 10.0", "shift = { start = \"07:30\", workdays = "
+     "[1, 2, 3], hours = 10.0", "[[enterprises]] #2 'dg-jiamei' shift", "workdays",
+     "name 3 days but days_per_week"),
 ])
 def test_errors_name_file_entry_and_key(tmp_path, old, new, entry, key, says):
     path = _edit(tmp_path, old, new)
@@ -101,6 +111,14 @@ def test_errors_say_what_to_do(tmp_path):
     (tmp_path / "bad.toml").write_text("[deployment\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_registry(tmp_path / "bad.toml")
+
+
+def test_workdays_default_from_monday_or_as_given():
+    reg = load_registry(EXAMPLE)
+    six = next(e for e in reg.enterprises if e.shift.days_per_week == 6)
+    assert six.shift.weekdays == {1, 2, 3, 4, 5, 6}  # Monday … Saturday
+    assert six.shift.works_on(dt.date(2026, 11, 28)) and not six.shift.works_on(
+        dt.date(2026, 11, 29))  # Saturday yes, Sunday no
 
 
 def test_profiles_are_dated_data():

@@ -1,7 +1,7 @@
 """``tingbao analyze --config SITE [--stack DIR] [--from D --to D [--redo]]``: the analysis
 service (:mod:`tingbao.analysis.analyzer`). Without ``--from`` it runs until SIGINT/SIGTERM:
 every ``[analysis] poll_s`` it evaluates the alert rules of running shifts and closes the
-shifts that ended ``close_delay_s`` ago. With ``--from/--to`` it closes the days of that
+shifts that ended ``close_delay_s`` ago. With ``--from/--to`` it closes the workdays of that
 period (local shift dates, inclusive) for every enterprise and exits; ``--redo`` rewrites days
 already closed with different records and re-links the chain after them."""
 
@@ -89,8 +89,12 @@ def _backfill(analyzer, reg, args, AlreadyClosed, CliError) -> int:
     if args.last < args.first:
         raise CliError(f"--to {args.last} is before --from {args.first}")
     days = (args.last - args.first).days + 1
-    work = [(e, args.first + dt.timedelta(days=i))
-            for e in ([args.enterprise] if args.enterprise else ids) for i in range(days)]
+    every = [(e, args.first + dt.timedelta(days=i))
+             for e in ([args.enterprise] if args.enterprise else ids) for i in range(days)]
+    work = [(e, d) for e, d in every if reg.enterprise(e).shift.works_on(d)]
+    if len(work) < len(every):
+        print(f"{len(every) - len(work)} enterprise-days are not workdays "
+              "([enterprises.shift] workdays): not closed", file=sys.stderr)
     status = 0
     for ent, d in tqdm(work, desc="closing shifts", unit="day", disable=not sys.stderr.isatty(),
                        file=sys.stderr):

@@ -97,6 +97,8 @@ def _weeks(reader, reg, enterprises, args) -> int:
         for w in week_exposure(reader, reg, ent, year, week):
             rows.append({"kind": w.kind, "enterprise": w.enterprise, "subject": w.subject,
                          "week": f"{year}-W{week:02d}", "days": w.days,
+                         "workdays": w.worked,
+                         "missing": [d.isoformat() for d in w.missing],
                          "lex_w": round(w.lex_w, 6), "lex_w_applies": w.applies,
                          "grade": w.grade.code if w.grade else None, "profile": w.profile,
                          "daily": {d.isoformat(): round(v, 6) for d, v in w.daily}})

@@ -130,11 +130,33 @@ class AnalysisSection(Section):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Shift(Section):
-    """A shift pattern: local start time, length in hours, days worked per week."""
+    """A shift pattern: local start time, length in hours, days worked per week and which
+    (``workdays``: ISO weekday numbers, 1 = Monday … 7 = Sunday; by default the first
+    ``days_per_week`` days from Monday). A shift starting on a day that is not a workday is
+    not a shift: analysis neither closes it nor raises alerts in it."""
 
     start: str = setting("08:00", check=_hhmm)
     hours: float = setting(8.0, unit="h", lo=1e-6, hi=24.0)
     days_per_week: int = setting(5, lo=1, hi=7)
+    workdays: tuple[int, ...] | None = setting(None, lo=1, hi=7)
+
+    def __post_init__(self):
+        if self.workdays is not None:
+            if len(set(self.workdays)) != len(self.workdays):
+                raise ConfigError(f"workdays {list(self.workdays)} repeat a day", key="workdays")
+            if len(self.workdays) != self.days_per_week:
+                raise ConfigError(f"workdays {list(self.workdays)} name {len(self.workdays)} "
+                                  f"days but days_per_week = {self.days_per_week}; set both",
+                                  key="workdays")
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        """The ISO weekdays worked (1 = Monday)."""
+        return frozenset(self.workdays or range(1, self.days_per_week + 1))
+
+    def works_on(self, date: dt.date) -> bool:
+        """Whether a shift starts on local ``date``."""
+        return date.isoweekday() in self.weekdays
 
     @property
     def crosses_midnight(self) -> bool:
@@ -355,6 +377,14 @@ def _check_references(reg: Registry) -> None:
     if reg.regulation.profile not in profile_ids():
         raise ConfigError(f"= {reg.regulation.profile!r}: unknown regulatory profile; one of "
                           f"{', '.join(profile_ids())}", entry="regulation", key="profile")
+    if reg.profile.exposure_metric == "twa":
+        raise ConfigError(f"= {reg.regulation.profile!r}: a profile stated as dose and TWA "
+                          "cannot be the profile in force (grades, LEX limits and the ledger "
+                          "are LEX,8h); keep it in [analysis] profiles to see it side by side",
+                          entry="regulation", key="profile")
+    if len(set(reg.analysis.profiles)) != len(reg.analysis.profiles):
+        raise ConfigError(f"{list(reg.analysis.profiles)} names a profile twice",
+                          entry="analysis", key="profiles")
     for i, pid in enumerate(reg.analysis.profiles):
         if pid not in profile_ids():
             raise ConfigError(f"= {pid!r}: unknown regulatory profile; one of "
