@@ -158,3 +158,8 @@ def _summary(plan, result, path: str, tz: str, out) -> None:
                       "recording's exposure alone)\n")
         else:
             out.write(f"  通道 / channel {ch}: no exposure stored\n")
+    first = _local(plan.start_ns - 86400 * 10**9, tz)[:10]  # a night shift of the day before
+    last = _local(plan.end_ns, tz)[:10]
+    out.write(f"  若该时段的班次已结算，请重新结算 / if a shift in this period was already closed, "
+              f"close it again: tingbao analyze --config SITE --from {first} --to {last} "
+              "--redo\n")
