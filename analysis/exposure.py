@@ -345,7 +345,8 @@ def lex_many(reader: InfluxClient, reg: Registry, dates: Iterable[dt.date], *,
     def one(item):
         (start, end, d), ents = item
         period = schema.Period(start, end)
-        rows = reader.query_rows(";".join(schema.exposure_sums(period, enterprise=ents)))
+        rows = reader.query_rows(";".join(schema.exposure_sums(period, enterprise=ents,
+                                                               count=False)))
         out = {}
         for (meter, ch), acc in schema.add_sums(rows).items():
             if meter in owner:

@@ -1,9 +1,10 @@
 """Exposure computation speed: post-days per second from the minute rollups of a real
-InfluxDB, the way ``tingbao analyze`` and ``tingbao exposure`` compute them.
+InfluxDB.
 
 Not a test: it prints figures; its last line is one JSON object with ``posts_days_per_s``
-(LEX,8h of every post-day by :func:`tingbao.analysis.exposure.lex_many`: the store sums,
-one statement set per shift window and date, two connections at once),
+(LEX,8h of every post-day by :func:`tingbao.analysis.exposure.lex_many`, the path for
+surveys over many post-days (dashboards, a province's figures): SUM(ea) and SUM(coverage)
+from the store, one statement set per shift window and date, two connections at once),
 ``full_records_per_s`` (the whole record per post-day: LEX, U from the sub-period spread,
 peaks, impulse counts, grade, jobs, through :func:`~tingbao.analysis.exposure.compute_day`,
 one enterprise-day at a time as ``tingbao analyze`` closes them), and the same LEX done the

@@ -243,7 +243,7 @@ def rollup_group_by() -> str:
 def exposure_sums(period: Period, *, enterprise: str | Iterable[str] | None = None,
                   meters: Iterable[str] | None = None, rollups: bool = True,
                   levels_rp: str | None = None, rollup_rp: str | None = RP_FOREVER,
-                  fine_from_ns: int | None = None) -> list[str]:
+                  fine_from_ns: int | None = None, count: bool = True) -> list[str]:
     """InfluxQL statements whose answers add up to ``SUM(ea)`` (Pa²·s), ``SUM(coverage)`` (s)
     and ``COUNT(ea)`` per (meter, channel) over ``period``.
 
@@ -251,15 +251,19 @@ def exposure_sums(period: Period, *, enterprise: str | Iterable[str] | None = No
     energies add) and only the ragged edges (the part of a minute at either end, such as the
     minute still running) from the 1 s ``levels``; the caller sums the rows of all
     statements per (meter, channel). Without ``rollups`` one statement over ``levels``.
-    Columns: ``ea``, ``coverage``, ``n``; tags: :data:`SERIES_TAGS`."""
+    ``fine_from_ns``: whole minutes from then on are read from the 1 s points too (their
+    rollups may not be written yet). Columns: ``ea``, ``coverage`` and, unless ``count`` is
+    False (a third aggregate costs InfluxDB about a third more), ``n``; tags:
+    :data:`SERIES_TAGS`."""
     scope = _scope(enterprise, meters)
     group = "GROUP BY " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
 
     def stmt(from_: str, start: int, end: int, n_col: str) -> str:
         cond = " AND ".join([*scope, Period(start, end).where()])
+        n = f", {n_col} AS {quote_ident('n')}" if count else ""
         return (f"SELECT SUM({quote_ident(EA)}) AS {quote_ident(EA)}, "
-                f"SUM({quote_ident(COVERAGE)}) AS {quote_ident(COVERAGE)}, "
-                f"{n_col} AS {quote_ident('n')} FROM {from_} WHERE {cond} {group}")
+                f"SUM({quote_ident(COVERAGE)}) AS {quote_ident(COVERAGE)}{n} "
+                f"FROM {from_} WHERE {cond} {group}")
 
     fine = source(LEVELS, levels_rp)
     count_1s = f"COUNT({quote_ident(EA)})"
