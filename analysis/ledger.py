@@ -91,31 +91,28 @@ def _chain_where(enterprise: str) -> str:
 
 
 def _chain_points(client: InfluxClient, enterprise: str, *, after_ns: int | None = None,
-                  before_ns: int | None = None) -> list[dict]:
+                  before_ns: int | None = None, at_ns: int | None = None,
+                  newest_first: bool = False, limit: int | None = None) -> list[dict]:
+    """Chain points of ``enterprise`` (fields ``date``, ``n``, ``records_sha256``, ``prev``,
+    ``hash`` and ``time``) after, before or at a time, oldest first unless asked."""
     cond = [_chain_where(enterprise)]
-    if after_ns is not None:
-        cond.append(f"time > {int(after_ns)}")
-    if before_ns is not None:
-        cond.append(f"time < {int(before_ns)}")
+    for op, t in ((">", after_ns), ("<", before_ns), ("=", at_ns)):
+        if t is not None:
+            cond.append(f"time {op} {int(t)}")
     q = (f"SELECT \"date\", \"n\", \"records_sha256\", \"prev\", \"hash\" FROM "
          f"{schema.source(schema.EXPOSURE_CHAIN, schema.RP_FOREVER)} WHERE "
-         f"{' AND '.join(cond)} ORDER BY time ASC")
+         f"{' AND '.join(cond)} ORDER BY time {'DESC' if newest_first else 'ASC'}"
+         + (f" LIMIT {int(limit)}" if limit else ""))
     return client.query_rows(q)
 
 
 def _chain_at(client: InfluxClient, enterprise: str, time_ns: int) -> dict | None:
-    q = (f"SELECT \"date\", \"n\", \"records_sha256\", \"prev\", \"hash\" FROM "
-         f"{schema.source(schema.EXPOSURE_CHAIN, schema.RP_FOREVER)} WHERE "
-         f"{_chain_where(enterprise)} AND time = {int(time_ns)}")
-    rows = client.query_rows(q)
+    rows = _chain_points(client, enterprise, at_ns=time_ns)
     return rows[0] if rows else None
 
 
 def _previous(client: InfluxClient, enterprise: str, time_ns: int) -> dict | None:
-    q = (f"SELECT \"date\", \"hash\" FROM "
-         f"{schema.source(schema.EXPOSURE_CHAIN, schema.RP_FOREVER)} WHERE "
-         f"{_chain_where(enterprise)} AND time < {int(time_ns)} ORDER BY time DESC LIMIT 1")
-    rows = client.query_rows(q)
+    rows = _chain_points(client, enterprise, before_ns=time_ns, newest_first=True, limit=1)
     return rows[0] if rows else None
 
 

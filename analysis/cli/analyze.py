@@ -7,22 +7,21 @@ already closed with different records and re-links the chain after them."""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import signal
 import sys
 import threading
 
+from .common import date_arg, open_site, site_arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="close shifts, compute exposure and raise alerts "
                                        "(service, or --from/--to)")
-    p.add_argument("--config", required=True, metavar="SITE", help="site registry TOML")
-    p.add_argument("--stack", metavar="DIR", help="the local stack's data directory "
-                                                  "(default: the registry's [stack] data_dir)")
-    p.add_argument("--from", dest="first", type=_date, metavar="YYYY-MM-DD")
-    p.add_argument("--to", dest="last", type=_date, metavar="YYYY-MM-DD")
+    site_arguments(p)
+    p.add_argument("--from", dest="first", type=date_arg, metavar="YYYY-MM-DD")
+    p.add_argument("--to", dest="last", type=date_arg, metavar="YYYY-MM-DD")
     p.add_argument("--enterprise", metavar="ID", help="back-fill one enterprise only")
     p.add_argument("--redo", action="store_true",
                    help="rewrite closed days whose records changed (late data)")
@@ -31,16 +30,8 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
-
-
 def run(args) -> int:
-    from tingbao.collector.registry import load_registry
-    from tingbao.collector.registry.connect import influx_client, mqtt_endpoint
+    from tingbao.collector.registry.connect import mqtt_endpoint
     from tingbao.edge.cli.main import CliError
 
     from ..alert_store import AlertStore, mqtt_publisher
@@ -50,15 +41,14 @@ def run(args) -> int:
     if (args.first is None) != (args.last is None):
         raise CliError("give both --from and --to (or neither, to run as a service)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    reg = load_registry(args.config)
-    reader = influx_client(reg, "reader", stack_dir=args.stack)
-    writer = influx_client(reg, "writer", stack_dir=args.stack)
+    site = open_site(args, writer=True)
+    reg, reader, writer = site.reg, site.reader, site.writer
     publish, close = (None, lambda: None) if args.no_mqtt else mqtt_publisher(
         mqtt_endpoint(reg, stack_dir=args.stack))
     try:
         analyzer = Analyzer(reg, reader, writer, AlertStore(reader, writer, publish))
         if args.first is not None:
-            return _backfill(analyzer, reg, args, AlreadyClosed, CliError)
+            return _backfill(analyzer, reg, site.enterprises, args, AlreadyClosed, CliError)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -80,17 +70,14 @@ def run(args) -> int:
         close()
 
 
-def _backfill(analyzer, reg, args, AlreadyClosed, CliError) -> int:
+def _backfill(analyzer, reg, enterprises, args, AlreadyClosed, CliError) -> int:
     from tqdm import tqdm
 
-    ids = [e.id for e in reg.enterprises]
-    if args.enterprise is not None and args.enterprise not in ids:
-        raise CliError(f"unknown enterprise {args.enterprise!r}; one of {', '.join(ids)}")
     if args.last < args.first:
         raise CliError(f"--to {args.last} is before --from {args.first}")
     days = (args.last - args.first).days + 1
     every = [(e, args.first + dt.timedelta(days=i))
-             for e in ([args.enterprise] if args.enterprise else ids) for i in range(days)]
+             for e in enterprises for i in range(days)]
     work = [(e, d) for e, d in every if reg.enterprise(e).shift.works_on(d)]
     if len(work) < len(every):
         print(f"{len(every) - len(work)} enterprise-days are not workdays "

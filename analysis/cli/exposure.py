@@ -18,29 +18,22 @@ import datetime as dt
 import json
 import sys
 
+from .common import date_arg, open_site, site_arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser("exposure", help="LEX,8h ± U, grade and profiles per post and job for "
                                         "one day")
-    p.add_argument("--config", required=True, metavar="SITE", help="site registry TOML")
+    site_arguments(p)
     when = p.add_mutually_exclusive_group(required=True)
-    when.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
+    when.add_argument("--date", type=date_arg, metavar="YYYY-MM-DD",
                       help="local date on which the shift starts")
     when.add_argument("--week", type=_week, metavar="YYYY-Www",
                       help="ISO week: LEX,W per post and job from the closed days (GBZ 2.2, "
                            "divisor 5)")
     p.add_argument("--enterprise", metavar="ID", help="one enterprise (default: all)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("--stack", metavar="DIR", help="the local stack's data directory "
-                                                  "(default: the registry's [stack] data_dir)")
     p.set_defaults(func=run)
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def _week(text: str) -> tuple[int, int]:
@@ -54,22 +47,15 @@ def _week(text: str) -> tuple[int, int]:
 
 
 def run(args) -> int:
-    from tingbao.collector.registry import load_registry
-    from tingbao.collector.registry.connect import influx_client
-    from tingbao.edge.cli.main import CliError
-
     from ..daily import compute_days
     from ..records import objects
 
-    reg = load_registry(args.config)
-    ids = [e.id for e in reg.enterprises]
-    if args.enterprise is not None and args.enterprise not in ids:
-        raise CliError(f"unknown enterprise {args.enterprise!r}; one of {', '.join(ids)}")
-    reader = influx_client(reg, "reader", stack_dir=args.stack)
+    site = open_site(args)
+    reg, reader = site.reg, site.reader
     if args.week is not None:
-        return _weeks(reader, reg, [args.enterprise] if args.enterprise else ids, args)
+        return _weeks(reader, reg, site.enterprises, args)
     rows = []
-    for ent in [args.enterprise] if args.enterprise else ids:
+    for ent in site.enterprises:
         day, views = compute_days(reader, reg, ent, args.date)
         rows += list(objects(day, views))
     out = sys.stdout

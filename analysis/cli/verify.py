@@ -7,31 +7,23 @@ from __future__ import annotations
 
 import sys
 
+from .common import open_site, site_arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser("verify", help="check the hash chain of stored exposure records")
-    p.add_argument("--config", required=True, metavar="SITE", help="site registry TOML")
+    site_arguments(p)
     p.add_argument("--enterprise", metavar="ID", help="one enterprise (default: all)")
-    p.add_argument("--stack", metavar="DIR", help="the local stack's data directory "
-                                                  "(default: the registry's [stack] data_dir)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from tingbao.collector.registry import load_registry
-    from tingbao.collector.registry.connect import influx_client
-    from tingbao.edge.cli.main import CliError
-
     from ..ledger import verify
 
-    reg = load_registry(args.config)
-    ids = [e.id for e in reg.enterprises]
-    if args.enterprise is not None and args.enterprise not in ids:
-        raise CliError(f"unknown enterprise {args.enterprise!r}; one of {', '.join(ids)}")
-    reader = influx_client(reg, "reader", stack_dir=args.stack)
+    site = open_site(args)
     status = 0
-    for ent in [args.enterprise] if args.enterprise else ids:
-        v = verify(reader, ent)
+    for ent in site.enterprises:
+        v = verify(site.reader, ent)
         if v.ok:
             head = f"head {v.head_date} {v.head}" if v.head else "no closed day yet"
             print(f"{ent}: OK 链完整 chain intact, {v.days} days; {head}")

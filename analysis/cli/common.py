@@ -1,0 +1,55 @@
+"""What the analysis commands share: the ``--config SITE`` and ``--stack DIR`` arguments, the
+date arguments, and opening a site (the registry, the enterprises asked for, the InfluxDB
+clients), each error one line saying what to do."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+
+
+def site_arguments(p: argparse.ArgumentParser) -> None:
+    """``--config SITE`` (required) and ``--stack DIR``."""
+    p.add_argument("--config", required=True, metavar="SITE", help="site registry TOML")
+    p.add_argument("--stack", metavar="DIR", help="the local stack's data directory "
+                                                  "(default: the registry's [stack] data_dir)")
+
+
+def date_arg(text: str) -> dt.date:
+    """An argparse type: a local date ``YYYY-MM-DD``."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+@dataclasses.dataclass
+class OpenSite:
+    """A loaded registry, the enterprise ids a command works on, and its clients."""
+
+    reg: object
+    enterprises: list[str]
+    reader: object
+    writer: object | None = None
+
+
+def open_site(args, *, writer: bool = False) -> OpenSite:
+    """Load ``args.config``, check ``args.enterprise`` (all enterprises when absent or None)
+    and connect to the deployment's InfluxDB (``reader``, and ``writer`` when asked)."""
+    from tingbao.collector.registry import load_registry
+    from tingbao.collector.registry.connect import influx_client
+    from tingbao.collector.stack.errors import StackError
+    from tingbao.edge.cli.main import CliError
+
+    reg = load_registry(args.config)  # ConfigError: one line, exit 2
+    ids = [e.id for e in reg.enterprises]
+    wanted = getattr(args, "enterprise", None)
+    if wanted is not None and wanted not in ids:
+        raise CliError(f"unknown enterprise {wanted!r}; one of {', '.join(ids)}")
+    try:
+        reader = influx_client(reg, "reader", stack_dir=args.stack)
+        write = influx_client(reg, "writer", stack_dir=args.stack) if writer else None
+    except StackError as e:
+        raise CliError(f"{e} (or give the stack's directory with --stack DIR)") from None
+    return OpenSite(reg, [wanted] if wanted else ids, reader, write)
