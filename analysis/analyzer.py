@@ -109,7 +109,7 @@ class Analyzer:
         zh, en = texts(cond.rule, subject=_subject(cond.meter, cond.channel, cond.job),
                        meter=cond.meter, **cond.args)
         meter = self.reg.meter(cond.meter) if cond.meter else None
-        evidence = {**cond.evidence, "period_start_ns": w.period.start_ns,
+        evidence = {**_json_safe(cond.evidence), "period_start_ns": w.period.start_ns,
                     "period_end_ns": w.period.end_ns, "profile": self.reg.profile.id}
         if meter is not None:
             evidence["calibrated"] = meter.calibrated.isoformat() if meter.calibrated else None
@@ -305,7 +305,8 @@ class Analyzer:
         last three days, so a service down for a day catches up; older ones are for
         ``--from/--to``) and are not chained. A shift whose minutes still await their rollup
         (``rollups_due`` markers in it: late intervals being stored) waits, for at most an
-        hour past its due time."""
+        hour past its due time. Before an enterprise's first closed day, days without any
+        data are not closed (a new deployment does not start with empty days and alerts)."""
         out = []
         delay = int(self.reg.analysis.close_delay_s * NS)
         tz = self.reg.deployment.timezone
@@ -323,8 +324,15 @@ class Analyzer:
                 if now_ns < due_ns + 3600 * NS and self._pending_rollups(e.id, w):
                     log.info("%s %s: minutes still await their rollup; closing later", e.id, d)
                     continue
+                if ledger.head(self.reader, e.id) is None and not self._has_data(e.id, w):
+                    continue  # before the enterprise's first data: nothing to close yet
                 out.append((e.id, d))
         return out
+
+    def _has_data(self, enterprise: str, w: ShiftWindow) -> bool:
+        rows = self.reader.query_rows(";".join(schema.exposure_sums(
+            w.period, enterprise=enterprise, count=False)))
+        return any(r.get(schema.EA) for r in rows)
 
     def _pending_rollups(self, enterprise: str, w: ShiftWindow) -> bool:
         rows = self.reader.query_rows(
@@ -354,6 +362,16 @@ class Analyzer:
                 log.exception("in-shift rules of %s failed", e.id)
                 failed.append((e.id, w.date, str(exc)))
         return {"closed": closed, "raised": raised, "failed": failed}
+
+
+def _json_safe(evidence: dict) -> dict:
+    """Evidence with values that are not numbers (no data: NaN) as None (JSON null)."""
+    out = {}
+    for k, v in evidence.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
 
 
 def _lex_args(lex: float, u: float | None, limit: float) -> dict:

@@ -183,3 +183,62 @@ def test_device_health_from_status_and_registry(stack, service):
     assert drift.severity == "critical" and drift.evidence["calibration_deviation_db"] == 0.8
     # both meters were calibrated on 2026-06-01, within the 365-day interval: not overdue
     assert not store.list(enterprise=ENT, rule="calibration_overdue")
+
+
+def test_the_service_closes_a_due_shift_and_stops_cleanly(stack, tmp_path):
+    """`tingbao analyze` as a service: a 3-minute shift that ended a few minutes ago is
+    closed on its first pass (close_delay_s = 0), and SIGTERM ends it with status 0."""
+    import signal
+
+    from support.commands import tingbao
+    from support.wait import wait_for
+
+    tz = zoneinfo.ZoneInfo(TZ)
+    start = (dt.datetime.now(tz) - dt.timedelta(minutes=10)).replace(second=0, microsecond=0)
+    site = tmp_path / "site.toml"
+    site.write_text(f"""
+[deployment]
+timezone = "{TZ}"
+[stack]
+data_dir = "{stack.data_dir}"
+[analysis]
+close_delay_s = 0
+poll_s = 0.5
+[[enterprises]]
+id = "svc-ent"
+name_zh = "服务厂"
+industry = "machinery"
+group = "pilot"
+shift = {{ start = "{start:%H:%M}", hours = 0.05, days_per_week = 7 }}
+[[sites]]
+id = "w1"
+enterprise = "svc-ent"
+name_zh = "车间"
+[[meters]]
+id = "m1"
+enterprise = "svc-ent"
+site = "w1"
+calibrated = 2026-06-01
+""", encoding="utf-8")
+    stack.write_state()
+    s0 = int(start.timestamp()) * NS
+    stack.influx("writer").write(
+        [line(schema.LEVELS, {"enterprise": "svc-ent", "site": "w1", "meter": "m1",
+                              "channel": "0"},
+              {"ea": P0**2 * 10**9.0, "coverage": 1.0, "duration_s": 1.0, "laeq": 90.0,
+               "seq": i}, s0 + i * NS) for i in range(180)])
+    # the collector would roll the minutes up; here they were written directly
+    Rollups(stack.influx("reader"), stack.influx("writer")).recompute_range(s0, s0 + 180 * NS)
+    p = tingbao("analyze", "--config", site, "--no-mqtt", log=tmp_path / "analyze.log")
+    try:
+        reader = stack.influx("reader")
+        wait_for(lambda: ledger.is_closed(reader, "svc-ent", s0), 30, "the shift closed",
+                 interval=0.2, detail=lambda: (tmp_path / "analyze.log").read_text()[-2000:])
+        rec = next(r for r in ledger.read_records(reader, "svc-ent", s0)
+                   if r.tags.get("profile") == "CN-GBZ")
+        # 180 s at 90 dB(A): LEX,8h = 90 + 10 lg(180 / 28 800) = 67.96 dB(A)
+        assert rec.fields["lex_8h"] == pytest.approx(90 + 10 * math.log10(180 / 28800),
+                                                     abs=1e-6)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0, (tmp_path / "analyze.log").read_text()[-2000:]
