@@ -1,5 +1,6 @@
-"""The inspector's report (`tingbao report`) on a real InfluxDB: two days of levels for two
-meters, closed by the ledger, one alert with its lifecycle and some band levels; the report
+"""The inspector's report (`tingbao report`) on a real InfluxDB: three days of levels for two
+meters (a third, two-channel meter without data), closed by the ledger, an alert with its
+lifecycle, a meter-level alert and some band levels; the report
 built in-process (its figures checked against plain arithmetic) and through the CLI (the PDF
 checked with poppler: the Chinese and English text, the printed LEX values, the embedded Noto
 CJK font, page 1 rendered). Page 1 of the PDF is kept as ``tests/artifacts/report-page1.png``
@@ -7,9 +8,12 @@ CJK font, page 1 rendered). Page 1 of the PDF is kept as ``tests/artifacts/repor
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import math
 import shutil
+import statistics
 import subprocess
 import zoneinfo
 from pathlib import Path
@@ -20,7 +24,16 @@ from support.commands import run_tingbao
 from tingbao.analysis import ledger, records
 from tingbao.analysis.alert_store import Alert, AlertStore
 from tingbao.analysis.daily import compute_days
-from tingbao.analysis.report.build import build_report, period_lex, period_u
+from tingbao.analysis.report import render
+from tingbao.analysis.report.build import (
+    U_CORRELATED,
+    U_FULL_DAY,
+    DayValue,
+    build_report,
+    period_lex,
+    period_u,
+    period_uncertainty,
+)
 from tingbao.analysis.shifts import shift_window
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import band_field, line
@@ -39,6 +52,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TODAY = dt.datetime.now(zoneinfo.ZoneInfo(TZ)).date()
 DAY1 = TODAY - dt.timedelta(days=4)  # inside the 1 s retention, the shifts long over
 DAY2 = DAY1 + dt.timedelta(days=1)
+DAY3 = DAY2 + dt.timedelta(days=1)  # two days ago: its shift is over too
 CALIBRATED = DAY1 - dt.timedelta(days=100)
 
 SITE_TOML = f"""
@@ -53,7 +67,7 @@ name_zh = "{NAME_ZH}"
 name_en = "{NAME_EN}"
 industry = "machinery"
 group = "pilot"
-shift = {{ start = "08:00", hours = 8.0, days_per_week = 5 }}
+shift = {{ start = "08:00", hours = 8.0, days_per_week = 7 }}
 
 [[sites]]
 id = "w1"
@@ -75,6 +89,14 @@ enterprise = "{ENT}"
 site = "w1"
 position_zh = "装配线"
 position_en = "assembly line"
+
+[[meters]]
+id = "m3"
+enterprise = "{ENT}"
+site = "w1"
+position_zh = "双通道测点"
+position_en = "two-channel point"
+channels = 2
 
 [[job_types]]
 id = "press-fitter"
@@ -111,8 +133,9 @@ H = 3600 * 10**9
 
 @pytest.fixture(scope="module")
 def site(stack, tmp_path_factory):
-    """The registry file, with both days written, rolled up and closed by the ledger, one
-    alert (opened, then acknowledged) and band levels of m1 on day 1."""
+    """The registry file, with three days written, rolled up and closed by the ledger, one
+    alert (opened, then acknowledged), a meter-level alert of m3 and band levels of m1 on
+    day 1. (Seven workdays a week: the dates are relative to today, any weekday.)"""
     path = tmp_path_factory.mktemp("site") / "site.toml"
     path.write_text(SITE_TOML + f'\n[stack]\ndata_dir = "{stack.data_dir}"\n',
                     encoding="utf-8")
@@ -121,7 +144,8 @@ def site(stack, tmp_path_factory):
     reader, writer = stack.influx("reader"), stack.influx("writer")
     w1 = shift_window(reg.enterprise(ENT), DAY1, TZ)
     w2 = shift_window(reg.enterprise(ENT), DAY2, TZ)
-    s1, s2 = w1.period.start_ns, w2.period.start_ns
+    w3 = shift_window(reg.enterprise(ENT), DAY3, TZ)
+    s1, s2, s3 = w1.period.start_ns, w2.period.start_ns, w3.period.start_ns
     lines = []
     # day 1: m1 4 h at 88 then 4 h at 80; m2 8 h at 90
     lines += _levels("m1", s1, 4, 88.0) + _levels("m1", s1 + 4 * H, 4, 80.0)
@@ -129,12 +153,14 @@ def site(stack, tmp_path_factory):
     # day 2: m1 8 h at 86; m2 hour 3 missing, 7 h at 90 (coverage 7/8, extrapolated)
     lines += _levels("m1", s2, 8, 86.0)
     lines += _levels("m2", s2, 3, 90.0) + _levels("m2", s2 + 4 * H, 4, 90.0)
+    # day 3: m1 8 h at 84; m2 8 h at 96
+    lines += _levels("m1", s3, 8, 84.0) + _levels("m2", s3, 8, 96.0)
     # bands of m1 in day 1: 1 kHz at 80 and 86 dB, 2 kHz at 70 dB
     lines += _bands("m1", s1 + H, [(80.0, 70.0)] * 6 + [(86.0, 70.0)] * 6)
     for i in range(0, len(lines), 20_000):
         writer.write(lines[i:i + 20_000])
     rollups = Rollups(reader, writer)
-    for w in (w1, w2):
+    for w in (w1, w2, w3):
         rollups.recompute_range(w.period.start_ns, w.period.end_ns)
         day, extras = compute_days(reader, reg, ENT, w.date)  # what `analyze` closes
         ledger.close_day(reader, writer, ENT, w.date.isoformat(), w.period.start_ns,
@@ -147,6 +173,11 @@ def site(stack, tmp_path_factory):
                   channel=0)
     assert store.open(alert)
     store.acknowledge(alert.id, "张工", "已发放耳罩", now_ns=s1 + 3 * H)
+    offline = Alert(enterprise=ENT, rule="meter_offline", shift_date=DAY2.isoformat(),
+                    profile="CN-GBZ", severity="warning", text_zh="声级计离线",
+                    text_en="meter offline", evidence={"silent_s": 900}, raised_ns=s2 + H,
+                    meter="m3")  # a meter's alert: no channel
+    assert store.open(offline)
     return path, reg
 
 
@@ -176,6 +207,12 @@ def test_build_reads_stored_records_and_sums_the_period(stack, site):
     assert m2.u_db == pytest.approx(M2_U, abs=1e-6)  # records keep 6 decimals
     assert "gaps_extrapolated" in m2.flags and "uncalibrated" in m2.flags
     assert m2.grade.code == "II" and m2.n_alerts == 1
+    # two days (< 3 for the full-day strategy): U the correlated combination
+    assert m1.u_method == m2.u_method == U_CORRELATED and m2.u_detail.n_days == 2
+    # the meter-level alert of m3 (no channel) counts for both its channels, not for m2;
+    # m1 has none
+    assert posts["m3:0"].n_alerts == posts["m3:1"].n_alerts == 1 and m1.n_alerts == 0
+    assert posts["m3:0"].days and posts["m3:0"].lex_db is None
     # U of unequal days: weights 10^(0.1 L) / Σ: 85 and 88 dB → c = 1/3, 2/3 (10^0.3 ≈ 2)
     assert period_u([85.0, 88.0], [3.0, 1.5]) == pytest.approx(
         (3.0 + 10**0.3 * 1.5) / (1 + 10**0.3), abs=1e-12)
@@ -190,13 +227,136 @@ def test_build_reads_stored_records_and_sums_the_period(stack, site):
     # minute rollups for the level-time plot: 480 minutes on day 1, 420 on day 2 for m2
     assert [len(d.minutes) for d in data.levels[("m2", 0)]] == [480, 420]
     # the alert's lifecycle, in time order
-    (a,) = data.alerts
+    a, offline = data.alerts
+    assert offline.rule == "meter_offline" and offline.channel is None
     assert [c[1] for c in a.changes] == ["open", "acknowledged"] and a.changes[1][2] == "张工"
     assert a.meter == "m2" and a.channel == "0" and a.text_en.startswith("projected")
-    # calibration: m1 calibrated 100 days before (valid for 365), m2 never
+    # calibration: m1 calibrated 100 days before (valid for 365), m2 and m3 never
     states = {m.meter.id: m.state for m in data.meters}
-    assert states == {"m1": "valid", "m2": "never"}
-    assert data.verified.ok and data.head[1] == data.days[-1].chain_hash
+    assert states == {"m1": "valid", "m2": "never", "m3": "never"}
+    assert data.verified.ok and data.head[1] != data.days[-1].chain_hash  # day 3 is later
+
+
+M1_DAY3, M2_DAY3 = 84.0, 96.0
+TABLE_C4_N3 = {1.0: 1.6, 1.5: 3.1, 3.0: 11.5, 3.5: 15.7}
+"""Table C.4, row N = 3 (full-day only), c1·u1 in dB at the u1 columns used here."""
+
+
+def _c1u1_n3(u1: float) -> float:
+    """c1·u1 of Table C.4 row N = 3, linear between the two columns around ``u1``."""
+    lo = max(c for c in TABLE_C4_N3 if c <= u1 and c + 0.5 in TABLE_C4_N3)
+    return TABLE_C4_N3[lo] + (u1 - lo) / 0.5 * (TABLE_C4_N3[lo + 0.5] - TABLE_C4_N3[lo])
+
+
+def test_period_of_three_days_uses_the_full_day_strategy(stack, site):
+    _, reg = site
+    data = build_report(stack.influx("reader"), reg, ENT, DAY1, DAY3)
+    assert data.edition == "GB/T 21230-2014" and data.instrument == "class1"
+    assert data.head[1] == data.days[-1].chain_hash
+    posts = {s.key: s for s in data.posts}
+    m1, m2 = posts["m1:0"], posts["m2:0"]
+    # m1: 85.63, 86.0, 84.0 → u1 = stdev (N − 1) = 1.064 dB; Table C.4 N = 3 between
+    # u1 1.0 (1.6 dB) and 1.5 (3.1 dB): c1u1 = 1.6 + 0.064/0.5 · 1.5 = 1.79 dB ≤ 3.5 (plan
+    # ok); u = √(1.79² + 0.7² + 1.0²) = 2.168, U = 1.65 u = 3.58 dB
+    u1 = statistics.stdev([M1_DAY1, M1_DAY2, M1_DAY3])
+    assert 1.0 < u1 < 1.5 and round(u1, 3) == 1.064
+    c = _c1u1_n3(u1)
+    want_u = 1.65 * math.sqrt(c**2 + 0.7**2 + 1.0**2)
+    assert round(want_u, 2) == 3.58
+    assert m1.u_method == U_FULL_DAY and not m1.u_detail.plan_revise
+    assert m1.u_detail.c1u1_db == pytest.approx(c, abs=1e-5)
+    assert m1.u_db == pytest.approx(want_u, abs=1e-5)
+    # period LEX: 10 lg(⅓ Σ 10^(0.1 L)) = 85.29 dB(A)
+    assert m1.lex_db == pytest.approx(
+        10 * math.log10((10 ** (M1_DAY1 / 10) + 10**8.6 + 10**8.4) / 3), abs=2e-6)
+    # m2: 90, 90, 96 → u1 = √((4 + 4 + 16)/2) = √12 = 3.464 dB; c1u1 = 11.5 + 0.464/0.5 · 4.2
+    # = 15.40 dB > 3.5: U still given, √(15.40² + 0.49 + 1) · 1.65 = 25.49 dB, plan revise
+    c2 = _c1u1_n3(math.sqrt(12))
+    assert round(c2, 2) == 15.40
+    assert m2.u_detail.plan_revise and m2.u_db == pytest.approx(
+        1.65 * math.sqrt(c2**2 + 0.49 + 1.0), abs=1e-4)
+    (job,) = data.jobs
+    assert job.u_method == U_FULL_DAY and job.u_detail.n_days == 3
+    # the job's tasks as the ledger stored them (JSON field): day 3, 4 h at m1 (84 dB) and
+    # 4 h at m2 (96 dB), both measured
+    stored = job.days[2].tasks
+    assert [(t["what"], t["hours"], t["meter"], t["source"]) for t in stored] == [
+        ("press", 4.0, "m1", "measured"), ("assembly", 4.0, "m2", "measured")]
+    assert [t["laeq"] for t in stored] == pytest.approx([M1_DAY3, M2_DAY3], abs=1e-6)
+
+    # the rendered report: the U method per row, the flag texts, the method notes
+    tasks = [{"what": "press", "hours": 4.0, "laeq": 85.63, "source": "measured",
+              "meter": "m1", "channel": 0, "coverage": 1.0},
+             {"what": "break room", "hours": 0.5, "laeq": 70.0, "source": "declared",
+              "meter": None, "channel": None, "coverage": None}]
+    day = job.days[0]
+    day = dataclasses.replace(day, fields={**day.fields, "tasks": json.dumps(tasks)},
+                              flags=(*day.flags, "no_data:m2:0", "brand_new_flag"))
+    assert [t["what"] for t in day.tasks] == ["press", "break room"]
+    job = dataclasses.replace(job, days=(day, *job.days[1:]))
+    html = render.report_html(dataclasses.replace(data, jobs=(job,)), "en")
+    assert "full-day (ISO 9612:2009 clause 11), N = 3 days" in html
+    assert f"c1·u1 = {c:.2f} dB" in html and "c1·u1 = 1.79 dB" in html
+    assert "85.3 ± 3.6" in html  # m1's period: 85.29 ± 3.58
+    assert "measurement plan must be revised (c1·u1 &gt; 3.5 dB)" in html
+    assert "93.0 ± 25.5" in html  # m2: 10 lg(⅓(2·10^9 + 10^9.6)) = 93.00 ± 25.49
+    # the job's tasks sub-table: what, hours, level, measured/declared, post
+    assert "break room" in html and ">declared<" in html and ">m1:0<" in html
+    assert ">85.6<" in html and ">0.5<" in html
+    assert "no data: meter m2 channel 0" in html and "flag brand_new_flag" in html
+    for text in ("U is shown, flagged “measurement plan must be revised (c1·u1 &gt; 3.5 dB)”",
+                 "full-day strategy of GB/T 21230-2014 = ISO 9612:2009 clause 11",
+                 "grades and limit checks use the unrounded value",
+                 "lowest counting threshold (default 120 dB)",
+                 "refractory time 0.5 s", "impacts 0.5–1 s apart count twice",
+                 "impulse grades are provisional", "counts for every channel"):
+        assert text in html, text
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-3-days-en.html").write_text(html, encoding="utf-8")  # to look at
+    zh = render.report_html(data, "zh")
+    assert "全天测量" in zh and "须修订测量计划（c1·u1 &gt; 3.5 dB）" in zh
+
+
+def test_period_uncertainty_cases():
+    # no day, one day, two days: no U method / the correlated combination
+    assert period_uncertainty([], []).method is None
+    one = period_uncertainty([88.0], [2.0])
+    assert one.method == U_CORRELATED and one.u_db == pytest.approx(2.0)
+    # 85 and 88 dB: weights 1 : 10^0.3 → (3.0 + 1.995 · 1.5) / 2.995 = 2.00 dB
+    two = period_uncertainty([85.0, 88.0], [3.0, 1.5])
+    assert two.method == U_CORRELATED and two.u_db == pytest.approx(
+        (3.0 + 10**0.3 * 1.5) / (1 + 10**0.3), abs=1e-12)
+    # three days, no stored U needed: 84, 86, 88 → u1 = 2.0 dB, c1u1 (N = 3) = 5.2 dB > 3.5:
+    # U = 1.65 √(5.2² + 1.5² + 1.0²) = 1.65 · 5.503 = 9.08 dB with a personal meter, flagged
+    r = period_uncertainty([84.0, 86.0, 88.0], [None] * 3, instrument="personal",
+                           edition="GB/T 21230-2014")
+    assert r.method == U_FULL_DAY and r.plan_revise and r.u1_db == pytest.approx(2.0)
+    assert r.c1u1_db == pytest.approx(5.2) and r.u_db == pytest.approx(
+        1.65 * math.sqrt(5.2**2 + 1.5**2 + 1.0**2), abs=1e-9)
+    assert round(r.u_db, 2) == 9.08
+    # 80, 90, 95 → u1 = √((−8.33² + 1.67² + 6.67²)/2) = 7.64 dB > 6 dB, beyond Table C.4:
+    # no U, plan revise
+    wide = period_uncertainty([80.0, 90.0, 95.0], [2.0] * 3)
+    assert wide.method == U_FULL_DAY and wide.u_db is None and wide.plan_revise
+    assert wide.u1_db == pytest.approx(statistics.stdev([80.0, 90.0, 95.0]))
+    with pytest.raises(ValueError, match="unknown instrument"):
+        period_uncertainty([84.0, 86.0, 88.0], [None] * 3, instrument="class3")
+    # tasks: a JSON string or absent
+    d = DayValue(DAY1, None, None, None, None, None, (), {"tasks": "not json"})
+    assert d.tasks == () and dataclasses.replace(d, fields={}).tasks == ()
+
+
+def test_every_flag_has_a_text():
+    # the flags exposure.py, daily.py and gbz2_2.py store; a new one prints as it is
+    for f in ("no_data", "gaps_extrapolated", "low_coverage", "u_insufficient_samples",
+              "u_plan_revise", "declared_levels", "uncalibrated", "impulses_not_counted",
+              "posts_low_coverage"):
+        zh, en = render.flag_text(f)
+        assert zh != en and f not in en and f not in zh, f
+    assert render.flag_text("u_plan_revise", 3.5) == (
+        "须修订测量计划（c1·u1 > 3.5 dB）", "measurement plan must be revised (c1·u1 > 3.5 dB)")
+    assert render.flag_text("no_data:m1:2")[1] == "no data: meter m1 channel 2"
+    assert render.flag_text("whatever") == ("标记 whatever", "flag whatever")
 
 
 def _need(tool: str) -> str:
@@ -289,3 +449,17 @@ def test_empty_period_says_not_closed(stack, site, tmp_path):
     r = run_tingbao("report", "--config", path, "--enterprise", ENT, "--from", DAY2,
                     "--to", DAY1, "--out", tmp_path, "--stack", stack.data_dir)
     assert r.returncode == 2 and "before" in r.stderr
+
+
+def test_period_without_workdays_is_an_empty_report(stack, site, tmp_path):
+    # five workdays a week (Monday–Friday): a Saturday–Sunday period has no shift at all
+    path = tmp_path / "site.toml"
+    path.write_text(site[0].read_text(encoding="utf-8").replace(
+        "days_per_week = 7", "days_per_week = 5"), encoding="utf-8")
+    reg = load_registry(path)
+    saturday = DAY1 - dt.timedelta(days=(DAY1.isoweekday() - 6) % 7)  # on or before DAY1
+    assert saturday.isoweekday() == 6
+    data = build_report(stack.influx("reader"), reg, ENT, saturday,
+                        saturday + dt.timedelta(days=1))
+    assert data.days == () and data.empty and data.posts[0].days == ()
+    assert "no closed exposure records" in render.report_html(data, "en").lower()

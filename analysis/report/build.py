@@ -15,13 +15,24 @@ or one week): over the N days that have a stored LEX,8h,
 
 * LEX,8h of the period = 10 lg[(1/N) Σ_d 10^(0.1 LEX,8h,d)], the energy mean of the daily
   exposures (the exposure of the average day; for a five-day week it is GBZ 2.2's LEX,W);
-* its U = Σ_d c_d U_d with c_d = 10^(0.1 LEX,8h,d) / Σ_j 10^(0.1 LEX,8h,j), the daily
-  expanded uncertainties taken as fully correlated (the instrument and microphone terms
-  u2, u3 are the same every day), which is the conservative bound; a day without U leaves
-  the period without U;
+* its U (:func:`period_uncertainty`), with N ≥ the edition's ``min_days_full_day`` (3):
+  the full-day strategy of ISO 9612 clause 11 (:func:`tingbao.analysis.iso9612.full_day`:
+  u1 the sample standard deviation of the N daily LEX,8h, c1·u1 from Table C.4,
+  u² = (c1u1)² + u2² + u3², U = k·u), u2 of the registry's ``[analysis] instrument``, the
+  edition the profile names (``uncertainty_method``); c1·u1 above the plan limit (3.5 dB)
+  keeps U and flags ``u_plan_revise``, c1·u1 beyond the table gives no U and the same flag.
+  With 1 or 2 days (too few for the full-day strategy): U = Σ_d c_d U_d with
+  c_d = 10^(0.1 LEX,8h,d) / Σ_j 10^(0.1 LEX,8h,j), the daily expanded uncertainties taken
+  as fully correlated (the instrument and microphone terms u2, u3 are the same every day),
+  the conservative bound; a day without U leaves the period without U;
 * the grade is that of the period's LEX,8h (GBZ/T 229.4-2012 clause 5, the profile's edges),
   the worst day is shown beside it, and a day counts as over the limit when its LEX,8h
-  reaches the profile's ``lex_limit_db`` (≥, the convention of :mod:`tingbao.analysis.gbz2_2`).
+  reaches the profile's ``lex_limit_db`` (≥, the convention of :mod:`tingbao.analysis.gbz2_2`);
+  grades and limit checks use the unrounded stored values, the report prints 0.1 dB.
+
+**Alerts per post**: an alert with a meter and a channel counts for that post; an alert with
+a meter and no channel (``meter_offline``, ``calibration_drift``, ``clock_offset`` …) counts
+for every channel (post) of that meter; a job's alerts are those naming the job.
 
 **Spectra**: per post, the energy mean over the period's ``bands`` intervals of each band,
 10 lg(mean 10^(0.1 L)), taken in the database (POW in a subquery, then SUM and COUNT); the
@@ -42,16 +53,20 @@ from tingbao.collector.influx import InfluxClient
 from tingbao.collector.registry.profiles import Profile, profile
 from tingbao.collector.registry.site import Enterprise, Meter, Registry
 
-from .. import ledger
+from .. import iso9612, ledger
 from ..gbzt229_4 import HazardGrade, grade
 from ..shifts import ShiftWindow, shifts_between
 
-__all__ = ["AlertHistory", "DayStatus", "DayValue", "MeterState", "MinuteLevels",
-           "ReportData", "Spectrum", "SubjectSummary", "build_report", "period_lex",
-           "period_u"]
+__all__ = ["U_CORRELATED", "U_FULL_DAY", "AlertHistory", "DayStatus", "DayValue",
+           "MeterState", "MinuteLevels", "PeriodU", "ReportData", "Spectrum", "SubjectSummary",
+           "build_report", "period_lex", "period_u", "period_uncertainty"]
 
 NS = 1_000_000_000
 ALERT_STATES = ("open", "acknowledged", "resolved")
+U_FULL_DAY = "full-day"
+"""Period U by the full-day strategy (ISO 9612 clause 11, N ≥ 3 days)."""
+U_CORRELATED = "correlated"
+"""Period U as the energy-weighted sum of the daily U (days fully correlated; 1–2 days)."""
 
 
 # ------------------------------------------------------------------------------ dataclasses
@@ -87,6 +102,38 @@ class DayValue:
     def peak_exceeded(self) -> bool:
         return bool(self.fields.get("peak_exceeded"))
 
+    @property
+    def tasks(self) -> tuple[dict, ...]:
+        """A job's tasks as stored (field ``tasks``, a JSON list of ``{what, hours, laeq,
+        source, meter, channel, coverage}``; hours in h, laeq in dB(A), coverage a
+        fraction); () when absent or unreadable (records written before the field)."""
+        raw = self.fields.get("tasks")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return ()
+        if not isinstance(raw, list):
+            return ()
+        return tuple(t for t in raw if isinstance(t, dict))
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodU:
+    """The expanded uncertainty U (dB) of a period's LEX,8h and how it was obtained:
+    ``method`` :data:`U_FULL_DAY` or :data:`U_CORRELATED` (None: no day with LEX,8h),
+    ``n_days`` the N days, ``plan_revise`` when ISO 9612 asks for a revised plan (c1·u1 above
+    the edition's limit: U kept; beyond Table C.4: ``u_db`` None), ``u1_db`` (sample standard
+    deviation of the daily LEX,8h, dB) and ``c1u1_db`` (Table C.4, dB) for the full-day
+    strategy."""
+
+    u_db: float | None
+    method: str | None
+    n_days: int
+    plan_revise: bool = False
+    u1_db: float | None = None
+    c1u1_db: float | None = None
+
 
 @dataclasses.dataclass(frozen=True)
 class SubjectSummary:
@@ -110,6 +157,12 @@ class SubjectSummary:
     flags: tuple[str, ...]
     n_alerts: int
     views: dict[str, list[tuple[dt.date, dict]]]
+    u_detail: PeriodU | None = None
+
+    @property
+    def u_method(self) -> str | None:
+        """How the period's U was obtained (:class:`PeriodU`), None without days."""
+        return self.u_detail.method if self.u_detail else None
 
     @property
     def meter(self) -> str | None:
@@ -200,6 +253,10 @@ class ReportData:
     meters: tuple[MeterState, ...]
     levels: dict[tuple[str, int], tuple[MinuteLevels, ...]]
     spectra: dict[tuple[str, int], Spectrum]
+    edition: str = iso9612.DEFAULT_EDITION
+    """The ISO 9612 edition of the profile in force (``uncertainty_method``)."""
+    instrument: str = "class1"
+    """The registry's ``[analysis] instrument`` (u2 of the period's full-day U)."""
 
     @property
     def closed_days(self) -> tuple[DayStatus, ...]:
@@ -241,6 +298,31 @@ def period_u(levels_db: Sequence[float], u_db: Sequence[float | None]) -> float 
     return sum(wi / total * u for wi, u in zip(w, u_db, strict=True))
 
 
+def period_uncertainty(levels_db: Sequence[float], u_db: Sequence[float | None], *,
+                       instrument: str = "class1",
+                       edition: str = iso9612.DEFAULT_EDITION) -> PeriodU:
+    """U (dB) of the period's LEX,8h from the N daily ``levels_db`` (LEX,8h, dB(A)) and their
+    stored ``u_db`` (expanded, dB; None where a day has none), module docstring: the
+    full-day strategy (:func:`tingbao.analysis.iso9612.full_day`, ``instrument`` and
+    ``edition`` as there) when N reaches the edition's ``min_days_full_day``, else
+    :func:`period_u`. ValueError for an unknown edition or instrument."""
+    levels = [float(x) for x in levels_db]
+    ed = iso9612.load_edition(edition)
+    ed.instrument(instrument)  # an unknown instrument is a setting error, not a plan one
+    n = len(levels)
+    if n == 0:
+        return PeriodU(None, None, 0)
+    if n < ed.min_days_full_day:
+        return PeriodU(period_u(levels, list(u_db)), U_CORRELATED, n)
+    try:
+        r = iso9612.full_day(levels, instrument=instrument, edition=edition)
+    except ValueError:  # u1 beyond Table C.4: the plan must be revised, no U
+        mean = sum(levels) / n
+        u1 = math.sqrt(sum((x - mean) ** 2 for x in levels) / (n - 1))
+        return PeriodU(None, U_FULL_DAY, n, True, u1, None)
+    return PeriodU(r.U_db, U_FULL_DAY, n, not r.plan_ok, r.u1_db, r.c1u1_db)
+
+
 def _num(v) -> float | None:
     if v is None or isinstance(v, bool):
         return None
@@ -260,14 +342,17 @@ def _day_value(date: dt.date, fields: dict) -> DayValue:
 
 
 def summarise(kind: str, key: str, name_zh: str, name_en: str, days: Iterable[DayValue],
-              prof: Profile, views: dict | None = None, n_alerts: int = 0) -> SubjectSummary:
+              prof: Profile, views: dict | None = None, n_alerts: int = 0, *,
+              instrument: str = "class1",
+              edition: str = iso9612.DEFAULT_EDITION) -> SubjectSummary:
     """A :class:`SubjectSummary` of ``days`` (stored records of one subject) under ``prof``
-    (module docstring)."""
+    (module docstring; ``instrument`` and ``edition`` for the period's U)."""
     days = tuple(sorted(days, key=lambda d: d.date))
     with_lex = [d for d in days if d.lex_8h is not None]
     lex = period_lex([d.lex_8h for d in with_lex])
-    u = period_u([d.lex_8h for d in with_lex], [d.u_db for d in with_lex]) if with_lex \
-        else None
+    detail = period_uncertainty([d.lex_8h for d in with_lex], [d.u_db for d in with_lex],
+                                instrument=instrument, edition=edition)
+    u = detail.u_db
     worst = max(with_lex, key=lambda d: d.lex_8h, default=None)
     flags = tuple(dict.fromkeys(f for d in days for f in d.flags))
     return SubjectSummary(
@@ -275,7 +360,8 @@ def summarise(kind: str, key: str, name_zh: str, name_en: str, days: Iterable[Da
         None, worst.lex_8h if worst else None, worst.date if worst else None,
         grade(worst.lex_8h, prof) if worst else None,
         sum(1 for d in with_lex if d.lex_8h >= prof.lex_limit_db),
-        sum(1 for d in days if d.peak_exceeded), flags, n_alerts, dict(views or {}))
+        sum(1 for d in days if d.peak_exceeded), flags, n_alerts, dict(views or {}),
+        detail if with_lex else None)
 
 
 # --------------------------------------------------------------------------------- reading
@@ -416,8 +502,18 @@ def build_report(reader: InfluxClient, reg: Registry, enterprise_id: str, first:
     tz = zoneinfo.ZoneInfo(reg.deployment.timezone)
     now = now or dt.datetime.now(tz)
     prof = reg.profile
+    edition = prof.uncertainty_method or iso9612.DEFAULT_EDITION
+    instrument = reg.analysis.instrument
+    # the period's local midnights; the shifts (none when no date of it is a workday) may
+    # run past them
+    start_ns = int(dt.datetime.combine(first, dt.time(), tz).timestamp()) * NS
+    end_ns = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz
+                                     ).timestamp()) * NS
+    if windows:
+        start_ns = min(start_ns, windows[0].period.start_ns)
+        end_ns = max(end_ns, windows[-1].period.end_ns)
     chain = _chain_points(reader, enterprise_id, windows[0].period.start_ns,
-                          windows[-1].period.end_ns)
+                          windows[-1].period.end_ns) if windows else {}
     days = []
     values: dict[tuple[str, str], dict[str, list[DayValue]]] = {}
     for w in progress(windows):
@@ -436,16 +532,13 @@ def build_report(reader: InfluxClient, reg: Registry, enterprise_id: str, first:
             values.setdefault((kind, key), {}).setdefault(pid, []).append(
                 _day_value(w.date, dict(r.fields)))
 
-    start_ns = min(windows[0].period.start_ns,
-                   int(dt.datetime.combine(first, dt.time(), tz).timestamp()) * NS)
-    end_ns = max(windows[-1].period.end_ns, int(dt.datetime.combine(
-        last + dt.timedelta(days=1), dt.time(), tz).timestamp()) * NS)
     alerts = _alerts(reader, enterprise_id, start_ns, end_ns)
 
     def n_alerts(kind: str, key: str) -> int:
-        if kind == "post":
+        if kind == "post":  # a meter's alert (no channel) counts for each of its channels
             meter, ch = key.split(":")
-            return sum(1 for a in alerts if a.meter == meter and str(a.channel or "0") == ch)
+            return sum(1 for a in alerts
+                       if a.meter == meter and (a.channel is None or str(a.channel) == ch))
         return sum(1 for a in alerts if a.job == key)
 
     def views_of(by_profile: dict[str, list[DayValue]]) -> dict:
@@ -462,17 +555,19 @@ def build_report(reader: InfluxClient, reg: Registry, enterprise_id: str, first:
             if m.channels > 1:
                 name_zh, name_en = f"{name_zh}（通道 {ch}）", f"{name_en} (channel {ch})"
             posts.append(summarise("post", key, name_zh, name_en, by_profile.get(prof.id, ()),
-                                   prof, views_of(by_profile), n_alerts("post", key)))
+                                   prof, views_of(by_profile), n_alerts("post", key),
+                                   instrument=instrument, edition=edition))
     jobs = []
     for j in reg.jobs_of(enterprise_id):
         by_profile = values.pop(("job", j.id), {})
         jobs.append(summarise("job", j.id, j.name_zh, j.name_en or j.id,
                               by_profile.get(prof.id, ()), prof, views_of(by_profile),
-                              n_alerts("job", j.id)))
+                              n_alerts("job", j.id), instrument=instrument, edition=edition))
     # records of posts or jobs no longer in the registry are still shown, under their ids
     for (kind, key), by_profile in sorted(values.items()):
         s = summarise(kind, key, key, key, by_profile.get(prof.id, ()), prof,
-                      views_of(by_profile), n_alerts(kind, key))
+                      views_of(by_profile), n_alerts(kind, key), instrument=instrument,
+                      edition=edition)
         (posts if kind == "post" else jobs).append(s)
 
     others = tuple(profile(pid) for pid in reg.analysis.profiles if pid != prof.id)
@@ -483,7 +578,8 @@ def build_report(reader: InfluxClient, reg: Registry, enterprise_id: str, first:
         other_profiles=others, days=tuple(days), posts=tuple(posts), jobs=tuple(jobs),
         head=ledger.head(reader, enterprise_id), verified=ledger.verify(reader, enterprise_id),
         alerts=alerts, meters=meters, levels=_minute_levels(reader, enterprise_id, windows),
-        spectra=_spectra(reader, enterprise_id, windows, levels_rp))
+        spectra=_spectra(reader, enterprise_id, windows, levels_rp), edition=edition,
+        instrument=instrument)
 
 
 def evidence_text(alert: AlertHistory) -> str:
