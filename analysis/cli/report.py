@@ -7,34 +7,25 @@ chained; a day not closed yet is said so, never computed here.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import sys
+
+from .common import date_arg, open_site, site_arguments
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="the inspector's report (HTML and PDF) of an enterprise "
                                       "over a period")
-    p.add_argument("--config", required=True, metavar="SITE", help="site registry TOML")
+    site_arguments(p)
     p.add_argument("--enterprise", required=True, metavar="ID")
-    p.add_argument("--from", dest="first", required=True, type=_date, metavar="YYYY-MM-DD",
+    p.add_argument("--from", dest="first", required=True, type=date_arg, metavar="YYYY-MM-DD",
                    help="first shift date (local)")
-    p.add_argument("--to", dest="last", required=True, type=_date, metavar="YYYY-MM-DD",
+    p.add_argument("--to", dest="last", required=True, type=date_arg, metavar="YYYY-MM-DD",
                    help="last shift date (local, inclusive)")
     p.add_argument("--lang", choices=("zh", "en"), default="zh",
                    help="zh: Chinese first, English beside (default); en: the reverse")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    p.add_argument("--stack", metavar="DIR", help="the local stack's data directory "
-                                                  "(default: the registry's [stack] data_dir)")
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
     p.set_defaults(func=run)
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 MAX_DAYS = 366
@@ -44,17 +35,11 @@ MAX_DAYS = 366
 def run(args) -> int:
     from pathlib import Path
 
-    from tingbao.collector.registry import load_registry
-    from tingbao.collector.registry.connect import influx_client
     from tingbao.edge.cli.main import CliError
 
     from ..report import plots, render
     from ..report.build import build_report
 
-    reg = load_registry(args.config)
-    ids = [e.id for e in reg.enterprises]
-    if args.enterprise not in ids:
-        raise CliError(f"unknown enterprise {args.enterprise!r}; one of {', '.join(ids)}")
     if args.last < args.first:
         raise CliError(f"--to {args.last} is before --from {args.first}")
     if (args.last - args.first).days + 1 > MAX_DAYS:
@@ -63,7 +48,8 @@ def run(args) -> int:
         plots.cjk_font()
     except plots.FontMissing as e:
         raise CliError(str(e)) from None
-    reader = influx_client(reg, "reader", stack_dir=args.stack)
+    site = open_site(args)  # the registry, the enterprise checked, the reader
+    reg, reader = site.reg, site.reader
 
     def progress(items):
         try:
