@@ -10,10 +10,12 @@ BIN    := $(VENV)/bin
 # Servers and system libraries the project starts or loads itself (no systemd needed):
 # mosquitto + influxdb (the local stack), libportaudio2 (sounddevice), and a private
 # PulseAudio server with sox so the live-input path is tested with real audio, not a mock;
-# Noto CJK fonts and Pango for the PDF reports (WeasyPrint), poppler-utils to check them.
+# Noto CJK fonts and Pango for the PDF reports (WeasyPrint), poppler-utils to check them;
+# Chromium and its driver for the live page's browser tests (Selenium, headless).
 APT_PACKAGES := mosquitto mosquitto-clients influxdb libportaudio2 libsndfile1 \
                 pulseaudio pulseaudio-utils libasound2-plugins sox \
-                fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0
+                fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0 \
+                chromium chromium-driver
 
 .PHONY: demo test lint bench system venv clean
 
@@ -49,10 +51,11 @@ system:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml dashboards/live/vendor.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[edge,server,dev]'
+	$(BIN)/python dashboards/live/vendor.py   # ECharts from the npm registry, pinned
 	touch $@
 
 clean:

@@ -37,6 +37,8 @@ SUMMARIES = {
     "alerts": "list, acknowledge or resolve alerts",
     "verify": "check the hash chain of stored exposure records",
     "report": "the inspector's report (HTML and PDF) of an enterprise over a period",
+    "serve": "the live page: floor view, alerts, exposure and reports in a browser",
+    "dashboards": "export Grafana provisioning or push the dashboards to a Grafana",
 }
 """One line per known command for ``tingbao --help`` (a plug-in not listed here shows its
 entry point instead)."""
