@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from support.wait import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
