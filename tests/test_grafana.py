@@ -34,12 +34,13 @@ from tingbao.analysis.alert_store import Alert, AlertStore
 from tingbao.analysis.daily import compute_days
 from tingbao.analysis.shifts import shift_window
 from tingbao.collector import schema
+from tingbao.collector.influx import InfluxClient
 from tingbao.collector.lineprotocol import line
 from tingbao.collector.registry import load_registry
 from tingbao.collector.registry.profiles import profile
 from tingbao.collector.rollups import Rollups
 from tingbao.dashboards.grafana import boards
-from tingbao.dashboards.grafana.provisioning import Datasource, PushError, export, push
+from tingbao.dashboards.grafana.provisioning import PushError, push
 from tingbao.dashboards.grafana.query import Dataquery, InfluxQuery
 
 P0 = 20e-6
@@ -330,8 +331,10 @@ def test_export_writes_documented_provisioning(stack, scenario, tmp_path):
     assert src["url"] == reader.url and src["jsonData"] == {"dbName": "tingbao",
                                                             "httpMode": "POST"}
     # the reader account of the local stack (connect.py): its password logs in
-    assert src["user"] and src["secureJsonData"]["password"]
-    assert reader.query("SHOW MEASUREMENTS") is not None
+    grafana_view = InfluxClient(src["url"], src["jsonData"]["dbName"], src["user"],
+                                src["secureJsonData"]["password"])
+    assert {r["name"] for s in grafana_view.query("SHOW MEASUREMENTS") for r in s.rows} >= {
+        schema.LEVELS, schema.EXPOSURE, schema.ALERTS}  # the account logs in and reads
     db = yaml.safe_load((prov / "dashboards" / "tingbao.yaml").read_text(encoding="utf-8"))
     assert db["apiVersion"] == 1
     (provider,) = db["providers"]
@@ -346,8 +349,6 @@ def test_export_writes_documented_provisioning(stack, scenario, tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
     out = tmp_path / "o2"
-    export(out, Datasource(url="http://influx:8086", database="db2", user="grafana",
-                           password=pw.read_text().strip()))
     r = run_tingbao("dashboards", "export", str(out), "--datasource-url", "http://influx:8086",
                     "--db", "db2", "--user", "grafana", "--password-file", str(pw))
     assert r.returncode == 0, r.stderr
