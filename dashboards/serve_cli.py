@@ -6,7 +6,16 @@ for the users file (``configs/users.example.toml``). uvicorn serves the Starlett
 
 from __future__ import annotations
 
+import signal
 import sys
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM after uvicorn's shutdown."""
+
+
+def _stopped(signum, frame) -> None:
+    raise _Stop()
 
 
 def register(sub) -> None:
@@ -87,8 +96,14 @@ def run(args) -> int:
         print("tingbao serve: no --users file: the page is read-only", flush=True)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=2)
+    # uvicorn catches SIGINT/SIGTERM, shuts down cleanly, then raises the signal again under
+    # the handlers it found: these make that a normal end (exit 0)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stopped)
     try:
-        uvicorn.Server(config).run()  # handles SIGINT and SIGTERM: a clean shutdown
+        uvicorn.Server(config).run()
+    except _Stop:
+        pass
     finally:
         if close is not None:
             close()

@@ -301,3 +301,36 @@ def test_hash_password_cli_round_trip():
     users = {"u": auth.User("u", "inspector", h)}
     assert auth.verify(users, "u", "s3cret 听保") is not None
     assert auth.verify(users, "u", "s3cret") is None
+
+
+def test_serve_command_starts_prints_url_and_stops_on_sigterm(live, stack, tmp_path):
+    import signal
+    import urllib.request
+
+    from support.commands import free_port, tingbao
+
+    site = tmp_path / "site.toml"
+    site.write_text(site_toml(stack.data_dir), encoding="utf-8")
+    port = free_port()
+    p = tingbao("serve", "--config", str(site), "--port", str(port), "--no-mqtt",
+                "--users", "configs/users.example.toml")
+    try:
+        first = p.stdout.readline()
+        assert first.strip() == f"tingbao serve: http://127.0.0.1:{port}/floor/{ENT}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/floor/{ENT}",
+                                            timeout=5) as r:
+                    snap = json.loads(r.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the page did not answer"
+                time.sleep(0.2)
+        assert {m["meter"] for m in snap["meters"]} == {"lv1", "lv2", "lv3"}
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
