@@ -24,9 +24,8 @@ from collections.abc import Callable
 from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
 from tingbao.collector.registry.site import Registry
-from tingbao.edge.levels import P0_SQUARED, T0_8H
 
-from . import gbz2_2, ledger
+from . import gbz2_2, ledger, running_shift
 from .alert_rules import SEVERITY, Condition, EdgeTrigger, texts
 from .alert_store import Alert, AlertStore, NotPublished
 from .daily import compute_days
@@ -156,10 +155,8 @@ class Analyzer:
                     continue
                 recent_l = laeq_of(latest.get(key, {}).get("ea", 0.0),
                                    latest.get(key, {}).get("coverage", 0.0))
-                rest = (P0_SQUARED * 10 ** (recent_l / 10) * remaining_s
-                        if math.isfinite(recent_l) else 0.0)
-                projected = 10 * math.log10((s["ea"] + rest) / (P0_SQUARED * T0_8H))
-                dose = 100 * s["ea"] / (P0_SQUARED * T0_8H * 10 ** (limit / 10))
+                projected = running_shift.projected_lex_8h(s["ea"], recent_l, remaining_s)
+                dose = running_shift.dose_pct(s["ea"], limit)
                 ev = {"ea_pa2s": s["ea"], "covered_s": s["coverage"],
                       "recent_laeq": recent_l if math.isfinite(recent_l) else None,
                       "projected_lex_8h": projected, "dose_pct": dose, "limit_db": limit,
