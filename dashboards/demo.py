@@ -1,18 +1,33 @@
 """``tingbao demo``: the whole system on one machine, from the site registry.
 
-The local stack (Mosquitto + InfluxDB), one edge agent per synthetic meter of one enterprise
-of the registry (real-time factory scenes), a collector that takes its known meters from the
-same registry (and reloads it when the file changes), and a table, refreshed every 2 s, of
-what arrived in InfluxDB: each post's latest LAeq,1s, LAFmax and LCpeak, the exposure so far
-as LEX,8h, the projected LEX,8h of the enterprise's shift and its GBZ/T 229.4 grade
-(:mod:`tingbao.analysis`). The live page of a later issue replaces the table.
+It starts the local stack (Mosquitto + InfluxDB); one edge agent process per synthetic meter
+of **every** enterprise of the registry (real-time factory scenes at 48 kHz; an agent costs
+about 1 % of a core, so one process per meter keeps each meter's MQTT session and log its
+own); the collector, its known meters from the registry; the analysis service
+(``tingbao analyze``); and the live page (``tingbao serve``), whose address and the
+inspector's demo sign-in (user ``inspector``, a password drawn at each start and stored only
+as an Argon2id hash in ``DATA_DIR/users.toml``) it prints. A table of the levels and projected
+LEX,8h stored in InfluxDB, and each alert as it is raised, go to the terminal.
 
-The registry is the one source of truth: meters, their MQTT accounts, the collector's known
-meters, the shift length and the regulatory profile all come from it (default: the packaged
-``configs/site.example.toml``; ``--site FILE`` for another). Everything runs under
-``--data-dir`` (default ``var/demo``) and stops on Ctrl-C or after ``--duration`` seconds; the
-stored levels stay there (``tingbao stack up --data-dir var/demo/stack`` brings the database
-back).
+The registry's shifts start at fixed times, so the demo runs on its own copy,
+``DATA_DIR/site.demo.toml`` (:mod:`tingbao.dashboards.demo_site`): every shift starts on the
+minute the demo starts in, seven days a week, and the analysis projects the rest of the
+shift at the LAeq of the last 60 s, every 5 s. A loud post (stamping, grinding: 91-98 dB(A))
+then projects LEX,8h >= 85 dB(A) and ``lex_projected`` is raised within a minute.
+
+``--speed N`` (N > 1) runs one shift N times faster than real time: the shift of
+``--enterprise`` (default: the first with synthetic meters) is placed so that only
+``hours / N`` of it remain (an 8 h shift at N = 60: 8 min); the elapsed ``hours·(1 - 1/N)``
+are back-filled for its two loudest synthetic meters by agents with ``realtime = false``
+(about 100-150x real time on one core, so an 8 h shift takes 3-5 min of CPU), the rest is
+measured live; at the shift's end the demo closes it (``tingbao analyze --from D --to D``:
+LEX,8h per post and job, exceedance alerts) and writes the inspector's report
+(``tingbao report``) into ``DATA_DIR/reports``, which the page serves.
+
+Everything runs under ``--data-dir`` (default ``var/demo``). Without a terminal the demo stops
+by itself (after 120 s, or with ``--speed`` once the report is written), as it does after
+``--duration`` seconds; Ctrl-C or SIGTERM stops every process it started and keeps the data
+(``tingbao stack up --data-dir var/demo/stack`` brings the database back).
 """
 
 from __future__ import annotations
@@ -28,16 +43,24 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="the demo: stack, simulated meters, collector, levels "
-                                    "arriving in InfluxDB")
-    p.add_argument("--duration", type=float, default=120.0,
-                   help="seconds to run (default 120; 0 = until Ctrl-C)")
+    p = sub.add_parser("demo", help="the demo: stack, simulated meters of every enterprise, "
+                                    "collector, analysis service and the live page")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds to run (0 = until Ctrl-C; default: until Ctrl-C on a "
+                        "terminal, else 120 s, or with --speed until the report is written)")
     p.add_argument("--data-dir", default=os.path.join("var", "demo"))
     p.add_argument("--site", default=None, metavar="FILE",
                    help="site registry (default: the packaged configs/site.example.toml)")
     p.add_argument("--enterprise", default=None, metavar="ID",
-                   help="whose meters to simulate (default: the first enterprise with "
-                        "synthetic meters)")
+                   help="the enterprise of the terminal table and of the --speed shift "
+                        "(default: every enterprise; --speed: the first with synthetic meters)")
+    p.add_argument("--speed", type=float, default=None, metavar="N",
+                   help="run one shift N times faster than real time (N > 1): only hours/N "
+                        "of it remain live, the rest is back-filled; then it is closed and "
+                        "reported")
+    p.add_argument("--host", default="127.0.0.1", help="the live page's address")
+    p.add_argument("--port", type=int, default=8470,
+                   help="the live page's port (default 8470; 0 or busy: a free one)")
     p.set_defaults(func=run)
 
 
@@ -63,10 +86,16 @@ def _toml(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)  # a TOML basic string
 
 
-def agent_config(d: Path, stack, meter, seed: int, duration_s: float) -> str:
-    """The agent TOML of one synthetic meter of the registry."""
+def agent_config(d: Path, stack, meter, seed: int, duration_s: float, *,
+                 realtime: bool = True, name: str | None = None) -> str:
+    """The agent TOML of one synthetic meter of the registry: ``duration_s`` s of its scene,
+    paced to the wall clock (``realtime``) or as fast as the CPU allows and stamped ending
+    now (the back-fill of ``--speed``, under its own MQTT client id ``name``)."""
     pw = _write(d / f"{meter.id}.password", stack.mqtt_account(meter.id).password)
-    return _write(d / f"agent-{meter.id}.toml", f"""
+    name = name or meter.id
+    client = (f"client_id = {_toml(name)}\nbacklog_per_s = 5000.0\nwindow = 500"
+              if name != meter.id else "")
+    return _write(d / f"agent-{name}.toml", f"""
 [meter]
 id = {_toml(meter.id)}
 enterprise = {_toml(meter.enterprise)}
@@ -76,14 +105,15 @@ interval_s = 1.0
 kind = "synthetic"
 profile = {_toml(meter.source.scene)}
 seed = {seed}
-duration_s = {max(duration_s, 60.0) + 30.0}
-realtime = true
+duration_s = {duration_s}
+realtime = {"true" if realtime else "false"}
 [mqtt]
 host = {_toml(stack.host)}
 port = {stack.mqtt_port}
 password_file = {_toml(pw)}
+{client}
 [outbox]
-path = {_toml(str(d / f'outbox-{meter.id}.sqlite'))}
+path = {_toml(str(d / f'outbox-{name}.sqlite'))}
 [status]
 every_s = 5.0
 """)
@@ -124,105 +154,257 @@ def rows(stack, enterprise: str) -> dict[tuple[str, str], dict]:
 
 
 def run(args) -> int:
-    from tingbao.analysis.gbzt189_8 import lex_8h, projected_lex_8h
+    import datetime as dt
+
+    from tingbao.analysis.gbzt189_8 import projected_lex_8h
     from tingbao.analysis.gbzt229_4 import grade
+    from tingbao.analysis.shifts import shift_at
     from tingbao.collector.registry import load_registry
     from tingbao.collector.stack import Stack, free_ports
+    from tingbao.edge.cli.main import CliError
+
+    from .demo_site import demo_registry, demo_shifts
 
     site = Path(args.site).resolve() if args.site else example_site()
-    registry = load_registry(site)
-    candidates = [e for e in registry.enterprises
-                  if any(m.source.kind == "synthetic" for m in registry.meters_of(e.id))]
-    if args.enterprise is not None:
-        candidates = [e for e in candidates if e.id == args.enterprise]
-        if not candidates:
-            raise ValueError(f"--enterprise {args.enterprise!r}: no enterprise with synthetic "
-                             f"meters of that id in {site}")
-    if not candidates:
-        raise ValueError(f"{site} declares no meter with a synthetic source to simulate")
-    ent = candidates[0]
-    meters = [m for m in registry.meters_of(ent.id) if m.source.kind == "synthetic"]
-    shift_s = ent.shift.hours * 3600.0
-    profile = registry.profile
+    original = load_registry(site)
+    synthetic = [m for m in original.meters if m.source.kind == "synthetic"]
+    if not synthetic:
+        raise CliError(f"{site} declares no meter with a synthetic source to simulate")
+    ids = [e.id for e in original.enterprises]
+    if args.enterprise is not None and args.enterprise not in ids:
+        raise CliError(f"--enterprise {args.enterprise!r}: one of {', '.join(ids)}")
+    fast = None
+    if args.speed is not None:
+        if not args.speed > 1:
+            raise CliError(f"--speed {args.speed:g}: more than 1 (times real time)")
+        fast = args.enterprise or next(m.enterprise for m in synthetic)
+        if not any(m.enterprise == fast for m in synthetic):
+            raise CliError(f"--speed: {fast} has no synthetic meter to back-fill")
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    duration = args.duration if args.duration is not None else (
+        0.0 if tty else (None if fast else 120.0))  # None: until the report is written
 
     d = Path(args.data_dir).resolve()
     (d / "agents").mkdir(parents=True, exist_ok=True)
+    (d / "reports").mkdir(exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    shifts = demo_shifts(original, now, fast=fast, speed=args.speed or 1.0)
+    copy_path = d / "site.demo.toml"
+    reg = demo_registry(site, copy_path, shifts)
+    now_ns = time.time_ns()
+    fast_window = shift_at(reg, fast, now_ns) if fast else None
     stack = Stack(d / "stack")
-    print(f"听保 tingbao demo — {ent.name_zh} ({ent.id}), {len(meters)} simulated meters, "
-          f"registry {site}; starting the local stack in {d / 'stack'} …", flush=True)
-    stack.start()
-    procs: list[subprocess.Popen] = []
+    print(f"听保 tingbao demo — {len(reg.enterprises)} enterprises, {len(synthetic)} simulated "
+          f"meters; registry {site}, demo copy {copy_path} (班次开始 shifts start "
+          + ", ".join(f"{e} {t}" for e, t in shifts.starts.items())
+          + f" {reg.deployment.timezone}, 7 days a week); starting the local stack in "
+          f"{d / 'stack'} …", flush=True)
+    procs: dict[str, subprocess.Popen] = {}
+    logs = []
     stopping = {"now": False}
 
     def on_signal(signum, frame):
         stopping["now"] = True
 
-    old = signal.signal(signal.SIGTERM, on_signal)
-    logs = []
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def start(name: str, *argv: str, log: Path) -> subprocess.Popen:
+        f = open(log, "ab")  # noqa: SIM115 (closed in finally)
+        logs.append(f)
+        # a session of its own: Ctrl-C reaches the demo only, which stops them in order
+        procs[name] = subprocess.Popen(_python_cmd(*argv), stdout=f, stderr=f,
+                                       start_new_session=True)
+        return procs[name]
+
+    stack.start()
+    stack.write_state()  # analyze and serve find the stack by its state.json
     try:
-        stack.add_devices(sorted(registry.meter_ids))  # every meter of the registry
+        stack.add_devices(sorted(reg.meter_ids))  # every meter of the registry
         port = free_ports(1)[0]
-        log = open(d / "collector.log", "ab")  # noqa: SIM115 (closed in finally)
-        logs.append(log)
-        procs.append(subprocess.Popen(_python_cmd("collector", "--config",
-                                                  collector_config(d, stack, site, port)),
-                                      stdout=log, stderr=log))
-        _wait_metrics(port, procs[0], d / "collector.log")
-        for seed, meter in enumerate(meters, start=1):
-            cfg = agent_config(d / "agents", stack, meter, seed, args.duration)
-            alog = open(d / "agents" / f"{meter.id}.log", "ab")  # noqa: SIM115
-            logs.append(alog)
-            procs.append(subprocess.Popen(_python_cmd("agent", "--config", cfg),
-                                          stdout=alog, stderr=alog))
+        start("collector", "collector", "--config", collector_config(d, stack, copy_path, port),
+              log=d / "collector.log")
+        _wait_metrics(port, procs["collector"], d / "collector.log")
+        backfill = []
+        if fast_window is not None:  # the elapsed part of the fast shift, as fast as the CPU
+            loud = sorted((m for m in synthetic if m.enterprise == fast),
+                          key=lambda m: -(m.typical_laeq_db or 0.0))[:2]
+            elapsed_s = (time.time_ns() - fast_window.period.start_ns) / 1e9
+            for m in loud:
+                name = f"{m.id}-backfill"
+                cfg = agent_config(d / "agents", stack, m, 100 + len(backfill),
+                                   round(elapsed_s, 1), realtime=False, name=name)
+                start(name, "agent", "--config", cfg, log=d / "agents" / f"{name}.log")
+                backfill.append(name)
+        live_s = duration + 120.0 if duration else 12 * 3600.0
+        for seed, m in enumerate(synthetic, start=1):
+            start(m.id, "agent", "--config", agent_config(d / "agents", stack, m, seed, live_s),
+                  log=d / "agents" / f"{m.id}.log")
+        start("analyze", "analyze", "--config", str(copy_path), "--stack", str(d / "stack"),
+              log=d / "analyze.log")
+        page = _start_page(args, d, copy_path, start)
         print(f"MQTT broker  mqtt://{stack.host}:{stack.mqtt_port}   InfluxDB  "
               f"{stack.influx_url} (db tingbao)   collector metrics "
-              f"http://127.0.0.1:{port}/metrics", flush=True)
-        for m in meters:
-            print(f"  meter {m.id:10s} {m.site:10s} scene '{m.source.scene}': {m.position_zh} / "
-                  f"{m.position_en}")
-        print(f"levels stored in InfluxDB (每2秒刷新 refreshed every 2 s; Ctrl-C to stop). "
-              f"Projected LEX,8h: the {ent.shift.hours:g} h shift at the level so far; grade "
-              f"per {profile.id} (GBZ/T 229.4-2012)\n"
-              f"{'meter 测点':11s} {'s':>5s} {'LAeq,1s':>8s} {'LAFmax':>7s} {'LCpeak':>7s} "
-              f"{'EA Pa²s':>9s} {'LEX,8h so far':>13s} {'projected':>9s}  等级 grade",
+              f"http://127.0.0.1:{port}/metrics   logs {d}", flush=True)
+        for m in synthetic:
+            print(f"  meter {m.id:10s} {m.enterprise:10s} {m.site:10s} scene "
+                  f"'{m.source.scene}': {m.position_zh} / {m.position_en}")
+        if fast_window is not None:
+            end = fast_window.local_end()
+            print(f"--speed {args.speed:g}: the {fast_window.hours:g} h shift of {fast} "
+                  f"({fast_window.date}) started {fast_window.local_start():%H:%M}; "
+                  f"{elapsed_s / 3600:.2f} h are back-filled for {', '.join(backfill)} as fast "
+                  f"as the CPU allows, the last {(fast_window.period.end_ns - now_ns) / 6e10:.1f}"
+                  f" min run live; at {end:%H:%M:%S} it is closed and reported into "
+                  f"{d / 'reports'}", flush=True)
+        print(f"live page 实时页面 {page or '(not available in this build: tingbao serve)'}",
               flush=True)
+        if page:
+            password = (d / "inspector.password").read_text(encoding="utf-8").strip()
+            print(f"sign in 登录: user inspector  password {password}", flush=True)
+        print("Ctrl-C stops the demo 按 Ctrl-C 停止", flush=True)
+        seen: set[str] = set()
+        reported = False
         t0 = time.monotonic()
-        while not stopping["now"] and (args.duration <= 0
-                                       or time.monotonic() - t0 < args.duration):
-            time.sleep(2.0)  # the refresh period of the table
-            try:
-                latest = rows(stack, ent.id)
-            except Exception as e:  # a passing hiccup of the database; the demo goes on
-                print(f"(query failed: {e})", flush=True)
-                continue
-            for m in meters:
-                r = latest.get((m.id, "0"))
-                if not r:
-                    print(f"{m.id:11s} waiting for the first interval …", flush=True)
-                    continue
-                ea, covered = float(r["ea"] or 0.0), float(r["coverage"] or 0.0)
-                projected = projected_lex_8h(ea, covered, shift_s)
-                g = grade(projected, profile)
-                print(f"{m.id:11s} {covered:5.0f} {r['laeq']:8.1f} {r['lafmax']:7.1f} "
-                      f"{r['lcpeak']:7.1f} {ea:9.3f} {_num(lex_8h(ea)):>13s} "
-                      f"{_num(projected):>9s}  {g.label if g else ''}", flush=True)
-            print(flush=True)
-    except KeyboardInterrupt:
-        pass
+        last_table = 0.0
+        while not stopping["now"]:
+            elapsed = time.monotonic() - t0
+            if duration and elapsed >= duration:
+                break
+            if duration is None and reported:
+                break
+            time.sleep(1.0)
+            _print_alerts(stack, seen)
+            if (fast_window is not None and not reported
+                    and time.time_ns() > fast_window.period.end_ns + 15 * 10**9
+                    and all(procs[b].poll() is not None for b in backfill)):
+                reported = True
+                _close_and_report(d, copy_path, fast, fast_window.date)
+            if time.monotonic() - last_table >= 10.0:
+                last_table = time.monotonic()
+                _print_table(stack, reg, args.enterprise, projected_lex_8h, grade)
     finally:
-        signal.signal(signal.SIGTERM, old)
-        for p in procs[1:] + procs[:1]:  # agents first, then the collector
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        # the page, the analysis and the agents first (their last intervals still reach the
+        # collector), then the collector
+        for group in ([n for n in procs if n != "collector"][::-1],
+                      [n for n in procs if n == "collector"]):
+            for n in group:
+                if procs[n].poll() is None:
+                    procs[n].send_signal(signal.SIGTERM)
+            for n in group:
+                try:
+                    procs[n].wait(20)
+                except subprocess.TimeoutExpired:
+                    procs[n].kill()
+                    procs[n].wait()
         for f in logs:
             f.close()
         stack.stop()
-        print(f"stopped; data and logs are in {d}")
+        for s, h in old.items():
+            signal.signal(s, h)
+        print(f"stopped; data and logs are in {d}", flush=True)
     return 0
+
+
+def _start_page(args, d: Path, site: Path, start) -> str | None:
+    """Start ``tingbao serve`` with a users file of one inspector (a fresh password, stored
+    hashed with Argon2id); returns the page's URL, or None when this build has no page."""
+    import importlib.util
+    import secrets
+    import socket
+
+    if importlib.util.find_spec("tingbao.dashboards.serve_cli") is None:
+        return None
+    from argon2 import PasswordHasher
+
+    password = secrets.token_urlsafe(9)
+    _write(d / "inspector.password", password + "\n")
+    _write(d / "users.toml", '# tingbao demo: the inspector\'s sign-in (rewritten each run)\n'
+           f'[[users]]\nname = "inspector"\nrole = "inspector"\n'
+           f'password_hash = {_toml(PasswordHasher().hash(password))}\n')
+    port = args.port
+    if port:
+        with socket.socket() as s:
+            try:
+                s.bind((args.host, port))
+            except OSError:
+                port = 0
+    if not port:
+        from tingbao.collector.stack import free_ports
+
+        port = free_ports(1)[0]
+    p = start("serve", "serve", "--config", str(site), "--stack", str(d / "stack"),
+              "--host", args.host, "--port", str(port), "--users", str(d / "users.toml"),
+              "--reports", str(d / "reports"), log=d / "serve.log")
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{host}:{port}/"
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return url
+        except OSError:
+            time.sleep(0.2)
+    tail = (d / "serve.log").read_text(encoding="utf-8", errors="replace")[-1500:]
+    print(f"(the live page did not start; serve.log:\n{tail})", flush=True)
+    return None
+
+
+def _print_alerts(stack, seen: set[str]) -> None:
+    """Print the alerts raised since the last call (ids in ``seen``)."""
+    from tingbao.analysis.alert_store import AlertStore
+
+    try:
+        store = AlertStore(stack.influx("reader"), stack.influx("writer"))
+        alerts = store.list(since_ns=time.time_ns() - 24 * 3600 * 10**9, limit=500)
+    except Exception:  # noqa: BLE001 - the measurement does not exist before the first alert
+        return
+    for a in sorted(alerts, key=lambda a: a.raised_ns):
+        if a.id in seen:
+            continue
+        seen.add(a.id)
+        print(f"预警 alert [{a.severity}] {a.rule} {a.enterprise} {a.meter or ''} "
+              f"{a.shift_date}: {a.text_zh} / {a.text_en}", flush=True)
+
+
+def _close_and_report(d: Path, site: Path, enterprise: str, date) -> None:
+    """Close the fast shift (``tingbao analyze --from D --to D``) and write its report."""
+    stack = str(d / "stack")
+    for argv in (("analyze", "--config", str(site), "--stack", stack, "--enterprise",
+                  enterprise, "--from", str(date), "--to", str(date), "--redo", "--no-mqtt"),
+                 ("report", "--config", str(site), "--stack", stack, "--enterprise",
+                  enterprise, "--from", str(date), "--to", str(date), "--out",
+                  str(d / "reports"))):
+        with open(d / f"{argv[0]}-{date}.log", "ab") as log:
+            done = subprocess.run(_python_cmd(*argv), stdout=log, stderr=subprocess.STDOUT)
+        print(f"tingbao {argv[0]} {enterprise} {date}: "
+              f"{'done' if done.returncode == 0 else f'failed ({done.returncode})'}; log "
+              f"{d / f'{argv[0]}-{date}.log'}", flush=True)
+    for f in sorted((d / "reports").glob(f"*{enterprise}*")):
+        print(f"report 报告 {f}", flush=True)
+
+
+def _print_table(stack, reg, enterprise, projected_lex_8h, grade) -> None:
+    """Each simulated post's latest levels and projected LEX,8h, from InfluxDB."""
+    print(f"{'meter 测点':11s} {'s':>6s} {'LAeq,1s':>8s} {'LAFmax':>7s} {'LCpeak':>7s} "
+          f"{'projected':>9s}  等级 grade", flush=True)
+    for e in reg.enterprises:
+        if enterprise is not None and e.id != enterprise:
+            continue
+        try:
+            latest = rows(stack, e.id)
+        except Exception as exc:  # noqa: BLE001 - a passing hiccup; the demo goes on
+            print(f"(query failed: {exc})", flush=True)
+            continue
+        for m in reg.meters_of(e.id):
+            r = latest.get((m.id, "0"))
+            if m.source.kind != "synthetic" or not r:
+                continue
+            ea, covered = float(r["ea"] or 0.0), float(r["coverage"] or 0.0)
+            projected = projected_lex_8h(ea, covered, e.shift.hours * 3600.0)
+            g = grade(projected, reg.profile)
+            print(f"{m.id:11s} {covered:6.0f} {r['laeq']:8.1f} {r['lafmax']:7.1f} "
+                  f"{r['lcpeak']:7.1f} {_num(projected):>9s}  {g.label if g else ''}",
+                  flush=True)
 
 
 def _num(x: float) -> str:
