@@ -12,7 +12,8 @@ The page's contract (issue 13): floor tiles ``div.tile[data-meter][data-channel]
 ``span.laeq`` …, updated by SSE without reload; ``tr.alert[data-id][data-state]`` rows with
 ``td.state``, ``textarea.note``/``button.ack``/``button.resolve`` only when signed in; the
 login form ``#login-user``, ``#login-password``, ``#login-submit`` and ``p.error``;
-``a#lang-switch``. Screenshots go to tests/artifacts/ (floor-view.png is the README's).
+``a#lang-switch``. Screenshots go to tests/artifacts/ (floor-view.png is the README's). Each
+test has a browser of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import zoneinfo
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from support.browser import chromium, page_tail, screenshot, wait_until
 from support.commands import TINGBAO, free_port, tingbao
 from support.stack import influx_query
@@ -185,8 +187,9 @@ def served(stack, tmp_path_factory):
         live.join(timeout=5)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
+    """A browser of each test's own: no cookies, no pages kept from another test."""
     with chromium() as driver:
         yield driver
 
@@ -239,10 +242,6 @@ def _not_reloaded(browser) -> bool:
     return browser.execute_script("return window.__tingbaoNoReload === 42;")
 
 
-def _sign_out(browser) -> None:
-    browser.delete_all_cookies()
-
-
 # --------------------------------------------------------------------------------- tests
 def test_floor_shows_every_meter_and_its_values_change(served, browser):
     base, _, live = served
@@ -286,7 +285,6 @@ def test_unknown_enterprise_is_404(served, browser):
 def test_an_alert_raised_by_the_analysis_service_appears_without_reload(served, browser,
                                                                           raise_alerts):
     base, _, _ = served
-    _sign_out(browser)
     browser.get(f"{base}/alerts")
     wait_until(browser, lambda: browser.find_element("css selector", "body"), 10, "the page")
     _mark_page(browser)
@@ -309,14 +307,14 @@ def test_an_alert_raised_by_the_analysis_service_appears_without_reload(served, 
 
 def test_a_wrong_password_is_refused(served, browser):
     base, _, _ = served
-    _sign_out(browser)
     browser.get(f"{base}/login")
     browser.find_element("css selector", "#login-user").send_keys(INSPECTOR)
     browser.find_element("css selector", "#login-password").send_keys(PASSWORD + "x")
     browser.find_element("css selector", "#login-submit").click()
-    err = wait_until(browser, lambda: (e := browser.find_elements("css selector", "p.error"))
-                     and e[0].is_displayed() and e[0], 10, "the error of a wrong password")
+    err = wait_until(browser, lambda: _shown_error(browser), 10,
+                     "the error of a wrong password")
     assert err.text.strip()
+    assert "/login" in browser.current_url
     browser.get(f"{base}/alerts")
     wait_until(browser, lambda: browser.find_elements("css selector", "tr.alert"), 10,
                "alert rows")
@@ -324,14 +322,20 @@ def test_a_wrong_password_is_refused(served, browser):
     assert not browser.find_elements("css selector", "button.resolve")
 
 
+def _shown_error(browser):
+    """The first displayed ``p.error`` (pages may hold a hidden one for later errors)."""
+    return next((e for e in browser.find_elements("css selector", "p.error")
+                 if e.is_displayed()), None)
+
+
 def _sign_in(browser, base: str) -> None:
     browser.get(f"{base}/login")
     browser.find_element("css selector", "#login-user").send_keys(INSPECTOR)
     browser.find_element("css selector", "#login-password").send_keys(PASSWORD)
     browser.find_element("css selector", "#login-submit").click()
-    wait_until(browser, lambda: "/login" not in browser.current_url
-               or browser.find_elements("css selector", "p.error"), 10, "the sign-in")
-    assert not browser.find_elements("css selector", "p.error"), page_tail(browser)
+    wait_until(browser, lambda: "/login" not in browser.current_url or _shown_error(browser),
+               10, "the sign-in")
+    assert not _shown_error(browser), page_tail(browser)
 
 
 def _row_state(browser, alert_id: str) -> str | None:
@@ -348,11 +352,8 @@ def _act(browser, alert_id: str, button: str, note: str) -> None:
 
 def test_an_inspector_acknowledges_and_resolves_and_the_state_is_stored(
         stack, served, browser, raise_alerts):
-    from selenium.common.exceptions import NoAlertPresentException
-
     base, _, _ = served
     alert_id = raise_alerts()
-    _sign_out(browser)
     _sign_in(browser, base)
     browser.get(f"{base}/alerts")
     wait_until(browser, lambda: browser.find_elements(
@@ -388,28 +389,47 @@ def test_an_inspector_acknowledges_and_resolves_and_the_state_is_stored(
     assert set(stored) == {"open", "acknowledged", "resolved"}
     assert stored["resolved"]["who"] == INSPECTOR
     assert decode_text(stored["resolved"]["note"]).startswith("已发放耳塞")
-    _sign_out(browser)
 
 
 def test_the_language_switch(served, browser):
     base, _, _ = served
-    _sign_out(browser)
     browser.get(f"{base}/floor/{ENT}")
+    # Chinese by default: the alerts link reads 告警 and the enterprise its Chinese name
     body = browser.find_element("css selector", "body").text
-    assert "冲压车间" in body or "冲压厂" in body, page_tail(browser)  # Chinese by default
+    assert "告警" in body and "冲压厂" in body, page_tail(browser)
+    assert "Alerts" not in body
     assert browser.execute_script("return document.documentElement.lang;").startswith("zh")
     browser.find_element("css selector", "a#lang-switch").click()
     wait_until(browser, lambda: browser.execute_script(
         "return document.documentElement.lang;").startswith("en"), 10, "the English page")
     body = browser.find_element("css selector", "body").text
-    assert "Press shop" in body or "Stamping works" in body, page_tail(browser)
+    assert "Alerts" in body and "Stamping works" in body, page_tail(browser)
+    assert "告警" not in body
     # and it stays English on the next page
     browser.get(f"{base}/alerts")
     assert browser.execute_script("return document.documentElement.lang;").startswith("en")
-    _sign_out(browser)
 
 
-def test_screenshots_are_saved(served, browser):
+@pytest.mark.xfail(strict=True, raises=TimeoutException, reason=(
+    "the page's EventSource stays open when the user navigates away (Chromium keeps the page "
+    "in its back-forward cache): after 6 page views the browser has 6 connections to the "
+    "server, its HTTP/1.1 limit per host, and the next page never loads; app.js should close "
+    "the EventSource on pagehide and reopen it on pageshow"))
+def test_pages_still_load_after_moving_between_them(served, browser):
+    base, _, _ = served
+    browser.set_page_load_timeout(10)
+    # 8 page views alternating floor and alerts, each with its own SSE stream: a user
+    # clicking between the two views; more than Chromium's 6 connections per host
+    for i in range(8):
+        browser.get(f"{base}/floor/{ENT}" if i % 2 == 0 else f"{base}/alerts")
+    browser.get(f"{base}/floor/{ENT}")
+    first = wait_until(browser, lambda: (t := _tiles(browser)) and all(t.values()) and t, 10,
+                       "the tiles")
+    wait_until(browser, lambda: _tiles(browser)["m1"] != first["m1"], 3,
+               "m1's LAeq to change after moving between the pages")
+
+
+def test_screenshots_are_saved(served):
     for name in ("floor-view", "alerts", "alerts-signed-in"):
         path = Path(__file__).parent / "artifacts" / f"{name}.png"
         assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
