@@ -18,6 +18,7 @@ test has a browser of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import threading
@@ -95,9 +96,9 @@ class LiveLevels(threading.Thread):
             self.stop.wait(max(0.0, (t + NS - time.time_ns()) / NS))
 
 
-def site_toml(stack, shift_start: str, calibrated: dt.date) -> str:
+def site_toml(stack, shift_start: str, calibrated: dict[str, dt.date]) -> str:
     meters = "".join(f'[[meters]]\nid = "{m}"\nenterprise = "{ENT}"\nsite = "{WORKSHOP}"\n'
-                     f'calibrated = {calibrated.isoformat()}\n' for m in BASE_DB)
+                     f'calibrated = {calibrated[m].isoformat()}\n' for m in BASE_DB)
     return f"""
 [deployment]
 timezone = "{TZ}"
@@ -126,17 +127,30 @@ def _get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode("utf-8", "replace")
 
 
+@dataclasses.dataclass(frozen=True)
+class Served:
+    base: str
+    """the page's URL, ``http://127.0.0.1:PORT``"""
+    site: Path
+    """the registry file"""
+    live: LiveLevels
+    shift_start_ns: int
+    """the running shift's start, UTC ns (an hour before the module started)"""
+
+
 @pytest.fixture(scope="module")
 def served(stack, tmp_path_factory):
-    """(base URL, registry path, LiveLevels) of `tingbao serve` on the stack, with the hour
+    """:class:`Served`: `tingbao serve` on the stack, with the hour
     so far back-filled and live points flowing."""
     tmp = tmp_path_factory.mktemp("serve")
     stack.write_state()
     now = dt.datetime.now(zoneinfo.ZoneInfo(TZ))
     start = (now - dt.timedelta(hours=1)).replace(second=0, microsecond=0)
     site = tmp / "site.toml"
-    site.write_text(site_toml(stack, start.strftime("%H:%M"),
-                              now.date() - dt.timedelta(days=30)), encoding="utf-8")
+    # m1 and m2 verified 30 days ago; m3 two years ago, past the 365-day interval
+    calibrated = {m: now.date() - dt.timedelta(days=30) for m in BASE_DB}
+    calibrated["m3"] = now.date() - dt.timedelta(days=730)
+    site.write_text(site_toml(stack, start.strftime("%H:%M"), calibrated), encoding="utf-8")
     reader, writer = stack.influx("reader"), stack.influx("writer")
     # the hour so far at each meter's base level, and its minutes rolled up
     start_ns = int(start.timestamp()) * NS
@@ -175,7 +189,7 @@ def served(stack, tmp_path_factory):
     try:
         wait_for(up, timeout=30, what="tingbao serve to answer /login", interval=0.2,
                  detail=lambda: log.read_text()[-2000:])
-        yield base, site, live
+        yield Served(base, site, live, start_ns)
     finally:
         live.stop.set()
         proc.terminate()
@@ -199,7 +213,7 @@ def raise_alerts(stack, served):
     """A function that runs the analysis service's in-shift rules once (as `tingbao analyze`
     does, storing and publishing through the analysis account) and returns the id of m1's
     projected-LEX early warning; later calls return the same id."""
-    _, site, _ = served
+    site = served.site
     reg = load_registry(site)
     publish, close = mqtt_publisher(mqtt_endpoint(reg, stack_dir=stack.data_dir), timeout=5.0)
     store = AlertStore(stack.influx("reader"), stack.influx("writer"), publish)
@@ -244,7 +258,7 @@ def _not_reloaded(browser) -> bool:
 
 # --------------------------------------------------------------------------------- tests
 def test_floor_shows_every_meter_and_its_values_change(served, browser):
-    base, _, live = served
+    base, live = served.base, served.live
     browser.get(f"{base}/floor/{ENT}")
     first = wait_until(browser, lambda: (t := _tiles(browser)) and all(t.values()) and t,
                        timeout=10, what="three tiles with LAeq values")
@@ -273,18 +287,36 @@ def test_floor_shows_every_meter_and_its_values_change(served, browser):
                                               if c.startswith("grade-")}
               for t in browser.find_elements("css selector", "div.tile[data-meter]")}
     assert grades["m1"] != grades["m3"], grades
+    # dose so far = 100 %·(t/8 h)·10^((L − 85)/10), the points averaging L (the staircase's
+    # mean over a 7 s cycle is the base): at t ≈ 1 h 01 min, m1 (95) 10·t/8 h ≈ 127 %, m2
+    # (82) 0.501·t/8 h ≈ 6.4 %, m3 (70) 0.0316·t/8 h ≈ 0.40 %; projected LEX,8h ≈ the level
+    # (recent LAeq = the level so far). 1 % slack: the partial staircase cycle (≤ 0.35 dB for
+    # a few of ~3 700 s) and the page's 1 s lag
+    t_h = (time.time_ns() - served.shift_start_ns) / NS / 3600
+    for tile in browser.find_elements("css selector", "div.tile[data-meter]"):
+        m = tile.get_attribute("data-meter")
+        dose = float(tile.find_element("css selector", "span.dose").text.split()[0])
+        want = 100 * t_h / 8 * 10 ** ((BASE_DB[m] - 85) / 10)
+        assert dose == pytest.approx(want, rel=0.01, abs=0.06), (m, dose, want)
+        projected = float(tile.find_element("css selector", "span.projected").text.split()[0])
+        assert projected == pytest.approx(BASE_DB[m], abs=0.3), (m, projected)
+        # badges: none offline (all write every second); m3 verified 730 days ago, past the
+        # 365-day calibration interval: uncalibrated, the others not
+        badges = {c for b in tile.find_elements("css selector", "span.badge")
+                  for c in b.get_attribute("class").split()} - {"badge"}
+        assert badges == ({"uncalibrated"} if m == "m3" else set()), (m, badges)
     screenshot(browser, "floor-view")
 
 
 def test_unknown_enterprise_is_404(served, browser):
-    base, _, _ = served
+    base = served.base
     status, body = _get(f"{base}/floor/no-such-ent")
     assert status == 404 and "no-such-ent" in body, (status, body[:300])
 
 
 def test_an_alert_raised_by_the_analysis_service_appears_without_reload(served, browser,
                                                                           raise_alerts):
-    base, _, _ = served
+    base = served.base
     browser.get(f"{base}/alerts")
     wait_until(browser, lambda: browser.find_element("css selector", "body"), 10, "the page")
     _mark_page(browser)
@@ -306,7 +338,7 @@ def test_an_alert_raised_by_the_analysis_service_appears_without_reload(served, 
 
 
 def test_a_wrong_password_is_refused(served, browser):
-    base, _, _ = served
+    base = served.base
     browser.get(f"{base}/login")
     browser.find_element("css selector", "#login-user").send_keys(INSPECTOR)
     browser.find_element("css selector", "#login-password").send_keys(PASSWORD + "x")
@@ -352,7 +384,7 @@ def _act(browser, alert_id: str, button: str, note: str) -> None:
 
 def test_an_inspector_acknowledges_and_resolves_and_the_state_is_stored(
         stack, served, browser, raise_alerts):
-    base, _, _ = served
+    base = served.base
     alert_id = raise_alerts()
     _sign_in(browser, base)
     browser.get(f"{base}/alerts")
@@ -392,7 +424,7 @@ def test_an_inspector_acknowledges_and_resolves_and_the_state_is_stored(
 
 
 def test_the_language_switch(served, browser):
-    base, _, _ = served
+    base = served.base
     browser.get(f"{base}/floor/{ENT}")
     # Chinese by default: the alerts link reads 告警 and the enterprise its Chinese name
     body = browser.find_element("css selector", "body").text
@@ -416,7 +448,7 @@ def test_the_language_switch(served, browser):
     "server, its HTTP/1.1 limit per host, and the next page never loads; app.js should close "
     "the EventSource on pagehide and reopen it on pageshow"))
 def test_pages_still_load_after_moving_between_them(served, browser):
-    base, _, _ = served
+    base = served.base
     browser.set_page_load_timeout(10)
     # 8 page views alternating floor and alerts, each with its own SSE stream: a user
     # clicking between the two views; more than Chromium's 6 connections per host
