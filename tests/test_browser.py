@@ -411,6 +411,7 @@ def test_an_inspector_acknowledges_and_resolves_and_the_state_is_stored(
     assert browser.execute_script(
         "return document.querySelectorAll('img[src=\"x\"]').length;") == 0
     assert HOSTILE in browser.find_element("css selector", "body").text, page_tail(browser)
+    screenshot(browser, "alerts-acknowledged-note-as-text")
 
     _act(browser, alert_id, "resolve", "已发放耳塞并复测 / plugs issued, re-measured")
     # the row shows resolved (or leaves a list that hides resolved alerts); InfluxDB decides
