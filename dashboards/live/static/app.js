@@ -5,6 +5,19 @@
 var tingbao = (function () {
   function fmt(v) { return (v === null || v === undefined) ? "—" : Number(v).toFixed(1); }
   function setText(el, text) { if (el && el.textContent !== text) el.textContent = text; }
+  // A server-sent stream that closes when the page is left and opens again when it comes
+  // back from the back-forward cache: a cached page must not keep its connection, or after a
+  // few page views the browser's six connections per host are all taken.
+  function stream(url, event, onData) {
+    var src = null;
+    function open() {
+      src = new EventSource(url);
+      src.addEventListener(event, function (ev) { onData(JSON.parse(ev.data)); });
+    }
+    window.addEventListener("pagehide", function () { if (src) { src.close(); src = null; } });
+    window.addEventListener("pageshow", function (ev) { if (ev.persisted && !src) open(); });
+    open();
+  }
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -87,8 +100,7 @@ var tingbao = (function () {
       if (b) openChart(b.dataset.meter, b.dataset.channel);
     });
     apply(JSON.parse(document.getElementById("snapshot").textContent));
-    var src = new EventSource("/events/floor/" + encodeURIComponent(ent));
-    src.addEventListener("floor", function (ev) { apply(JSON.parse(ev.data)); });
+    stream("/events/floor/" + encodeURIComponent(ent), "floor", apply);
   }
 
   // ------------------------------------------------------------------- alerts
@@ -188,8 +200,7 @@ var tingbao = (function () {
     });
 
     var q = d.query ? "?" + d.query : "";
-    var src = new EventSource("/events/alerts" + q);
-    src.addEventListener("alerts", function (ev) { apply(JSON.parse(ev.data)); });
+    stream("/events/alerts" + q, "alerts", apply);
   }
 
   // ------------------------------------------------------------------- exposure
