@@ -285,6 +285,7 @@ def run(args) -> int:
                     and all(procs[b].poll() is not None for b in backfill)):
                 reported = True
                 _close_and_report(d, copy_path, fast, fast_window.date)
+                _print_alerts(stack, seen)  # the exceedances of the closed shift
             if time.monotonic() - last_table >= 10.0:
                 last_table = time.monotonic()
                 _print_table(stack, reg, args.enterprise, projected_lex_8h, grade)
@@ -376,7 +377,7 @@ def _close_and_report(d: Path, site: Path, enterprise: str, date) -> None:
     """Close the fast shift (``tingbao analyze --from D --to D``) and write its report."""
     stack = str(d / "stack")
     for argv in (("analyze", "--config", str(site), "--stack", stack, "--enterprise",
-                  enterprise, "--from", str(date), "--to", str(date), "--redo", "--no-mqtt"),
+                  enterprise, "--from", str(date), "--to", str(date), "--redo"),
                  ("report", "--config", str(site), "--stack", stack, "--enterprise",
                   enterprise, "--from", str(date), "--to", str(date), "--out",
                   str(d / "reports"))):
