@@ -279,13 +279,13 @@ def run(args) -> int:
             if duration is None and reported:
                 break
             time.sleep(1.0)
-            _print_alerts(stack, seen)
+            _print_alerts(stack, seen, now_ns)
             if (fast_window is not None and not reported
                     and time.time_ns() > fast_window.period.end_ns + 15 * 10**9
                     and all(procs[b].poll() is not None for b in backfill)):
                 reported = True
                 _close_and_report(d, copy_path, fast, fast_window.date)
-                _print_alerts(stack, seen)  # the exceedances of the closed shift
+                _print_alerts(stack, seen, now_ns)  # the exceedances of the closed shift
             if time.monotonic() - last_table >= 10.0:
                 last_table = time.monotonic()
                 _print_table(stack, reg, args.enterprise, projected_lex_8h, grade)
@@ -356,13 +356,14 @@ def _start_page(args, d: Path, site: Path, start) -> str | None:
     return None
 
 
-def _print_alerts(stack, seen: set[str]) -> None:
-    """Print the alerts raised since the last call (ids in ``seen``)."""
+def _print_alerts(stack, seen: set[str], since_ns: int) -> None:
+    """Print the alerts raised since ``since_ns`` (UTC ns) not printed yet (ids in
+    ``seen``)."""
     from tingbao.analysis.alert_store import AlertStore
 
     try:
         store = AlertStore(stack.influx("reader"), stack.influx("writer"))
-        alerts = store.list(since_ns=time.time_ns() - 24 * 3600 * 10**9, limit=500)
+        alerts = store.list(since_ns=since_ns, limit=500)
     except Exception:  # noqa: BLE001 - the measurement does not exist before the first alert
         return
     for a in sorted(alerts, key=lambda a: a.raised_ns):
