@@ -29,7 +29,8 @@ Once the shift has ended and the back-fill is in, the demo closes it (``tingbao 
 Everything runs under ``--data-dir`` (default ``var/demo``). Without a terminal the demo stops
 by itself (after 120 s, or with ``--speed`` once the report is written), as it does after
 ``--duration`` seconds; Ctrl-C or SIGTERM stops every process it started and keeps the data
-(``tingbao stack up --data-dir var/demo/stack`` brings the database back).
+(``tingbao stack up --data-dir var/demo/stack`` brings the database back). Run until
+Ctrl-C, the synthetic scenes last 12 h (then those meters go offline on the page).
 """
 
 from __future__ import annotations
