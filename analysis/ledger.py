@@ -41,8 +41,8 @@ from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
 from tingbao.collector.lineprotocol import line
 
-__all__ = ["AlreadyClosed", "ChainBreak", "GENESIS", "Record", "close_day", "head", "is_closed",
-           "read_records", "records_sha256", "verify"]
+__all__ = ["AlreadyClosed", "ChainBreak", "GENESIS", "Record", "chain", "close_day", "head",
+           "is_closed", "read_records", "records_sha256", "verify"]
 
 GENESIS = "0" * 64
 VERSION = "tingbao-exposure-v1"
@@ -251,6 +251,12 @@ def verify(client: InfluxClient, enterprise: str) -> Verified:
     last = points[-1] if points else None
     return Verified(enterprise, len(points), last.get("hash") if last else None,
                     last.get("date") if last else None, tuple(breaks))
+
+
+def chain(reader: InfluxClient, enterprise: str) -> list[dict]:
+    """Every chain point of ``enterprise``, oldest first: ``date``, ``time`` (the shift's
+    start, ns, where that day's records are), ``n``, ``records_sha256``, ``prev``, ``hash``."""
+    return _chain_points(reader, enterprise)
 
 
 def is_closed(reader: InfluxClient, enterprise: str, time_ns: int) -> bool:
