@@ -42,6 +42,10 @@ def _minute_floor(t: dt.datetime) -> dt.datetime:
     return t.replace(second=0, microsecond=0)
 
 
+MIN_LIVE_S = 15.0
+"""The ``--speed`` shift keeps at least this much of itself to be measured live, s."""
+
+
 def demo_shifts(registry, now: dt.datetime, *, lead_s: float = 0.0,
                 fast: str | None = None, speed: float = 1.0) -> DemoShifts:
     """Shift starts for a demo that starts at ``now`` (aware datetime).
@@ -50,9 +54,10 @@ def demo_shifts(registry, now: dt.datetime, *, lead_s: float = 0.0,
     (default 0: the minute ``now`` is in, so the shift is less than a minute old when the
     meters start and none is reported offline before its first interval). The ``fast``
     enterprise (``--speed speed``) instead starts so that only ``hours / speed`` of its
-    shift remain: ``start = now − hours·3600·(1 − 1/speed)`` s,
-    floored to the minute; the elapsed part is back-filled by agents that run faster than
-    real time, the rest is measured live."""
+    shift remain: ``start = now − hours·3600·(1 − 1/speed)`` s, raised to the next whole
+    minute (a shift starts on a minute; flooring could leave no live part at all), and at
+    least ``MIN_LIVE_S`` of it live; the elapsed part is back-filled by agents that run faster
+    than real time, the rest is measured live."""
     tz = zoneinfo.ZoneInfo(registry.deployment.timezone)
     local = now.astimezone(tz)
     starts = {}
@@ -61,7 +66,13 @@ def demo_shifts(registry, now: dt.datetime, *, lead_s: float = 0.0,
         if e.id == fast:
             if not speed > 1:
                 raise ValueError(f"--speed {speed!r}: more than 1 (times real time)")
-            back_s = max(lead_s, e.shift.hours * 3600.0 * (1.0 - 1.0 / speed))
+            live_s = max(e.shift.hours * 3600.0 / speed, MIN_LIVE_S)
+            back_s = max(lead_s, e.shift.hours * 3600.0 - live_s)
+            start = _minute_floor(local - dt.timedelta(seconds=back_s))
+            if start < local - dt.timedelta(seconds=back_s):
+                start += dt.timedelta(minutes=1)  # up to the next minute: more live, not less
+            starts[e.id] = start.strftime("%H:%M")
+            continue
         starts[e.id] = _minute_floor(local - dt.timedelta(seconds=back_s)).strftime("%H:%M")
     return DemoShifts(starts, fast)
 
