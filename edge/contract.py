@@ -471,12 +471,44 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
     return Message(parts, schema, p)
 
 
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a payload may have (the contract's own go 3 deep).
+Deeper payloads are refused before they are parsed: the JSON decoder recurses once per level,
+and a hostile ``[[[[…]]]]`` of thousands of levels, parsed in a service's worker thread,
+exhausts its stack (a RecursionError at best; with a garbage-collector callback running at
+that depth, a fatal "Cannot recover from stack overflow" that aborts the process)."""
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def _too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``raw`` nests arrays/objects deeper than ``limit`` (strings skipped). Cheap:
+    a count first; only a payload with more brackets than ``limit`` is looked at, by removing
+    its strings, keeping its brackets and peeling the innermost pairs ``limit`` times."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        peeled = _INNERMOST_PAIR.sub(b"", brackets)  # one level per pass, not two
+        if peeled == brackets:
+            return False  # unbalanced or mixed: the decoder says what is wrong
+        brackets = peeled
+        if not brackets:
+            return False
+    return bool(brackets) and (b"[]" in brackets or b"{}" in brackets)
+
+
 def _json_object(raw) -> dict:
-    """The payload as a JSON object (size, UTF-8, JSON, no NaN), or ContractError."""
+    """The payload as a JSON object (size, UTF-8, nesting, JSON, no NaN), or ContractError."""
     if not isinstance(raw, bytes | bytearray):
         raise ContractError("payload is not bytes")
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if _too_deep(bytes(raw)):
+        raise ContractError(f"payload nests arrays or objects deeper than {MAX_JSON_DEPTH} "
+                            "levels")
     try:
         p = json.loads(bytes(raw).decode("utf-8"), parse_constant=_refuse_constant)
     except ContractError:  # NaN or Infinity, refused by _refuse_constant

@@ -290,3 +290,16 @@ def test_receipt_payloads_that_are_not_json_objects_are_refused(raw, reason):
 def test_receipts_on_other_topics_are_refused(topic):
     with pytest.raises(c.ContractError):
         c.validate_receipts(topic, c.encode(good_receipt()), now_ns=NOW)
+
+
+def test_deep_nesting_is_refused_before_parsing():
+    # 30 000 nested arrays would make the JSON decoder recurse 30 000 times in a worker
+    # thread; the contract refuses more than MAX_JSON_DEPTH (32) levels, strings excepted
+    deep = b'{"schema":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    with pytest.raises(c.ContractError, match="deeper than 32 levels"):
+        c.validate("tingbao/v1/e/s/m1/levels", deep, NOW)
+    at_limit = b'{"x":' + b"[" * 31 + b"]" * 31 + b"}"  # 32 levels with the object
+    assert not c._too_deep(at_limit)
+    assert c._too_deep(b'{"x":' + b"[" * 32 + b"]" * 32 + b"}")
+    in_a_string = b'{"x":"' + b"[" * 100 + b'"}'  # brackets inside a string do not nest
+    assert not c._too_deep(in_a_string)
