@@ -61,10 +61,8 @@ def run(args) -> int:
         raise CliError("give the site registry with --config SITE")
     import uvicorn
 
-    from tingbao.analysis.alert_store import AlertStore, mqtt_publisher
-    from tingbao.analysis.cli.common import open_site
-    from tingbao.collector.registry.connect import mqtt_endpoint
-    from tingbao.collector.stack.errors import StackError
+    from tingbao.analysis.alert_store import AlertStore
+    from tingbao.analysis.cli.common import STACK_HINT, open_publisher, open_site
 
     from .live.app import create_app
     from .live.data import FloorData
@@ -80,10 +78,7 @@ def run(args) -> int:
             raise CliError(f"{args.secret_file}: the secret is shorter than 16 characters")
     publish = close = None
     if not args.no_mqtt:
-        try:
-            publish, close = mqtt_publisher(mqtt_endpoint(site.reg, stack_dir=args.stack))
-        except StackError as e:
-            raise CliError(f"{e} (or give --stack DIR, or --no-mqtt)") from None
+        publish, close = open_publisher(site.reg, args, f"{STACK_HINT}, or --no-mqtt")
     store = AlertStore(site.reader, site.writer, publish)
     app = create_app(site.reg, store, FloorData(site.reg, site.reader), users=users,
                      reports_dir=args.reports, session_minutes=args.session_minutes,

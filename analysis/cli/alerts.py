@@ -99,30 +99,16 @@ def _registry(args):
 
 
 def _store(args, reg, *, publish=None):
-    from tingbao.collector.registry.connect import influx_client
-    from tingbao.collector.stack.errors import StackError
-
     from ..alert_store import AlertStore
+    from .common import connect
 
-    try:
-        reader = influx_client(reg, "reader", stack_dir=args.stack)
-        writer = influx_client(reg, "writer", stack_dir=args.stack)
-    except StackError as e:
-        raise CliError(f"{e} (or give the stack's directory with --stack DIR)") from None
-    return AlertStore(reader, writer, publish)
+    return AlertStore(*connect(reg, args, writer=True), publish)
 
 
 def _publisher(args, reg):
-    from tingbao.collector.registry.connect import mqtt_endpoint
-    from tingbao.collector.stack.errors import StackError
+    from .common import open_publisher
 
-    from ..alert_store import mqtt_publisher
-
-    try:
-        endpoint = mqtt_endpoint(reg, stack_dir=args.stack)
-    except StackError as e:
-        raise CliError(f"{e} (or give the stack's directory with --stack DIR)") from None
-    return mqtt_publisher(endpoint)  # connects in the background, while InfluxDB is read
+    return open_publisher(reg, args)  # connects in the background, while InfluxDB is read
 
 
 def _influx_errors(fn):

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from .common import date_arg, open_site, site_arguments
+from .common import STACK_HINT, date_arg, open_publisher, open_site, site_arguments
 
 
 def register(sub) -> None:
@@ -31,10 +31,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from tingbao.collector.registry.connect import mqtt_endpoint
     from tingbao.edge.cli.main import CliError
 
-    from ..alert_store import AlertStore, mqtt_publisher
+    from ..alert_store import AlertStore
     from ..analyzer import Analyzer
     from ..ledger import AlreadyClosed
 
@@ -43,8 +42,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     site = open_site(args, writer=True)
     reg, reader, writer = site.reg, site.reader, site.writer
-    publish, close = (None, lambda: None) if args.no_mqtt else mqtt_publisher(
-        mqtt_endpoint(reg, stack_dir=args.stack))
+    publish, close = (None, lambda: None) if args.no_mqtt else open_publisher(
+        reg, args, f"{STACK_HINT}, or --no-mqtt")
     try:
         analyzer = Analyzer(reg, reader, writer, AlertStore(reader, writer, publish))
         if args.first is not None:

@@ -38,8 +38,6 @@ def open_site(args, *, writer: bool = False) -> OpenSite:
     """Load ``args.config``, check ``args.enterprise`` (all enterprises when absent or None)
     and connect to the deployment's InfluxDB (``reader``, and ``writer`` when asked)."""
     from tingbao.collector.registry import load_registry
-    from tingbao.collector.registry.connect import influx_client
-    from tingbao.collector.stack.errors import StackError
     from tingbao.edge.cli.main import CliError
 
     reg = load_registry(args.config)  # ConfigError: one line, exit 2
@@ -47,9 +45,40 @@ def open_site(args, *, writer: bool = False) -> OpenSite:
     wanted = getattr(args, "enterprise", None)
     if wanted is not None and wanted not in ids:
         raise CliError(f"unknown enterprise {wanted!r}; one of {', '.join(ids)}")
+    reader, write = connect(reg, args, writer=writer)
+    return OpenSite(reg, [wanted] if wanted else ids, reader, write)
+
+
+STACK_HINT = "or give the stack's directory with --stack DIR"
+
+
+def connect(reg, args, *, writer: bool = False) -> tuple:
+    """(reader, writer or None): the deployment's InfluxDB clients (``args.stack`` overrides
+    the registry's local stack); a stack that is not there is one line saying what to do."""
+    from tingbao.collector.registry.connect import influx_client
+    from tingbao.collector.stack.errors import StackError
+    from tingbao.edge.cli.main import CliError
+
     try:
         reader = influx_client(reg, "reader", stack_dir=args.stack)
         write = influx_client(reg, "writer", stack_dir=args.stack) if writer else None
     except StackError as e:
-        raise CliError(f"{e} (or give the stack's directory with --stack DIR)") from None
-    return OpenSite(reg, [wanted] if wanted else ids, reader, write)
+        raise CliError(f"{e} ({STACK_HINT})") from None
+    return reader, write
+
+
+def open_publisher(reg, args, hint: str = STACK_HINT) -> tuple:
+    """(publish, close) of alert changes on MQTT as the ``analysis`` account
+    (:func:`tingbao.analysis.alert_store.mqtt_publisher`; it connects in the background);
+    a broker that cannot be found is one line with ``hint``."""
+    from tingbao.collector.registry.connect import mqtt_endpoint
+    from tingbao.collector.stack.errors import StackError
+    from tingbao.edge.cli.main import CliError
+
+    from ..alert_store import mqtt_publisher
+
+    try:
+        endpoint = mqtt_endpoint(reg, stack_dir=args.stack)
+    except StackError as e:
+        raise CliError(f"{e} ({hint})") from None
+    return mqtt_publisher(endpoint)
