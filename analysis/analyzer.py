@@ -29,6 +29,7 @@ from . import gbz2_2, ledger, running_shift
 from .alert_rules import SEVERITY, Condition, EdgeTrigger, texts
 from .alert_store import Alert, AlertStore, NotPublished
 from .daily import compute_days
+from .device_health import calibration_overdue, gone_by_last_will
 from .exposure import PostSums
 from .gbzt189_8 import laeq as laeq_of
 from .records import day_records
@@ -217,7 +218,7 @@ class Analyzer:
             st = status.get(m.id, {})
             seen = last.get(m.id)
             silent_s = (now_ns - seen) / NS if seen is not None else window_s
-            will = st.get("online") is False and (seen is None or int(st["time"]) >= seen)
+            will = gone_by_last_will(st.get("online"), st.get("time"), seen)
             offline = will or (silent_s >= a.offline_after_s and started_s >= a.offline_after_s)
             why = ("最后遗嘱 last will" if will else f"{silent_s:.0f} s 无数据")
             why_en = "its last will" if will else f"no interval for {silent_s:.0f} s"
@@ -241,8 +242,7 @@ class Analyzer:
                     args={"deviation": "—" if dev is None else f"{dev:+.2f}",
                           "bound": a.calibration_drift_max_db}))
             today = w.date
-            overdue = (m.calibrated is None or
-                       (today - m.calibrated).days > a.calibration_interval_days)
+            overdue = calibration_overdue(m.calibrated, today, a.calibration_interval_days)
             conds.append(Condition("calibration_overdue", overdue, m.id,
                                    evidence={"calibrated": m.calibrated.isoformat()
                                              if m.calibrated else None,

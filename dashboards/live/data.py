@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from tingbao.analysis import ledger
+from tingbao.analysis.device_health import calibration_overdue, gone_by_last_will
 from tingbao.analysis.gbzt189_8 import laeq as laeq_of
 from tingbao.analysis.gbzt229_4 import grade
 from tingbao.analysis.running_shift import dose_pct, projected_lex_8h
@@ -88,10 +89,9 @@ class FloorData:
         for m in reg.meters_of(enterprise):
             seen = last_seen.get(m.id)
             online, will_ns = will.get(m.id, (None, None))
-            by_will = online is False and (seen is None or will_ns >= seen)
-            offline = seen is None or by_will
-            uncalibrated = (m.calibrated is None or
-                            (today - m.calibrated).days > a.calibration_interval_days)
+            offline = seen is None or gone_by_last_will(online, will_ns, seen)
+            uncalibrated = calibration_overdue(m.calibrated, today,
+                                               a.calibration_interval_days)
             for ch in range(m.channels):
                 key = (m.id, str(ch))
                 lv = latest.get(key, {})
