@@ -11,6 +11,7 @@ import tomllib
 import zoneinfo
 
 import pytest
+from support.levels import steady_levels
 
 from tingbao.analysis import ledger
 from tingbao.analysis.alert_rules import Condition, EdgeTrigger
@@ -84,12 +85,7 @@ def test_edge_trigger_seeded_after_a_restart():
 
 
 def _points(meter, start_ns, seconds, level):
-    ea = P0**2 * 10 ** (level / 10)
-    return [line(schema.LEVELS, {"enterprise": ENT, "site": "w1", "meter": meter,
-                                 "channel": "0"},
-                 {"ea": ea, "coverage": 1.0, "duration_s": 1.0, "laeq": level,
-                  "lcpeak": level + 15, "lafmax": level + 3, "seq": i},
-                 start_ns + i * NS) for i in range(seconds)]
+    return steady_levels(ENT, "w1", meter, start_ns, seconds, level)
 
 
 @pytest.fixture(scope="module")

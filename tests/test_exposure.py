@@ -13,6 +13,7 @@ import zoneinfo
 
 import pytest
 from support.commands import run_tingbao
+from support.levels import steady_levels
 
 from tingbao.analysis import exposure, ledger, records
 from tingbao.analysis.shifts import shift_at, shift_window
@@ -80,17 +81,9 @@ DATE = (dt.datetime.now(zoneinfo.ZoneInfo(TZ)) - dt.timedelta(days=3)).date()
 
 
 def _levels(meter, channel, start_ns, seconds, level, *, imp=None):
-    ea = P0 ** 2 * 10 ** (level / 10)
-    out = []
-    for i in range(seconds):
-        fields = {"ea": ea, "coverage": 1.0, "duration_s": 1.0, "laeq": level,
-                  "lafmax": level + 4, "lcpeak": level + 20, "seq": i}
-        if imp and i in imp:
-            fields.update(imp[i])
-        out.append(line(schema.LEVELS, {"enterprise": ENT, "site": "w1", "meter": meter,
-                                        "channel": str(channel)}, fields,
-                        start_ns + i * 10**9))
-    return out
+    return steady_levels(ENT, "w1", meter, start_ns, seconds, level, channel=channel,
+                         lafmax_above=4.0, lcpeak_above=20.0,
+                         extra=(lambda i: imp.get(i)) if imp else None)
 
 
 @pytest.fixture(scope="module")

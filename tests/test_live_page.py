@@ -19,11 +19,11 @@ import zoneinfo
 
 import pytest
 from starlette.testclient import TestClient
+from support.levels import steady_levels
 
 from tingbao.analysis.alert_store import Alert, AlertStore, mqtt_publisher
 from tingbao.analysis.shifts import shift_at
 from tingbao.collector import schema
-from tingbao.collector.lineprotocol import line
 from tingbao.collector.registry.connect import mqtt_endpoint
 from tingbao.collector.registry.site import registry_from_mapping
 from tingbao.collector.rollups import Rollups
@@ -76,15 +76,8 @@ calibrated = {CALIBRATED}
 
 
 def _points(meter, start_ns, seconds, level, overload_last=False):
-    ea = P0**2 * 10 ** (level / 10)
-    out = []
-    for i in range(seconds):
-        fields = {"ea": ea, "coverage": 1.0, "duration_s": 1.0, "laeq": level,
-                  "lcpeak": level + 15, "lafmax": level + 3, "seq": i,
-                  "overload": overload_last and i == seconds - 1}
-        out.append(line(schema.LEVELS, {"enterprise": ENT, "site": "w1", "meter": meter,
-                                        "channel": "0"}, fields, start_ns + i * NS))
-    return out
+    return steady_levels(ENT, "w1", meter, start_ns, seconds, level,
+                         extra=lambda i: {"overload": overload_last and i == seconds - 1})
 
 
 @pytest.fixture(scope="module")

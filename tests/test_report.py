@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from support.commands import run_tingbao
+from support.levels import steady_levels
 
 from tingbao.analysis import ledger, records
 from tingbao.analysis.alert_store import Alert, AlertStore
@@ -110,13 +111,8 @@ tasks = [{{ what = "press", hours = 4.0, meter = "m1" }},
 
 def _levels(meter: str, start_ns: int, hours: float, level: float) -> list[str]:
     """Points of STEP_S seconds at a steady ``level`` (dB(A)): EA = p0² 10^(L/10) · STEP_S."""
-    n = round(hours * 3600 / STEP_S)
-    ea = P0**2 * 10 ** (level / 10) * STEP_S
-    return [line(schema.LEVELS, {"enterprise": ENT, "site": "w1", "meter": meter,
-                                 "channel": "0"},
-                 {"ea": ea, "coverage": float(STEP_S), "duration_s": float(STEP_S),
-                  "laeq": level, "lafmax": level + 4, "lcpeak": level + 20, "seq": i},
-                 start_ns + i * STEP_S * 10**9) for i in range(n)]
+    return steady_levels(ENT, "w1", meter, start_ns, round(hours * 3600 / STEP_S), level,
+                         step_s=STEP_S, lafmax_above=4.0, lcpeak_above=20.0)
 
 
 def _bands(meter: str, start_ns: int, values: list[tuple[float, float]]) -> list[str]:

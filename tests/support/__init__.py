@@ -16,5 +16,6 @@ each other.
                    ``free_port``, a collector's ``metrics``
 ``collector``      ``start_collector`` (in-process), ``collector_process`` (a child)
 ``agent``          ``outbox_depth``
+``levels``         ``steady_levels``: stored 1 s points of a steady level, written directly
 =================  ===========================================================================
 """
