@@ -156,6 +156,75 @@ change's time; tags :data:`ALERT_TAGS`, fields ``job``, ``shift_date``, ``profil
 ``raised_ns`` (``analysis/alert_store.py``)."""
 ALERT_TAGS = ("enterprise", "id", "rule", "meter", "channel", "state")
 
+# ------------------------------------------------------- hearing protection and the pilots
+# Issue 14. Times are UTC ns; a "local date" point is at that date's 00:00 in the
+# enterprise's time zone. Ids (worker pseudonyms, protectors, posts) are contract.check_id
+# safe, so they may be tags.
+PROTECTION = "protection"
+"""Protection measured at the ear by a two-channel agent (outer microphone at the ear, inner
+one under the protector), one point per (meter, interval) in :data:`RP_LEVELS`, written by the
+collector from ``tingbao.protection/1`` messages. Tags :data:`PROTECTION_TAGS`; fields
+``outer_laeq``, ``inner_laeq`` (dB re 20 µPa), ``att_a`` (outer − inner, dB), ``required_db``,
+``state`` (string: worn, removed, poor_fit, voice, quiet, no_audio), ``worn_s`` (seconds of
+the interval worn correctly), ``assessed_s`` (seconds whose state could be decided),
+``coverage``, ``duration_s``, ``seq``, ``calibrated`` and ``att_<fc>`` per band (``att_125``,
+``att_1000`` …, dB)."""
+PROTECTION_TAGS = ("enterprise", "site", "meter", "worker")
+WEAR_DAILY = "wear_daily"
+"""A worker's measured wear time of one local date (``analysis/wear_time.py``), in
+:data:`RP_FOREVER` at the date's start; tags :data:`WEAR_DAILY_TAGS`; fields ``worn_s``,
+``assessed_s``, ``removed_s``, ``poor_fit_s``, ``voice_s``, ``share`` (worn_s/assessed_s)."""
+WEAR_DAILY_TAGS = ("enterprise", "meter", "worker")
+FIT_TESTS = "fit_tests"
+"""One individual fit test (F-MIRE, REAT, loudness balance) in :data:`RP_FOREVER` at the test
+date's start plus the record's index in its day (ns), so tests of one day never overwrite each
+other; tags :data:`FIT_TEST_TAGS`; fields ``par_left``, ``par_right``, ``par_binaural``,
+``par_u`` (dB), ``att_<fc>`` per octave band (dB), ``job``, ``exposure_db``, ``limit_db``,
+``passed`` (bool), ``cautions`` (JSON list of codes), ``source`` (csv, mqtt), ``record``
+(the checked record as JSON)."""
+FIT_TEST_TAGS = ("enterprise", "worker", "protector", "method")
+OBSERVATIONS = "wearing_observations"
+"""One spot-check observation (a surveyor saw a worker at a post), in :data:`RP_FOREVER` at the
+local date's start; tags :data:`OBSERVATION_TAGS`; fields ``wearing`` (bool), ``correct``
+(bool: worn correctly; false when not wearing), ``protector``, ``source`` (file name),
+``row`` (its row number), ``imported_ns``. One worker at one post on one date is one point:
+a repeated row overwrites itself and is reported as a duplicate."""
+OBSERVATION_TAGS = ("enterprise", "workshop", "post", "worker")
+WEARING_RATE = "wearing_rate"
+"""The correct-wearing rate of one group and period (``analysis/wearing_rate.py``), in
+:data:`RP_FOREVER` at the period's start; tags :data:`WEARING_RATE_TAGS`: ``scope`` (enterprise,
+industry, group, all), ``key`` (the enterprise id, industry, ``pilot``/``comparison`` or
+``all``), ``period`` (``2025``, ``2025-Q3``, ``2025-07``), ``source`` (``observed``: spot
+checks; ``edge``: wear time measured at the ear). Fields ``n`` (workers observed or worker-days
+measured), ``x`` (worn correctly), ``rate``, ``lo95``, ``hi95`` (two-sided 95 %), ``lower95``
+(one-sided 95 % lower bound), ``method`` (wilson, beta, gee_bias_reduced, design_effect),
+``clusters`` (enterprises), ``deff``, ``icc``, ``milestone`` (the milestone of the period's
+year, %, absent when none), ``met`` (bool: lower95 ≥ milestone), ``computed_ns``."""
+WEARING_RATE_TAGS = ("scope", "key", "period", "source")
+PILOT_DID = "pilot_did"
+"""The pilot-vs-comparison difference in differences of one (baseline, follow-up) pair of
+periods, in :data:`RP_FOREVER` at the follow-up's start; tags :data:`PILOT_DID_TAGS`; fields
+``did_pp``, ``lo_pp``, ``hi_pp`` (percentage points, 95 %), ``p``, ``method`` (cluster_robust,
+wild_cluster_bootstrap), ``enterprises_pilot``, ``enterprises_comparison``, ``n``, and the
+four cell rates ``pilot_base``, ``pilot_follow``, ``comparison_base``, ``comparison_follow``
+(%), ``computed_ns``."""
+PILOT_DID_TAGS = ("baseline", "followup")
+AUDIOGRAMS = "audiograms"
+"""One pure-tone audiogram, in :data:`RP_FOREVER` at the exam's local date; tags
+:data:`AUDIOGRAM_TAGS`; fields ``age`` (years), ``sex`` (``M``/``F``), ``job``,
+``noise_years``, ``baseline`` (bool: the worker's reference audiogram), ``kind`` (pre_placement,
+periodic, …) and ``l_500`` … ``l_6000``, ``r_500`` … ``r_6000`` (dB HL at 0.5, 1, 2, 3, 4,
+6 kHz), ``source``, ``row``."""
+AUDIOGRAM_TAGS = ("enterprise", "worker")
+SCREENING = "screening"
+"""The screening result of one audiogram (``analysis/screening.py``), at the audiogram's time;
+tags :data:`SCREENING_TAGS`; fields ``hfta_db`` (binaural high-frequency average, age/sex
+corrected, GBZ 49), ``speech_left_db``, ``speech_right_db``, ``better_ear_db``, ``grade``
+(none, mild, moderate, severe), ``suspected`` (bool), ``susceptible`` (bool, GBZ 188),
+``sts_left``, ``sts_right``, ``sts_age_left``, ``sts_age_right`` (bool, OSHA),
+``lex_db``, ``interval_years``, ``next_due`` (ISO date), ``overdue`` (bool), ``computed_ns``."""
+SCREENING_TAGS = ("enterprise", "worker")
+
 
 # ------------------------------------------------------------------------------- quoting
 def quote_ident(name: str) -> str:
