@@ -30,10 +30,16 @@ from pathlib import Path
 
 from tingbao.edge.settings import ConfigError, Section, load_toml, section_from_mapping, setting
 
-__all__ = ["DEFAULT_PROFILE", "Grade", "ImpulseGrade", "PeakLimit", "Profile", "profile",
-           "profile_ids"]
+__all__ = ["DEFAULT_PROFILE", "DERATING_RULES", "Grade", "ImpulseGrade", "PeakLimit", "Profile",
+           "ProtectorBand", "profile", "profile_ids"]
 
 DEFAULT_PROFILE = "CN-GBZ"
+DERATING_RULES = ("none", "snr_0_6", "osha", "niosh")
+"""Field derating of a protector's laboratory attenuation (``protector_derating``): ``none``
+(GB/T 23466-2009 as printed), ``snr_0_6`` (the 1999 Ministry of Health workplace
+hearing-protection rule: SNR × 0.6), ``osha`` ((NRR − 7)/2), ``niosh`` (by type: muffs −25 %,
+formable plugs −50 %, other plugs −70 %); the numbers are in ``analysis/data/protectors.toml``
+(:mod:`tingbao.analysis.gbt23466`)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,6 +69,19 @@ class ImpulseGrade(Section):
 
     code: str = setting()
     above_limit_db: float = setting(unit="dB", lo=0.0, hi=60.0)
+    name_zh: str = setting()
+    name_en: str = setting()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProtectorBand(Section):
+    """One adequacy band of the protected level L'A (GB/T 23466-2009 / EN 458): it holds from
+    ``below_action_db`` dB below the profile's ``protector_action_db`` (inclusive) up to the
+    next band's lower edge (the first band: up to the action level itself, inclusive). Above
+    the action level the protection is insufficient, below the last band over-protective."""
+
+    code: str = setting(choices=("acceptable", "good"))
+    below_action_db: float = setting(unit="dB", lo=0.0, hi=60.0)
     name_zh: str = setting()
     name_en: str = setting()
 
@@ -99,6 +118,14 @@ class Profile(Section):
     peak_limits: tuple[PeakLimit, ...] = setting(())
     impulse_grades: tuple[ImpulseGrade, ...] = setting(())
     impulse_grades_provisional: bool = setting(True)
+    protector_derating: str = setting("none", choices=DERATING_RULES)
+    """How a protector's laboratory attenuation is derated for the field
+    (:data:`DERATING_RULES`); every protected level names the rule it used."""
+    protector_action_db: float | None = setting(None, unit="dB(A)", lo=40.0, hi=140.0)
+    """L_act of the adequacy bands of the protected level (GB/T 23466-2009: 85 dB(A))."""
+    protector_bands: tuple[ProtectorBand, ...] = setting(())
+    dual_protection_bonus_db: float = setting(5.0, unit="dB", lo=0.0, hi=20.0)
+    """Plug and muff worn together count as the higher attenuation plus this (GB/T 23466)."""
 
     def __post_init__(self):
         edges = [g.from_db for g in self.grades]
@@ -113,6 +140,13 @@ class Profile(Section):
         if steps != sorted(steps) or len(set(steps)) != len(steps):
             raise ConfigError(f"impulse grade edges {steps} must rise strictly",
                               entry=self.id, key="impulse_grades")
+        below = [b.below_action_db for b in self.protector_bands]
+        if below != sorted(below) or len(set(below)) != len(below):
+            raise ConfigError(f"protector band edges {below} dB below the action level must "
+                              "rise strictly", entry=self.id, key="protector_bands")
+        if self.protector_bands and self.protector_action_db is None:
+            raise ConfigError("protector_bands are edges below protector_action_db: give it",
+                              entry=self.id, key="protector_action_db")
         if self.impulse_grades and not self.peak_limits:
             raise ConfigError("impulse grades are steps above the peak limits: give "
                               "peak_limits too", entry=self.id, key="impulse_grades")

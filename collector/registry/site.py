@@ -230,11 +230,18 @@ class Task(Section):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Protector(Section):
-    """The hearing protector issued for a job (SNR per GB/T 23466 / EN 352)."""
+    """The hearing protector issued for a job (SNR per GB/T 23466 / EN 352). ``catalogue``
+    names an entry of the protector catalogue (``analysis/data/protectors.toml``; for
+    ``both``, the plug and the muff: ``["plug-id", "muff-id"]``), whose octave-band and H/M/L
+    data then give the protected level (``tingbao protectors``; analysis checks the ids).
+    ``formable`` (a foam plug rolled before insertion) matters for NIOSH derating only."""
 
     type: str = setting(choices=("earplug", "earmuff", "both"))
     model: str = setting("")
     snr_db: float | None = setting(None, unit="dB", lo=0.0, hi=60.0)
+    catalogue: tuple[str, ...] | None = setting(None, check=lambda v: tuple(
+        contract.check_id(x, "catalogue id") for x in v))
+    formable: bool | None = setting(None)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
