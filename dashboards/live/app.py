@@ -15,6 +15,9 @@ Routes (Chinese by default, ``?lang=en`` switches and is remembered in the ``lan
 ``GET|POST /login``, ``POST /logout``  sign in / out
 ``GET /exposure/{e}?from=&to=``        LEX,8h ± U per post and job, grades, spectra
 ``GET /reports/{e}[/{file}]``          the inspector's reports of ``--reports DIR``
+``GET /pilot?from=&to=``               pilot evaluation: wearing rates with intervals and
+                                       milestone verdicts, DiD, screening, fit tests
+``GET /api/pilot?from=&to=``           the same as JSON (:mod:`.pilot_data`)
 =====================================  ==================================================
 
 Snapshots and alert lists are computed once per key and second for every client
@@ -48,6 +51,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from tingbao.analysis import pilot_results as pr
 from tingbao.analysis.alert_store import (
     STATES,
     AlertStore,
@@ -59,7 +63,8 @@ from tingbao.collector.registry.site import Registry
 
 from . import auth
 from .data import FloorData, SharedCache
-from .texts import STATE_TEXT, T
+from .pilot_data import PilotData
+from .texts import PILOT_TEXT, STATE_TEXT, T
 
 STATIC = Path(__file__).parent / "static"
 LANGS = ("zh", "en")
@@ -319,6 +324,45 @@ def create_app(reg: Registry, store: AlertStore, data: FloorData, *,
                 return FileResponse(p)
         return not_found(request, name)
 
+    # ---------------------------------------------------------------------- pilot
+    pilot_data = PilotData(reg, data.reader)
+
+    def pilot_range(request: Request) -> tuple | None:
+        first, last = pilot_data.default_range()
+        try:
+            if request.query_params.get("from"):
+                first = dt.date.fromisoformat(request.query_params["from"])
+            if request.query_params.get("to"):
+                last = dt.date.fromisoformat(request.query_params["to"])
+        except ValueError:
+            return None
+        return (first, last) if first <= last else None
+
+    async def pilot_snapshot(request: Request, first: dt.date, last: dt.date) -> dict:
+        lang = lang_of(request)
+        return await run_in_threadpool(cache.get, ("pilot", first, last, lang),
+                                       lambda: pilot_data.snapshot(first, last, lang))
+
+    async def pilot(request: Request) -> Response:
+        rng = pilot_range(request)
+        if rng is None:
+            return render(request, "error.html", status=400, what="from/to")
+        snap = await pilot_snapshot(request, *rng)
+        en = lang_of(request) == "en"
+        return render(request, "pilot.html", snap=snap,
+                      pick=lambda pair: pair[1] if en else pair[0],
+                      source_text=pr.SOURCE_TEXT, method_text=pr.METHOD_TEXT,
+                      verdict_text=pr.VERDICT_TEXT, group_text=pr.GROUP_TEXT,
+                      short_verdict=PILOT_TEXT["verdict"])
+
+    async def api_pilot(request: Request) -> Response:
+        rng = pilot_range(request)
+        if rng is None:
+            zh, en = T["bad_request"]
+            return JSONResponse({"error": f"{zh.format(what='from/to')} / "
+                                          f"{en.format(what='from/to')}"}, status_code=400)
+        return JSONResponse(await pilot_snapshot(request, *rng))
+
     routes = [
         Route("/", index),
         Route("/floor/{enterprise}", floor),
@@ -333,6 +377,8 @@ def create_app(reg: Registry, store: AlertStore, data: FloorData, *,
         Route("/exposure/{enterprise}", exposure),
         Route("/reports/{enterprise}", reports),
         Route("/reports/{enterprise}/{file}", report_file),
+        Route("/pilot", pilot),
+        Route("/api/pilot", api_pilot),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -60,7 +60,97 @@ T = {
     "make_report": ("生成报告的命令：", "Command to make one:"),
     "post": ("岗位", "post"),
     "job": ("工种", "job"),
+    # ------------------------------------------------------------- pilot evaluation
+    "pilot": ("试点评估", "Pilot evaluation"),
+    "p_title": ("听力保护行动试点评估：护听器正确佩戴率与听力筛查",
+                "Hearing-protection action pilots: correct-wearing rate and hearing screening"),
+    "p_no_data": ("暂无数据：该期间还没有写入佩戴率、差异中的差异或筛查结果（先运行 tingbao "
+                  "wearing-rate / screening）",
+                  "No data yet: no wearing rates, difference in differences or screening "
+                  "results are stored for this period (run tingbao wearing-rate / screening "
+                  "first)"),
+    "p_indicator": ("指标：重点行业劳动者防噪声耳塞或耳罩正确佩戴率", "Indicator: correct-wearing "
+                    "rate of earplugs or earmuffs among workers in key industries"),
+    "p_rule": ("里程碑以单侧 95 % 置信下限判定：下限达到里程碑才算“已达到”；"
+               "仅点估计达到为“尚未证实”。",
+               "A milestone is judged by the one-sided 95 % lower bound: “met” only when the "
+               "lower bound reaches it; when only the point estimate does it is “not yet "
+               "shown”."),
+    "p_baseline": ("基线", "Baseline"),
+    "p_milestones": ("里程碑", "Milestones"),
+    "p_groups": ("分组佩戴率（全部、试点/对照、行业）", "Rates per group (all, pilot/comparison, "
+                 "industry)"),
+    "p_enterprises": ("各企业佩戴率", "Rates per enterprise"),
+    "p_forest": ("森林图：佩戴率及 95 % 区间", "Forest plot: rates with 95 % intervals"),
+    "p_timeline": ("各组佩戴率随时间变化", "Rates of the groups over the periods"),
+    "p_period": ("期间", "Period"),
+    "p_kind": ("期间类型", "Period kind"),
+    "p_year": ("年", "year"),
+    "p_quarter": ("季度", "quarter"),
+    "p_month": ("月", "month"),
+    "p_group": ("组别", "Group"),
+    "p_source": ("数据来源", "Source"),
+    "p_rate": ("佩戴率 %", "Rate %"),
+    "p_ci": ("95 % 区间", "95 % interval"),
+    "p_lower": ("单侧 95 % 下限", "One-sided 95 % lower bound"),
+    "p_milestone": ("当年里程碑", "Milestone of the year"),
+    "p_verdict": ("判定", "Verdict"),
+    "p_n": ("人数 n（正确 x）", "Workers n (correct x)"),
+    "p_n_edge": ("人日", "worker-days"),
+    "p_clusters": ("企业数", "Enterprises"),
+    "p_method": ("方法", "Method"),
+    "p_inconsistent": ("注意：存储的 met 与“下限 ≥ 里程碑”不一致", "Note: the stored met "
+                       "disagrees with lower bound ≥ milestone"),
+    "p_none": ("无", "none"),
+    "p_did": ("试点与对照：差异中的差异", "Pilot vs comparison: difference in differences"),
+    "p_did_pp": ("DiD（百分点）", "DiD (percentage points)"),
+    "p_baseline_period": ("基线期", "Baseline period"),
+    "p_followup_period": ("随访期", "Follow-up period"),
+    "p_pilot_base": ("试点·基线", "Pilot, baseline"),
+    "p_pilot_follow": ("试点·随访", "Pilot, follow-up"),
+    "p_comp_base": ("对照·基线", "Comparison, baseline"),
+    "p_comp_follow": ("对照·随访", "Comparison, follow-up"),
+    "p_ents_pc": ("企业数（试点/对照）", "Enterprises (pilot/comparison)"),
+    "p_obs_n": ("观察数", "Observations"),
+    "p_screening": ("听力筛查（按每人该期间最新一次结果）", "Hearing screening (each worker's "
+                    "latest result in the period)"),
+    "p_exams": ("电测听次数", "Audiograms"),
+    "p_screened": ("筛查人数", "Workers screened"),
+    "p_suspected": ("疑似职业性噪声聋（GBZ 49）", "Suspected occupational noise deafness "
+                    "(GBZ 49)"),
+    "p_mild": ("轻度", "mild"),
+    "p_moderate": ("中度", "moderate"),
+    "p_severe": ("重度", "severe"),
+    "p_susceptible": ("噪声易感者（GBZ 188）", "Noise-susceptible (GBZ 188)"),
+    "p_sts": ("OSHA 标准阈移", "OSHA STS"),
+    "p_sts_age": ("OSHA 标准阈移（年龄校正）", "OSHA STS (age-corrected)"),
+    "p_overdue": ("体检逾期", "Exams overdue"),
+    "p_fit": ("个体适合性检验通过率", "Fit-test pass rate"),
+    "p_fit_tests": ("检验次数", "Tests"),
+    "p_fit_passed": ("通过", "Passed"),
+    "p_fit_workers": ("人数", "Workers"),
+    "p_fit_cautions": ("有警示", "With cautions"),
+    "p_basis": ("数据基础", "Data behind the rates"),
+    "p_observations": ("抽查观察数", "Spot-check observations"),
+    "p_observed_correct": ("其中正确佩戴", "of which worn correctly"),
+    "p_observed_workers": ("抽查人数", "Workers observed"),
+    "p_wear_days": ("耳内实测人日", "Worker-days measured at the ear"),
+    "p_wear_workers": ("实测人数", "Workers measured"),
+    "p_scope_all": ("全部", "all"),
+    "p_scope_group": ("组", "group"),
+    "p_scope_industry": ("行业", "industry"),
+    "p_scope_enterprise": ("企业", "enterprise"),
+    "p_deff": ("设计效应", "Design effect"),
+    "p_no_did": ("尚无差异中的差异结果", "No difference in differences stored yet"),
+    "p_no_screening": ("该期间没有筛查结果", "No screening results in this period"),
+    "p_no_rates": ("该期间没有佩戴率结果", "No wearing rates in this period"),
 }
+
+PILOT_TEXT = {"verdict": {"met": ("已达到", "met"),
+                          "not_yet_shown": ("尚未证实", "not yet shown"),
+                          "not_met": ("未达到", "not met")}}
+"""Short texts of the pilot view's verdict badges (the long ones are in
+:mod:`tingbao.analysis.pilot_results`)."""
 
 STATE_TEXT = {"open": ("待处理", "open"), "acknowledged": ("已确认", "acknowledged"),
               "resolved": ("已解决", "resolved")}
