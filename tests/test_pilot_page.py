@@ -15,7 +15,7 @@ import tomllib
 
 import pytest
 from starlette.testclient import TestClient
-from support import pilot as fx
+from support import pilot_views as fx
 
 from tingbao.analysis.alert_store import AlertStore
 from tingbao.analysis.pilot_results import verdict
