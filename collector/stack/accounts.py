@@ -7,8 +7,9 @@ MQTT (Mosquitto):
   write ``tingbao/v1/+/alerts``;
 * ``collector`` also writes receipts, ``tingbao/v1/+/+/+/receipts``;
 * a device's user name is its meter id; it may only write ``tingbao/v1/+/+/{meter}/{kind}``
-  for the data kinds (levels, bands, status, events: never receipts) and read only its own
-  receipts ``tingbao/v1/+/+/{meter}/receipts`` (topics: :mod:`tingbao.edge.contract`);
+  for the data kinds (levels, bands, status, events, protection: never receipts) and read
+  only its own receipts ``tingbao/v1/+/+/{meter}/receipts`` (topics:
+  :mod:`tingbao.edge.contract`);
 * anonymous clients are refused (``allow_anonymous false`` in the broker config).
 
 InfluxDB: ``tingbao_admin`` (all privileges), ``tingbao_writer`` (WRITE on the database),
@@ -173,7 +174,7 @@ def write_password_file(tool: str, password_file: Path, accounts: Iterable[Accou
     os.chmod(password_file, 0o600)
 
 
-DEVICE_KINDS = ("levels", "bands", "status", "events")
+DEVICE_KINDS = ("levels", "bands", "status", "events", "protection")
 """What a device may publish (:data:`tingbao.edge.contract.KINDS`; not ``receipts``)."""
 
 

@@ -1,0 +1,542 @@
+"""Protection measured at the ear: a two-channel meter for in-ear dosimetry (issue 14, item 3).
+
+Two microphones: ``outer`` at the ear, outside the protector, and ``inner`` under it (in the
+ear canal behind an earplug, or inside an earmuff cup). Per interval (1 s by default) this
+module computes
+
+* the A-weighted level at each microphone, LAeq (IEC 61672-1 clause 3.9, A weighting of
+  clause 5.5 with :func:`~tingbao.edge.iec61672.weighting_sos`), and the measured attenuation
+  ``att_a`` = LAeq,outer − LAeq,inner in dB: the field (in-situ) noise reduction of the
+  protector as worn, what F-MIRE fit-test systems (ANSI S12.71, ISO/TS 4869-7 draft) measure
+  and in-ear dosimeters log continuously;
+* the octave-band attenuation D_f = LZeq,f,outer − LZeq,f,inner for the octave bands
+  63 Hz … 8 kHz (the bands of ISO 4869-2 / GB/T 23466) from the IEC 61260-1 class 1 bank
+  :class:`~tingbao.edge.iec61260.FractionalOctaveBank`;
+* a "worn correctly" state, decided against the post's required attenuation (an agent
+  setting, e.g. the post's typical LEX,8h − 80 dB: the GB/T 23466-2009 "good" band of the
+  protected level is 75–80 dB(A)).
+
+:class:`ProtectionMeter` does the audio (streaming, state inside like
+:class:`~tingbao.edge.meter.SoundLevelMeter`: blocks of any size, the same sums whatever the
+cut); :func:`classify` is a pure function over many intervals at once (arrays, no loop per
+interval) with its memory passed in and out explicitly as a :class:`WearState`, so a batch
+of 3600 intervals and 3600 calls of one interval give the same states.
+
+The states, tested in this order
+--------------------------------
+``no_audio``
+    fewer than ``min_coverage_s`` seconds of valid audio on both microphones (NaN/inf
+    samples and input overflows are not audio; an instant counts only when both channels
+    are valid there), or a level outside 0 … 200 dB (a dead microphone's digital silence).
+    The valid seconds of a partly corrupt interval are kept: its levels are averages over
+    them and ``assessed_s``/``worn_s`` count them.
+``quiet``
+    LAeq,outer below ``quiet_below_db`` (70 dB(A) by default). The inner microphone has a
+    self-noise floor (30–40 dB(A) for an electret in an earpiece); with 30–40 dB of
+    attenuation the noise under a protector sinks into that floor below about 70 dB(A)
+    outside, and the difference outer − inner then measures the floor, not the protector.
+    Quiet time is neither worn nor unworn: it is not assessed.
+``removed``
+    the attenuation is near 0 across the spectrum: ``att_a`` and the high-frequency
+    attenuation D_HF (2, 4, 8 kHz, below) both below ``removed_below_db`` (5 dB). An open
+    ear canal does not attenuate; at 2–4 kHz its quarter-wave resonance even makes the
+    inner level higher than the outer one (D < 0), which this rule includes.
+``worn``
+    ``att_a`` reaches ``required_db``. Hysteresis: once worn, the state holds while
+    ``att_a`` ≥ ``required_db`` − ``hysteresis_db`` (1 dB), so a protector that sits right at
+    the requirement does not flicker between worn and poor_fit with the noise's spectrum.
+    Any other state in between ends the hold.
+``voice``
+    the worker is talking (see below): counted as assessed and worn, because the protector
+    is still in place.
+``poor_fit``
+    some attenuation, but below the requirement and not explained by the worker's voice:
+    a badly inserted plug, a broken muff seal, glasses under a cushion.
+
+Own voice, and why a talking worker is not read as a removed plug
+-----------------------------------------------------------------
+When the worker talks, the inner microphone hears the voice through two paths the outer one
+does not share. Bone and tissue conduction excite the ear-canal walls, and behind an
+occluding plug that sound cannot escape through the open canal: the occlusion effect raises
+it by 10–25 dB below about 1 kHz (less for deep insertion, nothing above ~2 kHz). The
+voice's own energy lies there too: the fundamental at 85–255 Hz and the first formant at
+300–900 Hz. The air-conducted voice outside is attenuated by the protector like the noise.
+So in a talking interval the inner level rises at 125 Hz–1 kHz (the apparent attenuation
+of those bands falls, even below 0 dB: a passive protector can never make the inside louder
+than the outside at low frequencies, only a source inside the head can), while D_HF, the
+attenuation at 2–8 kHz, stays what it was, because neither the occlusion effect nor the
+voice's energy reaches there and the seal is unchanged. A removed protector is the opposite
+pattern: the attenuation collapses everywhere, most at high frequencies, where earplugs
+attenuate most (25–40 dB). A worse seal (a leak) lowers the attenuation at all frequencies,
+high ones included.
+
+The rule, per interval that is not no_audio, quiet, removed or worn:
+
+* **with a reference**: the last ``worn`` interval, not older than ``reference_max_age_s``
+  (30 min) and with no ``removed`` interval since (a reinsertion is a new fit), gives
+  D_HF,ref and D_LM,ref (LM: 125 Hz–1 kHz). The interval is ``voice`` when D_HF ≥
+  D_HF,ref − ``voice_hf_tolerance_db`` (3 dB: the high frequencies held) and D_LM ≤
+  D_LM,ref − ``voice_lm_drop_db`` (6 dB: the loss is at low/mid frequencies).
+* **without one** (a shift that starts with talking): ``voice`` when D_HF alone reaches
+  ``required_db`` and some band of 125–500 Hz has D < 0 (inside louder than outside).
+* **min/max duration**: speech comes in turns and a noisy workplace leaves few long talks;
+  a leak that happens to keep the high frequencies looks like a voice that never stops. A
+  run of voice intervals longer than ``voice_max_s`` (120 s) is ``poor_fit`` from then on.
+
+D_HF and D_LM are energy ratios, 10 lg(Σ E_outer / Σ E_inner) over their bands, so one
+quiet band does not dominate them. When neither path applies, the interval is ``poor_fit``:
+a talking worker whose high-frequency attenuation did fall has a protector that moved.
+
+Seconds: ``assessed_s`` is the interval's valid audio (``coverage``) when the state is
+worn, voice, removed or poor_fit, else 0; ``worn_s`` the same for worn and voice, else 0.
+A day's wear share is ΣWorn / ΣAssessed (``tingbao.analysis.wear_time``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import signal
+
+from . import iec61672
+from .iec61260 import FractionalOctaveBank
+from .levels import level_from_mean_square
+
+STATES = ("worn", "removed", "poor_fit", "voice", "quiet", "no_audio")
+"""The states of an interval (see the module docstring)."""
+ASSESSED_STATES = ("worn", "voice", "removed", "poor_fit")
+"""States whose valid seconds count as assessed."""
+WORN_STATES = ("worn", "voice")
+"""States whose valid seconds count as worn."""
+
+BAND_LABELS = ("63", "125", "250", "500", "1000", "2000", "4000", "8000")
+"""Nominal midband frequencies (Hz) of the octave bands measured, ISO 4869-2's 63 Hz–8 kHz."""
+HF_BANDS = ("2000", "4000", "8000")
+"""Bands of the high-frequency attenuation D_HF (the voice cannot reach them)."""
+LM_BANDS = ("125", "250", "500", "1000")
+"""Bands of the low/mid attenuation D_LM (fundamental, first formant, occlusion effect)."""
+LF_BANDS = ("125", "250", "500")
+"""Bands where D < 0 betrays a sound source inside the head (no reference case)."""
+LEVEL_RANGE_DB = (0.0, 200.0)
+"""Levels outside this (dB re 20 µPa) are a broken chain (the contract's range)."""
+
+
+# ------------------------------------------------------------------------------ settings
+@dataclasses.dataclass(frozen=True)
+class ProtectionSettings:
+    """The decision's thresholds; dB unless said otherwise, seconds for ``*_s``.
+
+    ``required_db`` is the post's required A-weighted attenuation (e.g. its typical LEX,8h
+    − 80 dB); the rest are properties of the measurement, documented in the module
+    docstring."""
+
+    required_db: float
+    quiet_below_db: float = 70.0
+    removed_below_db: float = 5.0
+    hysteresis_db: float = 1.0
+    voice_hf_tolerance_db: float = 3.0
+    voice_lm_drop_db: float = 6.0
+    voice_max_s: float = 120.0
+    reference_max_age_s: float = 1800.0
+    min_coverage_s: float = 0.1
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"protection setting {f.name} = {v!r} is not a finite number")
+        if not 0.0 <= self.required_db <= 60.0:
+            raise ValueError(f"required_db = {self.required_db} dB is outside 0 … 60 dB")
+        if min(self.hysteresis_db, self.voice_hf_tolerance_db, self.voice_lm_drop_db,
+               self.voice_max_s, self.reference_max_age_s, self.min_coverage_s) < 0:
+            raise ValueError("protection hysteresis, tolerances and durations must be ≥ 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class WearState:
+    """What :func:`classify` remembers between calls.
+
+    ``latched``: the last judged interval was worn (the hysteresis hold);
+    ``ref_hf_db``, ``ref_lm_db``: D_HF and D_LM (dB) of the last worn interval, NaN when
+    there is none or a removal came after it; ``ref_end_s``: that interval's end (stream
+    seconds); ``voice_run_s``: seconds of the voice run in progress at the end."""
+
+    latched: bool = False
+    ref_hf_db: float = math.nan
+    ref_lm_db: float = math.nan
+    ref_end_s: float = math.nan
+    voice_run_s: float = 0.0
+
+
+# ---------------------------------------------------------------------------------- audio
+@dataclasses.dataclass(frozen=True)
+class IntervalSpectra:
+    """Sums of n completed intervals of both microphones.
+
+    ``index`` (n,) interval numbers since the stream start; ``start_s`` (n,) their starts
+    (s from the stream start); ``duration_s`` the interval length (s); ``coverage_s`` (n,)
+    seconds of valid audio; ``outer_ea``, ``inner_ea`` (n,) A-weighted sound exposures of the
+    valid audio (Pa²·s); ``outer_bands``, ``inner_bands`` (n, bands) octave-band sound
+    exposures (Pa²·s) of the bands ``band_labels``."""
+
+    index: np.ndarray
+    start_s: np.ndarray
+    duration_s: float
+    coverage_s: np.ndarray
+    outer_ea: np.ndarray
+    inner_ea: np.ndarray
+    outer_bands: np.ndarray
+    inner_bands: np.ndarray
+    band_labels: tuple[str, ...] = BAND_LABELS
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    @staticmethod
+    def concatenate(parts: list[IntervalSpectra], duration_s: float,
+                    band_labels: tuple[str, ...] = BAND_LABELS) -> IntervalSpectra:
+        """One object holding the intervals of ``parts`` in order."""
+        nb = len(band_labels)
+        if not parts:
+            z = np.zeros(0)
+            return IntervalSpectra(np.zeros(0, dtype=np.int64), z, duration_s, z, z, z,
+                                   np.zeros((0, nb)), np.zeros((0, nb)), band_labels)
+
+        def cat(name):
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        return IntervalSpectra(cat("index"), cat("start_s"), duration_s, cat("coverage_s"),
+                               cat("outer_ea"), cat("inner_ea"), cat("outer_bands"),
+                               cat("inner_bands"), band_labels)
+
+
+class ProtectionMeter:
+    """Streaming two-microphone meter: blocks of raw samples in, :class:`IntervalSpectra` of
+    the intervals they complete out.
+
+    ``samplerate`` in Hz (≥ 44.1 kHz: class 1 A weighting, and the 8 kHz octave band needs
+    ≥ 35 kHz); ``interval`` in s (0.1 … 60, a whole number of samples); ``channels`` of the
+    input blocks, of which ``outer`` and ``inner`` are the two microphones' indices;
+    ``pa_per_unit`` the calibration S (Pa per raw unit) of the input's channels, a number or
+    one per input channel.
+
+    Bad audio: a sample instant where either microphone's value is NaN or infinite is not
+    audio on both (zeros are fed so filters and the clock stay exact; ``bad_samples`` counts
+    them); :meth:`gap` records audio that never arrived. Neither counts as coverage.
+    """
+
+    def __init__(self, samplerate: float, interval: float = 1.0, *, channels: int = 2,
+                 outer: int = 0, inner: int = 1, pa_per_unit=1.0):
+        fs = float(samplerate)
+        if not (0.1 - 1e-9 <= interval <= 60.0 + 1e-9):
+            raise ValueError(f"interval {interval} s is outside 0.1 … 60 s")
+        n_int = round(interval * fs)
+        if n_int <= 0 or abs(n_int - interval * fs) > 1e-6 * fs:
+            raise ValueError(f"interval {interval} s is not a whole number of samples at "
+                             f"{fs} Hz")
+        channels = int(channels)
+        if not (0 <= outer < channels and 0 <= inner < channels and outer != inner):
+            raise ValueError(f"outer ({outer}) and inner ({inner}) must be two different "
+                             f"channels of 0 … {channels - 1}")
+        s = np.broadcast_to(np.asarray(pa_per_unit, dtype=float), (channels,))
+        if not np.all(np.isfinite(s) & (s > 0)):
+            raise ValueError(f"pa_per_unit must be finite and > 0, got {pa_per_unit}")
+        self.samplerate = fs
+        self.channels = channels
+        self.outer, self.inner = int(outer), int(inner)
+        self.interval = n_int / fs
+        self._n_int = n_int
+        self._pa = s[[self.outer, self.inner]].copy()
+        self._sos_a = iec61672.weighting_sos("A", fs)
+        self._bank = FractionalOctaveBank(fs, 1, 63.0, 8000.0, channels=2)
+        if tuple(self._bank.nominal) != BAND_LABELS:
+            raise AssertionError(f"octave bank bands {self._bank.nominal}")
+        self.band_labels = BAND_LABELS
+        self.bad_samples = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state: filters at rest, the clock at sample 0, no open interval."""
+        self._za = np.zeros((self._sos_a.shape[0], 2, 2))
+        self._bank.reset()
+        self._clock = 0
+        self._new_interval()
+
+    def _new_interval(self) -> None:
+        self._ea = np.zeros(2)
+        self._eb = np.zeros((len(BAND_LABELS), 2))
+        self._valid = 0
+
+    @property
+    def clock(self) -> int:
+        """Samples consumed so far (audio and gaps)."""
+        return self._clock
+
+    def process(self, block) -> IntervalSpectra:
+        """Feed raw samples of shape (n, channels); returns the intervals this block
+        completed (possibly none)."""
+        x = np.asarray(block, dtype=float)
+        if x.ndim != 2 or x.shape[1] != self.channels:
+            raise ValueError(f"block of shape {x.shape} does not match (n, {self.channels})")
+        p = x[:, [self.outer, self.inner]].T * self._pa[:, None]  # (2, n) Pa, a new array
+        ok = np.isfinite(p).all(axis=0)
+        if not ok.all():
+            self.bad_samples += int((~ok).sum())
+            p[:, ~ok] = 0.0
+        return self._run(p, ok)
+
+    def gap(self, n: int) -> IntervalSpectra:
+        """Record ``n`` samples that never arrived; the clock advances, coverage does not."""
+        n = int(n)
+        if n < 0:
+            raise ValueError("gap length must be ≥ 0 samples")
+        parts = []
+        for i in range(0, n, self._n_int):  # one interval of zeros at a time: memory flat
+            k = min(self._n_int, n - i)
+            parts.append(self._run(np.zeros((2, k)), np.zeros(k, dtype=bool)))
+        return IntervalSpectra.concatenate(parts, self.interval)
+
+    def flush(self) -> IntervalSpectra:
+        """Emit the open, partial interval (if any) with its true coverage."""
+        used = self._clock % self._n_int
+        return self.gap(self._n_int - used) if used else self.gap(0)
+
+    def _run(self, p: np.ndarray, ok: np.ndarray) -> IntervalSpectra:
+        n = p.shape[1]
+        if n == 0:
+            return IntervalSpectra.concatenate([], self.interval)
+        a, self._za = signal.sosfilt(self._sos_a, p, axis=-1, zi=self._za)
+        # segments: up to the next interval boundary, then whole intervals, then the rest
+        first = self._n_int - self._clock % self._n_int
+        cuts = np.arange(first, n, self._n_int)
+        starts = np.concatenate(([0], cuts))
+        ea = np.add.reduceat(np.square(a), starts, axis=1)  # (2, segments)
+        valid = np.add.reduceat(ok.astype(np.int64), starts)
+        bounds = np.append(starts, n)
+        rows = []
+        for s in range(starts.size):  # one step per interval, not per sample
+            lo, hi = bounds[s], bounds[s + 1]
+            self._ea += ea[:, s]
+            self._eb += self._bank.process(p[:, lo:hi].T)
+            self._valid += int(valid[s])
+            self._clock += hi - lo
+            if self._clock % self._n_int == 0:
+                rows.append((self._clock // self._n_int - 1, self._valid, self._ea.copy(),
+                             self._eb.copy()))
+                self._new_interval()
+        if not rows:
+            return IntervalSpectra.concatenate([], self.interval)
+        fs = self.samplerate
+        idx = np.array([r[0] for r in rows], dtype=np.int64)
+        ea_rows = np.array([r[2] for r in rows]) / fs  # (k, 2) Pa²·s
+        eb_rows = np.array([r[3] for r in rows])  # (k, bands, 2) Pa²·s (the bank scales)
+        return IntervalSpectra(idx, idx * self.interval, self.interval,
+                               np.array([r[1] for r in rows]) / fs, ea_rows[:, 0],
+                               ea_rows[:, 1], eb_rows[:, :, 0], eb_rows[:, :, 1])
+
+
+# ------------------------------------------------------------------------------ decision
+@dataclasses.dataclass(frozen=True)
+class ProtectionIntervals:
+    """The result of n intervals (arrays of shape (n,) unless said otherwise).
+
+    ``outer_laeq``, ``inner_laeq`` (dB re 20 µPa), ``att_a`` (dB), ``band_att`` (n, bands)
+    octave-band attenuation (dB), ``hf_att``, ``lm_att`` D_HF and D_LM (dB); NaN where
+    undefined. ``state`` (n,) strings of :data:`STATES`; ``worn_s``, ``assessed_s``,
+    ``coverage_s`` (s); ``required_db`` the requirement applied."""
+
+    index: np.ndarray
+    start_s: np.ndarray
+    duration_s: float
+    coverage_s: np.ndarray
+    outer_laeq: np.ndarray
+    inner_laeq: np.ndarray
+    att_a: np.ndarray
+    band_att: np.ndarray
+    hf_att: np.ndarray
+    lm_att: np.ndarray
+    state: np.ndarray
+    worn_s: np.ndarray
+    assessed_s: np.ndarray
+    required_db: float
+    band_labels: tuple[str, ...] = BAND_LABELS
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    def records(self, decimals: int = 2) -> list[dict]:
+        """One flat dict per interval for :func:`tingbao.edge.contract.protection_payload`:
+        ``index``, ``start`` (s from the stream start), ``duration``, ``coverage``,
+        ``outer_laeq``, ``inner_laeq``, ``att_a`` (None when undefined), ``required_db``,
+        ``state``, ``worn_s``, ``assessed_s``, ``bands`` ({"fc": [Hz …], "att": [dB or
+        None …]})."""
+        fc = [float(b) for b in self.band_labels]
+        out = []
+        for i in range(len(self)):
+            att = [_r(v, decimals) for v in self.band_att[i]]
+            out.append({
+                "index": int(self.index[i]), "start": round(float(self.start_s[i]), 6),
+                "duration": round(self.duration_s, 6),
+                "coverage": round(float(self.coverage_s[i]), 6),
+                "outer_laeq": _r(self.outer_laeq[i], decimals),
+                "inner_laeq": _r(self.inner_laeq[i], decimals),
+                "att_a": _r(self.att_a[i], decimals), "required_db": float(self.required_db),
+                "state": str(self.state[i]), "worn_s": round(float(self.worn_s[i]), 6),
+                "assessed_s": round(float(self.assessed_s[i]), 6),
+                "bands": {"fc": fc, "att": att},
+            })
+        return out
+
+
+def _r(v, decimals):
+    v = float(v)
+    return round(v, decimals) if math.isfinite(v) else None
+
+
+def _ratio_db(e_outer: np.ndarray, e_inner: np.ndarray) -> np.ndarray:
+    """10 lg(e_outer / e_inner) elementwise, NaN where either is not > 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = 10.0 * np.log10(e_outer / e_inner)
+    return np.where((e_outer > 0) & (e_inner > 0), r, np.nan)
+
+
+def _last_true(mask: np.ndarray) -> np.ndarray:
+    """For each position, the index of the last True at or before it (−1 when none)."""
+    return np.maximum.accumulate(np.where(mask, np.arange(mask.size), -1)) if mask.size \
+        else np.zeros(0, dtype=np.int64)
+
+
+def classify(spectra: IntervalSpectra, settings: ProtectionSettings,
+             state: WearState | None = None) -> tuple[ProtectionIntervals, WearState]:
+    """The levels, attenuations and states of the intervals of ``spectra`` (rules in the
+    module docstring), continuing from ``state`` (None: a fresh start). Returns the
+    results and the state to pass with the next intervals; calling once on many intervals
+    or many times on parts of them gives the same results."""
+    st = state or WearState()
+    cfg = settings
+    n = len(spectra)
+    labels = spectra.band_labels
+    cov = np.asarray(spectra.coverage_s, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        safe = np.where(cov > 0, cov, 1.0)
+        lo = np.where(cov > 0, level_from_mean_square(spectra.outer_ea / safe), np.nan)
+        li = np.where(cov > 0, level_from_mean_square(spectra.inner_ea / safe), np.nan)
+        bo = level_from_mean_square(spectra.outer_bands / safe[:, None])
+        bi = level_from_mean_square(spectra.inner_bands / safe[:, None])
+    band_att = np.where(np.isfinite(bo) & np.isfinite(bi) & (cov[:, None] > 0), bo - bi,
+                        np.nan)
+    hf = np.array([labels.index(b) for b in HF_BANDS])
+    lm = np.array([labels.index(b) for b in LM_BANDS])
+    lf = np.array([labels.index(b) for b in LF_BANDS])
+    d_hf = _ratio_db(spectra.outer_bands[:, hf].sum(axis=1), spectra.inner_bands[:, hf].sum(axis=1))
+    d_lm = _ratio_db(spectra.outer_bands[:, lm].sum(axis=1), spectra.inner_bands[:, lm].sum(axis=1))
+    att = lo - li
+    lo_r, hi_r = LEVEL_RANGE_DB
+    valid = ((cov >= cfg.min_coverage_s) & (lo >= lo_r) & (lo <= hi_r) & (li >= lo_r)
+             & (li <= hi_r) & np.isfinite(d_hf) & np.isfinite(d_lm))
+    quiet = valid & (lo < cfg.quiet_below_db)
+    judged = valid & ~quiet
+    removed = judged & (att < cfg.removed_below_db) & (d_hf < cfg.removed_below_db)
+    cand = judged & ~removed
+
+    # worn with hysteresis: set at >= required, held down to required - hysteresis, and
+    # released by anything else (removed, quiet, no audio, or falling below the hold)
+    set_ev = cand & (att >= cfg.required_db)
+    reset_ev = ~cand | (att < cfg.required_db - cfg.hysteresis_db)
+    last_set, last_reset = _last_true(set_ev), _last_true(reset_ev)
+    latch = np.where((last_set < 0) & (last_reset < 0), st.latched, last_set > last_reset)
+    worn = cand & latch
+
+    # the voice reference: the last worn interval before this one, none after a removal;
+    # position 0 of the extended arrays is what the state remembers
+    end_s = np.asarray(spectra.start_s, dtype=float) + spectra.duration_s
+    has_ref = bool(np.isfinite(st.ref_hf_db) and np.isfinite(st.ref_lm_db))
+    worn_x = np.concatenate(([has_ref], worn))
+    removed_x = np.concatenate(([False], removed))
+    hf_x = np.concatenate(([st.ref_hf_db], d_hf))
+    lm_x = np.concatenate(([st.ref_lm_db], d_lm))
+    end_x = np.concatenate(([st.ref_end_s], end_s))
+    last_worn_x, last_removed_x = _last_true(worn_x), _last_true(removed_x)
+    ref = last_worn_x[:-1]  # up to the previous interval
+    ref_ok = (ref >= 0) & (last_removed_x[:-1] < ref)
+    ri = np.maximum(ref, 0)
+    with np.errstate(invalid="ignore"):
+        ref_ok &= (np.asarray(spectra.start_s) - end_x[ri]) <= cfg.reference_max_age_s
+        held = d_hf >= hf_x[ri] - cfg.voice_hf_tolerance_db
+        dropped = d_lm <= lm_x[ri] - cfg.voice_lm_drop_db
+        inside_louder = (np.nanmin(band_att[:, lf], axis=1, initial=np.inf) < 0.0
+                         if n else np.zeros(0, dtype=bool))
+    voice_raw = cand & ~worn & np.where(ref_ok, held & dropped,
+                                        (d_hf >= cfg.required_db) & inside_louder)
+    # voice runs longer than voice_max_s are a leak, not a talk
+    dur = np.where(voice_raw, spectra.duration_s, 0.0)
+    c = np.cumsum(dur)
+    base = np.maximum.accumulate(np.where(~voice_raw, c, 0.0)) if n else c
+    run = c - base
+    before_break = np.cumsum(~voice_raw) == 0  # still in the run the state carried in
+    run = run + np.where(before_break, st.voice_run_s, 0.0)
+    voice = voice_raw & (run <= cfg.voice_max_s + 1e-9)
+    poor = cand & ~worn & ~voice
+
+    states = np.full(n, "no_audio", dtype=object)
+    states[quiet] = "quiet"
+    states[removed] = "removed"
+    states[poor] = "poor_fit"
+    states[voice] = "voice"
+    states[worn] = "worn"
+    assessed = np.where(worn | voice | removed | poor, cov, 0.0)
+    worn_s = np.where(worn | voice, cov, 0.0)
+
+    if n:
+        lw, lr = int(last_worn_x[-1]), int(last_removed_x[-1])
+        keep = lw >= 0 and lr < lw
+        new = WearState(
+            latched=bool(latch[-1]),
+            ref_hf_db=float(hf_x[lw]) if keep else math.nan,
+            ref_lm_db=float(lm_x[lw]) if keep else math.nan,
+            ref_end_s=float(end_x[lw]) if keep else math.nan,
+            voice_run_s=float(run[-1]) if voice_raw[-1] else 0.0)
+    else:
+        new = st
+    result = ProtectionIntervals(
+        spectra.index, np.asarray(spectra.start_s, dtype=float), spectra.duration_s, cov,
+        lo, li, att, band_att, d_hf, d_lm, states, worn_s, assessed, cfg.required_db, labels)
+    return result, new
+
+
+# ------------------------------------------------------------------------------ together
+class ProtectionMonitor:
+    """:class:`ProtectionMeter` and :func:`classify` in one streaming object (what the agent
+    runs): :meth:`process`, :meth:`gap` and :meth:`flush` return the
+    :class:`ProtectionIntervals` they completed; ``wear_state`` is the classifier's memory."""
+
+    def __init__(self, samplerate: float, settings: ProtectionSettings, interval: float = 1.0,
+                 **meter_kwargs):
+        self.meter = ProtectionMeter(samplerate, interval, **meter_kwargs)
+        self.settings = settings
+        self.wear_state = WearState()
+
+    samplerate = property(lambda self: self.meter.samplerate)
+    interval = property(lambda self: self.meter.interval)
+    clock = property(lambda self: self.meter.clock)
+    bad_samples = property(lambda self: self.meter.bad_samples)
+
+    def _decide(self, spectra: IntervalSpectra) -> ProtectionIntervals:
+        result, self.wear_state = classify(spectra, self.settings, self.wear_state)
+        return result
+
+    def process(self, block) -> ProtectionIntervals:
+        return self._decide(self.meter.process(block))
+
+    def gap(self, n: int) -> ProtectionIntervals:
+        return self._decide(self.meter.gap(n))
+
+    def flush(self) -> ProtectionIntervals:
+        return self._decide(self.meter.flush())
+
+
+__all__ = ["STATES", "ASSESSED_STATES", "WORN_STATES", "BAND_LABELS", "HF_BANDS", "LM_BANDS",
+           "ProtectionSettings", "WearState", "IntervalSpectra", "ProtectionMeter",
+           "ProtectionIntervals", "classify", "ProtectionMonitor"]
