@@ -31,6 +31,7 @@ levels     ``levels``        enterprise, site, meter, channel            ``start
 bands      ``bands``         enterprise, site, meter, channel            ``start_ns``
 status     ``meter_status``  enterprise, site, meter                     ``time_ns``
 events     ``meter_events``  enterprise, site, meter                     ``time_ns``
+protection ``protection``    enterprise, site, meter, worker             ``start_ns``
 =========  ================  ==========================================  ============
 """
 
@@ -292,8 +293,34 @@ def events_line(msg: contract.Message) -> str:
     return line(schema.EVENTS, _tags(msg), fields, int(p["time_ns"]))
 
 
+def attenuation_field(fc: float) -> str:
+    """The field of a band's measured attenuation: 1000 → ``att_1000``, 31.5 → ``att_31p5``
+    (:data:`schema.PROTECTION`)."""
+    whole, tenth = divmod(round(float(fc) * 10), 10)
+    return f"att_{whole}" + (f"p{tenth}" if tenth else "")
+
+
+def protection_line(msg: contract.Message) -> str:
+    """The ``protection`` point (:data:`schema.PROTECTION`, tags
+    :data:`schema.PROTECTION_TAGS`): ``outer_laeq``, ``inner_laeq``, ``att_a``,
+    ``required_db``, ``coverage``, ``duration_s``, ``worn_s``, ``assessed_s`` as floats,
+    ``state`` and ``protector`` as strings, ``seq`` as integer, ``calibrated`` as boolean,
+    ``att_<fc>`` per band (null values left out); time = interval start."""
+    p = msg.payload
+    tags = {**_tags(msg), "worker": p["worker"]}
+    fields: dict[str, object] = {k: _float(p[k]) for k in (
+        "outer_laeq", "inner_laeq", "att_a", "required_db", "coverage", "duration_s",
+        "worn_s", "assessed_s")}
+    fields.update(state=str(p["state"]), protector=str(p["protector"]), seq=int(p["seq"]),
+                  calibrated=bool(p["calibrated"]))
+    for fc, v in zip(p["bands"]["fc"], p["bands"]["att"], strict=True):
+        fields[attenuation_field(fc)] = _float(v)
+    return line(schema.PROTECTION, tags, fields, int(p["start_ns"]))
+
+
 _BY_KIND = {"levels": levels_lines, "bands": lambda m: [bands_line(m)],
-            "status": lambda m: [status_line(m)], "events": lambda m: [events_line(m)]}
+            "status": lambda m: [status_line(m)], "events": lambda m: [events_line(m)],
+            "protection": lambda m: [protection_line(m)]}
 
 
 def message_lines(msg: contract.Message) -> list[str]:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tingbao.collector.receipts")
 
-RECEIPTED_KINDS = ("levels", "bands")
+RECEIPTED_KINDS = ("levels", "bands", "protection")
 """Kinds whose messages carry the agent's outbox ``seq``."""
 
 

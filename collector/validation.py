@@ -44,7 +44,7 @@ class Entry:
     # levels records (one per channel): (series, interval start ns, interval end ns), for
     # rollups, lag and latency
     spans: list[tuple[SeriesKey, int, int]] = dataclasses.field(default_factory=list)
-    # the agent's outbox seq of a levels or bands message (for receipts, .receipts)
+    # the agent's outbox seq of a levels, bands or protection message (for receipts)
     seq: int | None = None
 
 
@@ -100,7 +100,7 @@ class Validator:
             return self.dead_letter(item, "internal",
                                     f"conversion failed: {type(e).__name__}: {e}")
         entry = Entry(item, lines)
-        if msg.topic.kind in ("levels", "bands"):
+        if msg.topic.kind in ("levels", "bands", "protection"):
             entry.seq = msg.payload["seq"]
         if msg.topic.kind == "levels":
             t, p = msg.topic, msg.payload

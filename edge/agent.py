@@ -17,6 +17,14 @@ blocks were. ``stream_start_ns`` is, per source kind:
   ``realtime = false`` now less the scene's duration, and the scene runs as fast as the CPU
   allows, so that no time stamp lies in the future.
 
+Protection mode (``[meter] mode = "protection"``): the source's ``[protection]``
+``outer_channel`` and ``inner_channel`` are two microphones at one ear, outside and under a
+hearing protector; instead of levels and bands the agent publishes one ``protection`` record
+per interval (:mod:`tingbao.edge.protection`: measured attenuation, the level under the
+protector, the worn state against ``required_attenuation_db``; topic
+``tingbao/v1/{enterprise}/{site}/{meter}/protection``), tagged with the ``worker``
+pseudonym and the ``protector`` id.
+
 Configuration: :class:`~tingbao.edge.agent_settings.AgentConfig`, read from TOML by
 :func:`load_config` or checked from a parsed dict by :func:`check_config` (both raise
 :class:`~tingbao.edge.settings.ConfigError` naming the file, section and key at fault); see
@@ -36,6 +44,7 @@ from .calibration import CalibrationError, CalibrationStore
 from .clock import ClockCheck
 from .meter import SoundLevelMeter
 from .outbox import Outbox
+from .protection import ProtectionMonitor, ProtectionSettings
 from .publisher import Publisher
 
 __all__ = ["Agent", "AgentConfig", "ConfigError", "check_config", "load_config"]
@@ -51,6 +60,11 @@ class Agent:
     ----------
     config : dict
         An agent configuration (checked with :func:`check_config` unless it already was).
+    source : iterable of :class:`~tingbao.edge.sources.chunk.Chunk`, optional
+        Audio to measure instead of the one ``[source]`` opens (embedding, tests); it has
+        ``samplerate`` and ``channels`` and may have ``close()`` and ``duration`` (s).
+    stream_start_ns : int, optional
+        UTC ns of the first sample, instead of the ``[source]`` kind's rule.
 
     Attributes (available after construction): ``outbox`` (:class:`Outbox`), ``publisher``
     (:class:`Publisher`), ``calibration`` (state dict), and after :meth:`run` ``meter``,
@@ -58,14 +72,17 @@ class Agent:
     queued).
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, *, source=None, stream_start_ns: int | None = None):
         self.config: AgentConfig = check_config(config)
+        self._given_source = source
+        self._given_start_ns = stream_start_ns
         m, q, st = self.config.meter, self.config.mqtt, self.config.status
         self.meter_id = m.id
         self.levels_topic = contract.topic(m.enterprise, m.site, m.id, "levels")
         self.bands_topic = contract.topic(m.enterprise, m.site, m.id, "bands")
+        self.protection_topic = contract.topic(m.enterprise, m.site, m.id, "protection")
         self.calibration = self._calibration()
-        self.meter: SoundLevelMeter | None = None
+        self.meter: SoundLevelMeter | ProtectionMonitor | None = None
         self.source = None
         self.stream_start_ns: int | None = None
         self.intervals = 0
@@ -170,18 +187,20 @@ class Agent:
         if self.clock is not None:
             self.clock.start()
         try:
-            src = self.source = self._open_source()
+            src = self.source = (self._given_source if self._given_source is not None
+                                 else self._open_source())
             fs = src.samplerate
-            self.meter = meter = SoundLevelMeter(
-                fs, channels=src.channels, interval=cfg.meter.interval_s,
-                pa_per_unit=self.calibration["pa_per_unit"], bands=cfg["meter"]["bands"],
-                full_scale=cfg.meter.full_scale,
-                impulse_thresholds_db=cfg.meter.impulse_thresholds_db or None,
-                impulse_refractory_s=cfg.meter.impulse_refractory_s)
+            self.meter = meter = self._make_meter(src)
             self._interval_ns = round(meter.interval * 1e9)
             limit = None if until is None else round(until * fs)
-            realtime = kind == "synthetic" and s.realtime
-            if kind == "file":
+            realtime = kind == "synthetic" and s.realtime and self._given_source is None
+            if self._given_start_ns is not None:
+                self.stream_start_ns = int(self._given_start_ns)
+            elif self._given_source is not None:
+                span = getattr(src, "duration", None)
+                self.stream_start_ns = (None if span is None
+                                        else time.time_ns() - round(span * 1e9))
+            elif kind == "file":
                 self.stream_start_ns = self._file_start_ns(src)
             elif kind == "synthetic":
                 now = time.time_ns()
@@ -199,9 +218,9 @@ class Agent:
                     room = limit - meter.clock
                     gap = min(gap, room)
                     data = data[: max(room - gap, 0)]
-                ivs = meter.gap(gap) if gap else []
-                ivs += meter.process(data)
-                self._emit(ivs)
+                if gap:
+                    self._emit(meter.gap(gap))
+                self._emit(meter.process(data))
                 if self._stop.is_set() or (limit is not None and meter.clock >= limit):
                     break
                 if realtime:
@@ -216,7 +235,7 @@ class Agent:
             if self.meter is not None:
                 self._emit(meter.flush())
         finally:
-            if self.source is not None:
+            if self.source is not None and hasattr(self.source, "close"):
                 self.source.close()
             if self.clock is not None:
                 self.clock.stop()
@@ -235,9 +254,47 @@ class Agent:
         log.info("stopped: %s", summary)
         return summary
 
+    def _make_meter(self, src):
+        """The level meter, or in protection mode the two-microphone monitor."""
+        cfg = self.config
+        fs = src.samplerate
+        if cfg.meter.mode == "protection":
+            pr = cfg.protection
+            settings = ProtectionSettings(
+                required_db=pr.required_attenuation_db, quiet_below_db=pr.quiet_below_db,
+                removed_below_db=pr.removed_below_db, hysteresis_db=pr.hysteresis_db,
+                voice_max_s=pr.voice_max_s)
+            top = max(pr.outer_channel, pr.inner_channel)
+            if top >= src.channels:
+                raise ConfigError(f"[protection] channel {top} does not exist: the source has "
+                                  f"{src.channels} channel(s)")
+            return ProtectionMonitor(fs, settings, cfg.meter.interval_s, channels=src.channels,
+                                     outer=pr.outer_channel, inner=pr.inner_channel,
+                                     pa_per_unit=self.calibration["pa_per_unit"])
+        return SoundLevelMeter(
+            fs, channels=src.channels, interval=cfg.meter.interval_s,
+            pa_per_unit=self.calibration["pa_per_unit"], bands=cfg["meter"]["bands"],
+            full_scale=cfg.meter.full_scale,
+            impulse_thresholds_db=cfg.meter.impulse_thresholds_db or None,
+            impulse_refractory_s=cfg.meter.impulse_refractory_s)
+
+    def _protection_items(self, intervals) -> list[tuple[str, dict]]:
+        """The ``protection`` records of completed intervals."""
+        pr = self.config.protection
+        calibrated = self.calibration["calibrated"]
+        return [(self.protection_topic, contract.protection_payload(
+            rec, meter=self.meter_id, seq=0,
+            start_ns=self.stream_start_ns + rec["index"] * self._interval_ns,
+            worker=pr.worker, protector=pr.protector, calibrated=calibrated))
+            for rec in intervals.records()]
+
     def _emit(self, intervals) -> None:
-        """Queue the levels (and bands) of completed intervals: one transaction."""
-        if not intervals:
+        """Queue the levels (and bands), or the protection records, of completed
+        intervals: one transaction."""
+        if not len(intervals):
+            return
+        if self.config.meter.mode == "protection":
+            self._queue(self._protection_items(intervals), len(intervals))
             return
         m = self.config.meter
         fraction = {"third": 3, "octave": 1}.get(m.bands)
@@ -261,7 +318,11 @@ class Agent:
                                             start_ns=start_ns, fraction=fraction)
                 self._fit_range(bd["bands"], list(bd["bands"]))
                 items.append((self.bands_topic, bd))
-        self.intervals += len(intervals)
+        self._queue(items, len(intervals))
+
+    def _queue(self, items: list[tuple[str, dict]], n_intervals: int) -> None:
+        """Append records to the outbox (held in memory when it cannot take them)."""
+        self.intervals += n_intervals
         items = self._held + items
         try:
             self.outbox.append_many(items)

@@ -40,6 +40,10 @@ def _pa_per_unit(v):
     return v
 
 
+MODES = ("levels", "protection")
+"""What the agent measures (``[meter] mode``)."""
+
+
 def _aware(v: dt.datetime) -> dt.datetime:
     if v.tzinfo is None:
         raise ValueError("needs a date, a time and a UTC offset, e.g. 2026-11-24T08:00:00+08:00")
@@ -67,6 +71,28 @@ class MeterSection(Section):
     impulse_refractory_s: float = setting(DEFAULT_REFRACTORY_S, unit="s",
                                           lo=MIN_REFRACTORY_S, hi=10.0,
                                           doc="time below a threshold before a new impulse")
+    mode: str = setting("levels", choices=MODES,
+                        doc="levels: a sound level meter; protection: two microphones at an "
+                            "ear measuring a hearing protector ([protection])")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtectionSection(Section):
+    """``[protection]``: the two-microphone mode (``[meter] mode = "protection"``,
+    :mod:`tingbao.edge.protection`)."""
+
+    outer_channel: int = setting(0, lo=0, hi=63, doc="input channel of the microphone "
+                                 "outside the protector")
+    inner_channel: int = setting(1, lo=0, hi=63, doc="input channel of the microphone "
+                                 "under the protector")
+    required_attenuation_db: float | None = setting(None, unit="dB", lo=0.0, hi=60.0,
+                                                    doc="the post's required attenuation")
+    worker: str | None = setting(None, check=_id("[protection] worker"))
+    protector: str | None = setting(None, check=_id("[protection] protector"))
+    quiet_below_db: float = setting(70.0, unit="dB", lo=0.0, hi=200.0)
+    removed_below_db: float = setting(5.0, unit="dB", lo=0.0, hi=60.0)
+    hysteresis_db: float = setting(1.0, unit="dB", lo=0.0, hi=20.0)
+    voice_max_s: float = setting(120.0, unit="s", lo=0.0)
 
 
 SOURCE_KINDS = ("live", "file", "synthetic")
@@ -146,6 +172,7 @@ class AgentConfig(Section):
     mqtt: MqttSection
     outbox: OutboxSection
     status: StatusSection
+    protection: ProtectionSection
 
 
 def check_config(raw, base_dir=None) -> AgentConfig:
@@ -193,6 +220,19 @@ def check_rules(cfg: AgentConfig, raw: dict) -> AgentConfig:
         if s.profile not in PROFILES:
             raise ConfigError(f"= {s.profile!r}: one of {', '.join(PROFILES)}",
                               entry="source", key="profile")
+    if m.mode == "protection":
+        pr = cfg.protection
+        for key in ("required_attenuation_db", "worker", "protector"):
+            if getattr(pr, key) is None:
+                raise ConfigError(f"{key} is required with [meter] mode = 'protection'",
+                                  entry="protection")
+        if pr.outer_channel == pr.inner_channel:
+            raise ConfigError("outer_channel and inner_channel must differ",
+                              entry="protection")
+        top = max(pr.outer_channel, pr.inner_channel)
+        if s.kind in ("live", "synthetic") and top >= s.channels:
+            raise ConfigError(f"channel {top} needs [source] channels >= {top + 1}",
+                              entry="protection")
     if q.ca_file is not None and not os.path.isfile(q.ca_file):
         raise ConfigError(f"{q.ca_file}: no such file", entry="mqtt", key="ca_file")
     return dataclasses.replace(cfg, mqtt=dataclasses.replace(

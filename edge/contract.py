@@ -3,7 +3,8 @@
 
 Topics::
 
-    tingbao/v1/{enterprise}/{site}/{meter}/{kind}     kind in levels, bands, status, events
+    tingbao/v1/{enterprise}/{site}/{meter}/{kind}     kind in levels, bands, status, events,
+                                                      protection
     tingbao/v1/{enterprise}/{site}/{meter}/receipts   collector → that meter's agent
     tingbao/v1/{enterprise}/alerts
 
@@ -41,6 +42,30 @@ interval instead of one per channel. :meth:`Message.records` gives either as fla
 trusts the payload: size, JSON, types, finite numbers, plausible ranges, known schema,
 safe identifiers and timestamps are all checked.
 
+**Protection** (``tingbao/v1/{enterprise}/{site}/{meter}/protection``, schema
+``tingbao.protection/1``): one interval of a two-microphone agent measuring a hearing
+protector at the ear (:mod:`tingbao.edge.protection`)::
+
+    {"schema": "tingbao.protection/1", "meter": "ear-07", "seq": 12,
+     "start_ns": 1764633600000000000, "duration_s": 1.0, "calibrated": true,
+     "worker": "w-0042", "protector": "foam-plug-a", "coverage": 1.0,
+     "outer_laeq": 95.1, "inner_laeq": 68.3, "att_a": 26.8, "required_db": 15.0,
+     "state": "worn", "worn_s": 1.0, "assessed_s": 1.0,
+     "bands": {"fc": [63, 125, 250, 500, 1000, 2000, 4000, 8000],
+               "att": [20.1, 20.3, 21.0, 22.4, 25.9, 33.0, 38.2, 41.0]}}
+
+``worker`` and ``protector`` are ids (the worker a pseudonym); levels in dB re 20 µPa within
+:data:`LEVEL_RANGE_DB` or ``null``; ``att_a`` (= outer_laeq − inner_laeq within 0.02 dB when
+all three are given) and the band attenuations in :data:`ATTENUATION_RANGE_DB` or ``null``;
+``required_db`` 0 … 60; ``state`` one of :data:`PROTECTION_STATES`; the seconds satisfy
+0 ≤ ``worn_s`` ≤ ``assessed_s`` ≤ ``coverage`` ≤ ``duration_s``, with ``worn_s`` =
+``assessed_s`` for worn and voice, ``worn_s`` = 0 for removed and poor_fit, ``assessed_s``
+= 0 for quiet and no_audio, and the three levels given whenever the state was assessed.
+``bands`` holds two arrays of equal length 1 … 10: ``fc`` the octave bands' nominal
+frequencies (Hz, from :data:`OCTAVE_BANDS_HZ`, strictly increasing) and ``att`` their
+attenuations. :func:`protection_payload` builds one. Protection shares the meter's ``seq``
+with levels and bands and is receipted like them.
+
 **Receipts** (``tingbao/v1/{enterprise}/{site}/{meter}/receipts``, schema
 ``tingbao.receipts/1``) go the other way: a collector publishes one (QoS 1, not retained) per
 meter per batch it stored, after InfluxDB accepted the batch and the batch was
@@ -72,7 +97,7 @@ import time
 
 VERSION = 1
 TOPIC_ROOT = "tingbao/v1"
-KINDS = ("levels", "bands", "status", "events")
+KINDS = ("levels", "bands", "status", "events", "protection")
 """What devices publish and collectors store (``receipts`` is not one of them)."""
 RECEIPTS = "receipts"
 """The kind of the receipts topic (collector → agent)."""
@@ -103,6 +128,15 @@ MAX_IMPULSE_THRESHOLDS = 16
 MAX_IMPULSES_PER_S = 100
 """Impulses can start at most once per refractory time (≥ 0.01 s at the edge): a count
 above this rate × ``duration_s`` + 1 is forged or broken."""
+
+PROTECTION_STATES = ("worn", "removed", "poor_fit", "voice", "quiet", "no_audio")
+"""States of a ``protection`` interval (:data:`tingbao.edge.protection.STATES`)."""
+ATTENUATION_RANGE_DB = (-60.0, 100.0)
+"""Plausible measured attenuation outer − inner, dB: bone conduction caps what any protector
+can achieve near 40–50 dB, and a voice or the open ear's resonance makes the inner level at
+most some tens of dB higher than the outer one; beyond is a broken chain or a forgery."""
+OCTAVE_BANDS_HZ = (31.5, 63.0, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
+"""Nominal octave-band midband frequencies a ``protection`` record may carry, Hz."""
 
 MAX_EA = (20e-6) ** 2 * 10 ** (LEVEL_RANGE_DB[1] / 10) * 60.0
 """Largest plausible A-weighted exposure of one interval: 200 dB for 60 s, Pa²·s."""
@@ -238,6 +272,24 @@ def bands_payload(record: dict, *, meter: str, seq: int, start_ns: int, fraction
             "channel": int(record.get("channel", 0)), "start_ns": int(start_ns),
             "duration_s": float(record["duration"]), "fraction": int(fraction),
             "bands": dict(record["bands"])}
+
+
+def protection_payload(record: dict, *, meter: str, seq: int, start_ns: int, worker: str,
+                       protector: str, calibrated: bool = True) -> dict:
+    """A ``protection`` payload from one record of
+    :meth:`tingbao.edge.protection.ProtectionIntervals.records` (whose ``start`` is relative)
+    with the absolute interval start ``start_ns`` (UTC ns), ``seq``, the worker's pseudonym
+    and the protector's id."""
+    return {"schema": f"tingbao.protection/{VERSION}", "meter": meter, "seq": int(seq),
+            "start_ns": int(start_ns), "duration_s": float(record["duration"]),
+            "calibrated": bool(calibrated), "worker": check_id(worker, "worker"),
+            "protector": check_id(protector, "protector"),
+            "coverage": float(record["coverage"]), "outer_laeq": record["outer_laeq"],
+            "inner_laeq": record["inner_laeq"], "att_a": record["att_a"],
+            "required_db": float(record["required_db"]), "state": str(record["state"]),
+            "worn_s": float(record["worn_s"]), "assessed_s": float(record["assessed_s"]),
+            "bands": {"fc": [float(f) for f in record["bands"]["fc"]],
+                      "att": list(record["bands"]["att"])}}
 
 
 def status_payload(*, meter: str, time_ns: int, online: bool, **extra) -> dict:
@@ -415,6 +467,70 @@ def _levels(p: dict, now_ns: int) -> frozenset:
     return _LEVELS_MULTI_KEYS
 
 
+_PROTECTION_KEYS = frozenset({"schema", "meter", "seq", "start_ns", "duration_s", "calibrated",
+                              "worker", "protector", "coverage", "outer_laeq", "inner_laeq",
+                              "att_a", "required_db", "state", "worn_s", "assessed_s",
+                              "bands"})
+_SECONDS_TOLERANCE = 1e-6
+
+
+def _protection(p: dict, now_ns: int) -> None:
+    """Check a ``protection`` payload (see the module docstring)."""
+    _interval(p, now_ns, channel=False)
+    _bool(p, "calibrated")
+    check_id(p.get("worker"), "worker")
+    check_id(p.get("protector"), "protector")
+    duration = p["duration_s"]
+    tol = _SECONDS_TOLERANCE
+    coverage = _number(p, "coverage", 0.0, duration + tol)
+    outer = _number(p, "outer_laeq", *LEVEL_RANGE_DB, nullable=True)
+    inner = _number(p, "inner_laeq", *LEVEL_RANGE_DB, nullable=True)
+    att = _number(p, "att_a", *ATTENUATION_RANGE_DB, nullable=True)
+    _number(p, "required_db", 0.0, 60.0)
+    state = p.get("state")
+    if not isinstance(state, str) or state not in PROTECTION_STATES:
+        raise ContractError(f"field 'state' = {str(state)[:40]!r} is not one of "
+                            f"{', '.join(PROTECTION_STATES)}")
+    worn = _number(p, "worn_s", 0.0, duration + tol)
+    assessed = _number(p, "assessed_s", 0.0, duration + tol)
+    if not worn <= assessed + tol or not assessed <= coverage + tol:
+        raise ContractError(f"seconds must satisfy worn_s <= assessed_s <= coverage, got "
+                            f"{worn!r}, {assessed!r}, {coverage!r}")
+    if state in ("worn", "voice") and abs(worn - assessed) > tol:
+        raise ContractError(f"state {state!r} counts every assessed second as worn, got "
+                            f"worn_s {worn!r} and assessed_s {assessed!r}")
+    if state in ("removed", "poor_fit") and worn > tol:
+        raise ContractError(f"state {state!r} has no worn seconds, got worn_s {worn!r}")
+    if state in ("quiet", "no_audio") and assessed > tol:
+        raise ContractError(f"state {state!r} is not assessed, got assessed_s {assessed!r}")
+    if state not in ("quiet", "no_audio") and None in (outer, inner, att):
+        raise ContractError(f"state {state!r} needs outer_laeq, inner_laeq and att_a")
+    if None not in (outer, inner, att) and abs(outer - inner - att) > 0.02:
+        raise ContractError(f"att_a = {att!r} is not outer_laeq - inner_laeq = "
+                            f"{outer - inner:.2f}")
+    bands = p.get("bands")
+    if not isinstance(bands, dict) or set(bands) != {"fc", "att"}:
+        raise ContractError("field 'bands' must be an object with exactly 'fc' and 'att'")
+    fc, values = bands["fc"], bands["att"]
+    if not isinstance(fc, list) or not 0 < len(fc) <= len(OCTAVE_BANDS_HZ):
+        raise ContractError(f"field 'bands': 'fc' must be a list of 1-{len(OCTAVE_BANDS_HZ)} "
+                            "octave-band frequencies")
+    if not isinstance(values, list) or len(values) != len(fc):
+        raise ContractError(f"field 'bands': 'att' must be a list of {len(fc)} values, one "
+                            "per band of 'fc'")
+    for f in fc:
+        if isinstance(f, bool) or not isinstance(f, int | float) or f not in OCTAVE_BANDS_HZ:
+            raise ContractError(f"field 'bands': {str(f)[:20]!r} is not an octave band's "
+                                "nominal frequency in Hz")
+    if any(b <= a for a, b in zip(fc, fc[1:], strict=False)):
+        raise ContractError("field 'bands': 'fc' must be strictly increasing")
+    for f, v in zip(fc, values, strict=True):
+        try:
+            _number({"att": v}, "att", *ATTENUATION_RANGE_DB, nullable=True)
+        except ContractError as e:
+            raise ContractError(f"field 'bands': band {f:g} Hz: {e}") from None
+
+
 def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
     """Check one MQTT message against the contract; return it normalised or raise
     :class:`ContractError` with the reason."""
@@ -450,6 +566,9 @@ def validate(topic_name: str, raw: bytes, now_ns: int | None = None) -> Message:
             _number(bands, label, *LEVEL_RANGE_DB, nullable=True)
         allowed = {"schema", "meter", "seq", "channel", "start_ns", "duration_s", "fraction",
                    "bands"}
+    elif kind == "protection":
+        _protection(p, now_ns)
+        allowed = _PROTECTION_KEYS
     elif kind == "status":
         _number(p, "time_ns", EARLIEST_NS, now_ns + FUTURE_TOLERANCE_S * 1e9, integer=True)
         _bool(p, "online")
