@@ -76,7 +76,8 @@ def simulate(replicates: int, *, pilots: int = 8, comparisons: int = 8, workers:
 
 
 # ------------------------------------------------------------------------------- files
-SURVEY_HEADER_ZH = ["日期", "企业", "车间", "岗位", "工人编号", "是否佩戴", "是否正确佩戴", "护耳器"]
+SURVEY_HEADER_ZH = ["日期", "企业", "车间", "岗位", "工人编号", "是否佩戴", "是否正确佩戴",
+                    "护耳器"]
 SURVEY_HEADER_EN = ["date", "enterprise", "workshop", "post", "worker", "wearing", "correct",
                     "protector"]
 
