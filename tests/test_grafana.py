@@ -9,9 +9,11 @@ documented keys; ``push`` talks to a small local HTTP stand-in for Grafana that 
 requests (paths, the bearer token, the bodies) — a stand-in, not Grafana.
 
 The scenario: enterprise ``hualong`` (group pilot; ``anda``, group comparison, has no data),
-one 8 h shift (08:00 Asia/Shanghai) of 1 s points: m1 steady at 84 dB(A), m2 alternating 30 s
-at 90 and 30 s at 80 dB(A) within each minute; rolled up, closed by the ledger (posts and the
-job press-fitter = 4 h at m1 + 4 h at m2); one alert opened, then acknowledged.
+the stored results of a pilot evaluation (support/pilot_views.py: wearing rates, the DiD,
+audiograms, screening, fit tests), one 8 h shift (08:00 Asia/Shanghai) of 1 s points: m1
+steady at 84 dB(A), m2 alternating 30 s at 90 and 30 s at 80 dB(A) within each minute; rolled
+up, closed by the ledger (posts and the job press-fitter = 4 h at m1 + 4 h at m2); one alert
+opened, then acknowledged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import zoneinfo
 import pytest
 import yaml
 from grafana_foundation_sdk.models import dashboard as dm
+from support import pilot_views as pv
 from support.commands import free_port, run_tingbao
 
 from tingbao.analysis import ledger, records
@@ -152,6 +155,7 @@ def scenario(stack, tmp_path_factory):
                   raised_ns=s0 + 2 * 3600 * S, meter="m2", channel=0)
     assert store.open(alert)
     store.acknowledge(alert.id, "张工", "已发放耳罩", now_ns=s0 + 3 * 3600 * S)
+    writer.write(pv.pilot_lines(), rp=schema.RP_FOREVER)  # the stored pilot evaluation
     return {"path": path, "reg": reg, "start": s0, "end": s1, "reader": reader}
 
 
@@ -294,23 +298,79 @@ def test_every_panel_query_returns_the_scenario(stack, scenario):
                               ("job", "press-fitter"): "I"}
             assert all(r["date"] == DAY.isoformat() for r in rows)
 
-    # pilot evaluation: 2 post-days, 1 at or above 85 (m2) → 50 %; the comparison group has
-    # no closed days
+    # pilot evaluation over 2020 … now: the stored results of support/pilot_views.py and the
+    # exposure context (2 post-days, 1 at or above 85 (m2) → 50 %; the comparison group has
+    # no closed days)
+    pilot_rng = (pv.day_ns(dt.date(2020, 1, 1)), s1 + 86400 * S)
+    rates = {(r.scope, r.key, r.period, r.source): r for r in pv.RATES}
     for p in d["tingbao-pilot"]["panels"]:
         answers = {}
         for t in p.get("targets", []):
             seen += 1
             answers[t["refId"]] = [{**s.tags, **r} for s in _run(reader, _substitute(
-                t["query"], *rng)) for r in s.rows]
-        if p["type"] == "text":
-            assert "wearing" in p["options"]["content"]
-        elif "per enterprise" in p["title"]:
+                t["query"], *pilot_rng)) for r in s.rows]
+        title = p["title"]
+        if "per group, yearly" in title:
+            # the yearly group rates (2023, 2025; not the 2024-Q3 industry quarter): rate,
+            # lo95 and hi95 of each (key, source) at its year's start
+            got = {(r["key"], r["source"], r["time"]): (r["rate"], r["lo95"], r["hi95"])
+                   for r in answers["A"]}
+            want = {(r.key, r.source, pv.day_ns(pv.period_start(r.period))):
+                    (r.rate, r.lo95, r.hi95) for r in pv.RATES
+                    if r.scope == "group" and len(r.period) == 4}
+            assert set(got) == set(want) and len(got) == 4
+            assert all(got[k] == pytest.approx(v) for k, v in want.items())
+            steps = [x["value"] for x in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+            assert steps == [None, 53.7, 65.0, 70.0, 80.0]  # baseline 2020, milestones
+        elif "lower bound vs milestones" in title:
+            # the newest yearly spot-check lower bound per group: pilot 2025 77.11 (Wilson,
+            # 164/200), comparison 2025 55.01 (110/180), all 2024 62.1
+            got = {r["key"]: r["lower95"] for r in answers["A"]}
+            assert got == pytest.approx({
+                "pilot": rates[("group", "pilot", "2025", "observed")].lower95,
+                "comparison": rates[("group", "comparison", "2025", "observed")].lower95,
+                "all": 62.1})
+            assert got["pilot"] == pytest.approx(77.11, abs=0.01)
+        elif "rates per group and period" in title or "rates per enterprise" in title:
+            want = {k: r for k, r in rates.items()
+                    if (k[0] == "enterprise") == ("enterprise" in title)}
+            got = {(r["scope"], r["key"], r["period"], r["source"]): r for r in answers["A"]}
+            assert set(got) == set(want)
+            for k, r in want.items():
+                g = got[k]
+                assert (g["rate"], g["lower95"], g["milestone"], g["met"], g["n"], g["x"],
+                        g["method"]) == (pytest.approx(r.rate), pytest.approx(r.lower95),
+                                         r.milestone, r.met, r.n, r.x, r.method)
+        elif title.startswith("差异中的差异 ·"):
+            # (79.8 − 55.2) − (61.2 − 54.9) = 18.3 pp [9.1, 27.5]
+            (row,) = answers["A"]
+            assert (row["did_pp"], row["lo_pp"], row["hi_pp"]) == (18.3, 9.1, 27.5)
+        elif "DiD with its cells" in title:
+            (row,) = answers["A"]
+            assert {k: row[k] for k in pv.DID} == pv.DID
+        elif "hearing screening" in title:
+            # by each worker's latest result (w1 mild, w2 moderate + overdue, w3 susceptible
+            # + STS, w4 age-corrected STS; w4's older overdue does not count), 6 audiograms;
+            # a count that is zero has no row (severe)
+            cols = {}
+            for rows in answers.values():
+                for r in rows:
+                    assert r["enterprise"] == pv.PILOT
+                    cols.update({k: v for k, v in r.items() if k not in ("enterprise", "time")})
+            want = {k: v for k, v in pv.SCREENING_EXPECTED.items()
+                    if v and k not in ("workers_examined", "screened", "exams")}
+            assert cols == {"audiograms": 6, **want}
+        elif "fit-test" in title:
+            # 3 tests, 2 passed: pass_pct = 2/3 × 100 = 66.7 (Grafana's calculateField)
+            assert [(r["enterprise"], r["tests"]) for r in answers["A"]] == [(pv.PILOT, 3)]
+            assert [(r["enterprise"], r["passed"]) for r in answers["B"]] == [(pv.PILOT, 2)]
+        elif "per enterprise" in title:
             assert [(r["enterprise"], r["post_days"]) for r in answers["A"]] == [(ENT, 2)]
             assert [(r["enterprise"], r["over_limit"]) for r in answers["B"]] == [(ENT, 1)]
-        elif p["title"].endswith(": pilot"):
+        elif title.endswith(": pilot"):
             assert answers["A"][0]["post_days"] == 2 and answers["B"][0]["over_limit"] == 1
         else:
-            assert p["title"].endswith(": comparison")
+            assert title.endswith(": comparison"), title
             assert answers == {"A": [], "B": []}
     total = sum(len(_targets(x)) for x in d.values())
     assert seen == total and total >= 12

@@ -7,9 +7,13 @@ live page (issue 13).
 * ``tingbao-alerts`` — the ``alerts`` measurement: one row per state change;
 * ``tingbao-exposure`` — LEX,8h per post and job over the days (``exposure``, the profile in
   force), the limit line and the GBZ/T 229.4-2012 grades;
-* ``tingbao-pilot`` — the exposure context of the pilot evaluation (share of post-days with
-  LEX,8h at or above the limit, per enterprise and per group); the wearing-rate and
-  screening panels arrive with the hearing-protection issue.
+* ``tingbao-pilot`` — the pilot evaluation (issue 14): the correct-wearing rate per group
+  and per enterprise and period with its 95 % interval, the one-sided 95 % lower bound
+  against the milestones (threshold lines with the 2020 baseline), the pilot-vs-comparison
+  difference in differences, hearing-screening counts and the fit-test pass rate per
+  enterprise (``wearing_rate``, ``pilot_did``, ``audiograms``, ``screening``,
+  ``fit_tests``), and the exposure context (share of post-days with LEX,8h at or above the
+  limit, per enterprise and per group).
 
 Every measurement, tag and field name comes from :mod:`tingbao.collector.schema`, every
 limit and grade edge from the regulatory profile (:mod:`tingbao.collector.registry.profiles`).
@@ -26,11 +30,10 @@ from decimal import Decimal
 
 from grafana_foundation_sdk.builders import common as gc
 from grafana_foundation_sdk.builders import dashboard as gd
-from grafana_foundation_sdk.builders import stat, table, text, timeseries
+from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
-from grafana_foundation_sdk.models import text as tm
 
 from tingbao.collector import schema
 from tingbao.collector.registry.profiles import DEFAULT_PROFILE, Profile, profile
@@ -318,23 +321,199 @@ def _share_transform() -> list[dm.DataTransformerConfig]:
     ]
 
 
-PROTECTION_NOTE = (
-    "### 佩戴率与筛查 · Wearing rate and screening\n\n"
-    "护听器佩戴率与听力筛查的面板随“听力防护”议题一起提供；目前本看板只显示暴露背景。\n\n"
-    "The hearing-protector wearing-rate and screening panels arrive with the protection "
-    "issue; until then this dashboard shows the exposure context.")
+RATE_COLUMNS = ("rate", "lo95", "hi95", "lower95", "milestone", "met", "n", "x", "clusters",
+                "method", "deff", "icc")
+"""Fields of a ``wearing_rate`` point the rate tables show (% for the rates and bounds)."""
+YEARLY = f"{q('period')} =~ /^[0-9]{{4}}$/"
+"""Periods that are whole years (``2025``), not quarters or months."""
+SCREENING_COUNTS = (
+    ("suspected", f"{q('s')} = true"),
+    ("mild", f"{q('s')} = true AND {q('g')} = 'mild'"),
+    ("moderate", f"{q('s')} = true AND {q('g')} = 'moderate'"),
+    ("severe", f"{q('s')} = true AND {q('g')} = 'severe'"),
+    ("susceptible", f"{q('ns')} = true"),
+    ("sts", f"({q('sl')} = true OR {q('sr')} = true)"),
+    ("sts_age", f"({q('sal')} = true OR {q('sar')} = true)"),
+    ("overdue", f"{q('od')} = true"),
+)
+"""(column, condition on each worker's latest screening result): the screening counts."""
+
+
+def pilot_protection_queries() -> dict[str, str]:
+    """The InfluxQL of the wearing-rate, difference-in-differences, screening and fit-test
+    panels of the pilot evaluation (measurements ``wearing_rate``, ``pilot_did``,
+    ``audiograms``, ``screening``, ``fit_tests`` in RP ``forever``). Rates, bounds and
+    milestones are in %, the DiD in percentage points; screening counts are of workers by
+    each one's latest result in the time range (a worker examined twice counts once), the
+    audiograms are counted as exams."""
+    rate = schema.source(schema.WEARING_RATE, schema.RP_FOREVER)
+    did = schema.source(schema.PILOT_DID, schema.RP_FOREVER)
+    aud = schema.source(schema.AUDIOGRAMS, schema.RP_FOREVER)
+    scr = schema.source(schema.SCREENING, schema.RP_FOREVER)
+    fit = schema.source(schema.FIT_TESTS, schema.RP_FOREVER)
+    cols = ", ".join(q(c) for c in RATE_COLUMNS)
+    by_rate = ", ".join(q(t) for t in schema.WEARING_RATE_TAGS)
+    enterprise = schema.where_tags([("scope", "enterprise")])
+    not_enterprise = f"{q('scope')} != 'enterprise'"
+    groups = schema.where_tags([("scope", "group")])
+    observed = schema.where_tags([("source", "observed")])
+    by_ent = f"GROUP BY {q('enterprise')}"
+    latest = (f"SELECT LAST({q('suspected')}) AS {q('s')}, LAST({q('grade')}) AS {q('g')}, "
+              f"LAST({q('susceptible')}) AS {q('ns')}, LAST({q('sts_left')}) AS {q('sl')}, "
+              f"LAST({q('sts_right')}) AS {q('sr')}, LAST({q('sts_age_left')}) AS {q('sal')}, "
+              f"LAST({q('sts_age_right')}) AS {q('sar')}, LAST({q('overdue')}) AS {q('od')} "
+              f"FROM {scr} WHERE $timeFilter GROUP BY {q('enterprise')}, {q('worker')}")
+    out = {
+        "rates_groups": (f"SELECT {cols} FROM {rate} WHERE {not_enterprise} AND $timeFilter "
+                         f"GROUP BY {by_rate}"),
+        "rates_enterprises": (f"SELECT {cols} FROM {rate} WHERE {enterprise} AND $timeFilter "
+                              f"GROUP BY {by_rate}"),
+        "rate_series": (f"SELECT {q('rate')} AS {q('rate')}, {q('lo95')} AS {q('lo95')}, "
+                        f"{q('hi95')} AS {q('hi95')} FROM {rate} WHERE {groups} AND {YEARLY} "
+                        f"AND $timeFilter GROUP BY {q('key')}, {q('source')}"),
+        "lower_latest": (f"SELECT LAST({q('lower95')}) AS {q('lower95')} FROM {rate} WHERE "
+                         f"{not_enterprise} AND {observed} AND {YEARLY} AND $timeFilter "
+                         f"GROUP BY {q('scope')}, {q('key')}"),
+        "did_stat": (f"SELECT LAST({q('did_pp')}) AS {q('did_pp')}, LAST({q('lo_pp')}) AS "
+                     f"{q('lo_pp')}, LAST({q('hi_pp')}) AS {q('hi_pp')} FROM {did} WHERE "
+                     "$timeFilter"),
+        "did_table": (f"SELECT * FROM {did} WHERE $timeFilter GROUP BY "
+                      + ", ".join(q(t) for t in schema.PILOT_DID_TAGS)),
+        "screen_audiograms": (f"SELECT COUNT({q('age')}) AS {q('audiograms')} FROM {aud} "
+                              f"WHERE $timeFilter {by_ent}"),
+        "fit_tests": (f"SELECT COUNT({q('passed')}) AS {q('tests')} FROM {fit} WHERE "
+                      f"$timeFilter {by_ent}"),
+        "fit_passed": (f"SELECT COUNT({q('passed')}) AS {q('passed')} FROM {fit} WHERE "
+                       f"{q('passed')} = true AND $timeFilter {by_ent}"),
+    }
+    for col, cond in SCREENING_COUNTS:
+        out[f"screen_{col}"] = (f"SELECT COUNT({q('s')}) AS {q(col)} FROM ({latest}) WHERE "
+                                f"{cond} {by_ent}")
+    return out
+
+
+def milestone_thresholds(milestones_pct: Mapping[int, float], baseline_pct: float
+                         ) -> list[tuple[float | None, str]]:
+    """Red below the baseline, grey from it (53.7 %, 2020), then orange, yellow … green at
+    each milestone (65/70/80 %): the lines a rate chart draws."""
+    ms = sorted(set(milestones_pct.values()))
+    colours = ["orange", "yellow", "green"]
+    colours = ["#EAB839"] * max(0, len(ms) - len(colours)) + colours
+    steps: list[tuple[float | None, str]] = [(None, "red"), (baseline_pct, "#8e8e8e")]
+    return steps + [(m, colours[len(colours) - len(ms) + i]) for i, m in enumerate(ms)]
+
+
+def _merge() -> list[dm.DataTransformerConfig]:
+    return [dm.DataTransformerConfig(id_val="merge", options={})]
 
 
 def pilot_evaluation(uid: str, prof: Profile, groups: Mapping[str, Sequence[str]] | None = None,
-                     timezone: str = "browser") -> gd.Dashboard:
+                     timezone: str = "browser",
+                     milestones_pct: Mapping[int, float] | None = None) -> gd.Dashboard:
+    from tingbao.analysis.pilot_results import BASELINE
+
     groups = dict(groups or {})
+    if milestones_pct is None:
+        from tingbao.collector.registry.site import Deployment
+
+        d = Deployment()
+        milestones_pct = {y: 100 * r for y, r in zip(d.milestone_years,
+                                                      d.wearing_rate_milestones, strict=True)}
     qs = pilot_queries(prof.id, prof.lex_limit_db, groups)
+    pq = pilot_protection_queries()
+    steps = _thresholds(milestone_thresholds(milestones_pct, BASELINE.value_pct))
+    ms_text = ", ".join(f"{y}: {m:g} %" for y, m in sorted(milestones_pct.items()))
+    rule = ("里程碑以单侧 95 % 下限判定（met = lower95 ≥ milestone）；仅点估计达到为“尚未证实” / "
+            "a milestone is met only when the one-sided 95 % lower bound reaches it; the "
+            "point estimate alone is “not yet shown”")
     desc = (f"LEX,8h ≥ {prof.lex_limit_db:g} dB(A) ({prof.id}) 的岗位-日占比：A 为岗位-日数，"
             f"B 为超限数，share_pct = B / A × 100 / share of post-days at or above the limit: "
             f"A counts post-days, B those over it, share_pct = B / A × 100")
+    rate_table_desc = (f"佩戴率、95 % 区间、单侧 95 % 下限与当年里程碑（%），"
+                       f"n 为人数（edge 为人日），x 为正确佩戴数，clusters 为企业数，"
+                       f"method 为区间方法 / rate, 95 % interval, one-sided 95 % lower "
+                       f"bound and the year's milestone (%), n "
+                       f"workers (worker-days for source edge), x correct, clusters enterprises,"
+                       f" method of the interval. {rule}")
+    line = gc.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
+    screening = (
+        table.Panel().title("听力筛查（按企业）· hearing screening per enterprise")
+        .height(8).span(24)
+        .description("audiograms 为电测听次数；其余为人数，按每人时间范围内最新一次结果："
+                     "疑似职业性噪声聋（GBZ 49）及分级、噪声易感者（GBZ 188）、OSHA 标准阈移"
+                     "（sts_age：年龄校正）、体检逾期 / audiograms counts exams; the rest "
+                     "count workers by each one's latest result in the range: suspected "
+                     "occupational noise deafness (GBZ 49) by grade, noise-susceptible "
+                     "(GBZ 188), OSHA STS (sts_age: age-corrected), exams overdue")
+        .with_target(_target(uid, "A", pq["screen_audiograms"], table_format=True))
+        .transformations(_merge()))
+    for i, (col, _) in enumerate(SCREENING_COUNTS):
+        screening = screening.with_target(_target(uid, chr(ord("B") + i), pq[f"screen_{col}"],
+                                                  table_format=True))
     b = (_board("tingbao-pilot", "听保 试点评估 · tingbao pilot evaluation",
-                "试点与对照企业的暴露背景 / exposure context of pilot and comparison "
-                "enterprises", timezone, "now-90d")
+                "护听器正确佩戴率、试点与对照、听力筛查 / correct-wearing rate, pilot vs "
+                "comparison, hearing screening", timezone, "now-5y")
+         .with_panel(
+             timeseries.Panel().title("佩戴率（分组，按年）· wearing rate per group, yearly")
+             .unit("percent").decimals(1).min(0).max(100).height(10).span(16)
+             .description(f"每组每年的佩戴率及 95 % 区间（lo95/hi95）；阈值线：基线 "
+                          f"{BASELINE.value_pct:g} %（{BASELINE.year}），里程碑 {ms_text} / "
+                          f"rate of each group per year with its 95 % interval; threshold "
+                          f"lines: the {BASELINE.year} baseline and the milestones. {rule}")
+             .with_target(_target(uid, "A", pq["rate_series"], alias="$tag_key $tag_source $col"))
+             .thresholds(steps).thresholds_style(line)
+             .show_points(cm.VisibilityMode.ALWAYS).draw_style(cm.GraphDrawStyle.LINE))
+         .with_panel(
+             stat.Panel().title("单侧 95 % 下限 vs 里程碑 · lower bound vs milestones")
+             .unit("percent").decimals(1).height(10).span(8)
+             .description(f"各组最近一年抽查佩戴率的单侧 95 % 下限；颜色为达到的里程碑（{ms_text}）"
+                          f" / the one-sided 95 % lower bound of each group's latest yearly "
+                          f"spot-check rate, coloured by the milestone it reaches")
+             .with_target(_target(uid, "A", pq["lower_latest"], alias="$tag_key"))
+             .thresholds(steps).color_scheme(_by_thresholds())
+             .reduce_options(gc.ReduceDataOptions().calcs(["lastNotNull"]))
+             .color_mode(cm.BigValueColorMode.BACKGROUND))
+         .with_panel(
+             table.Panel().title("佩戴率（全部/组/行业）· rates per group and period")
+             .height(10).span(24).description(rate_table_desc)
+             .with_target(_target(uid, "A", pq["rates_groups"], table_format=True))
+             .thresholds(steps).filterable(True))
+         .with_panel(
+             table.Panel().title("佩戴率（企业）· rates per enterprise and period")
+             .height(10).span(24).description(rate_table_desc)
+             .with_target(_target(uid, "A", pq["rates_enterprises"], table_format=True))
+             .thresholds(steps).filterable(True))
+         .with_panel(
+             stat.Panel().title("差异中的差异 · difference in differences").unit("suffix: pp")
+             .decimals(1).height(6).span(8)
+             .description("试点与对照的差异中的差异（百分点）及其 95 % 区间 / pilot minus "
+                          "comparison change, percentage points, with its 95 % interval")
+             .with_target(_target(uid, "A", pq["did_stat"]))
+             .reduce_options(gc.ReduceDataOptions().calcs(["lastNotNull"]).fields("/.*/")))
+         .with_panel(
+             table.Panel().title("差异中的差异明细 · DiD with its cells").height(6).span(16)
+             .description("基线与随访期、DiD 与区间（百分点）、p、方法、四格佩戴率（%）、企业数 / "
+                          "baseline and follow-up, DiD and interval (pp), p, method, the four "
+                          "cell rates (%), enterprises")
+             .with_target(_target(uid, "A", pq["did_table"], table_format=True)))
+         .with_panel(screening)
+         .with_panel(
+             table.Panel().title("个体适合性检验通过率 · fit-test pass rate per enterprise")
+             .height(6).span(24)
+             .description("A 为检验次数，B 为通过数，pass_pct = B / A × 100 / A counts fit "
+                          "tests, B those passed, pass_pct = B / A × 100")
+             .with_target(_target(uid, "A", pq["fit_tests"], table_format=True))
+             .with_target(_target(uid, "B", pq["fit_passed"], table_format=True))
+             .transformations([
+                 *_merge(),
+                 dm.DataTransformerConfig(id_val="calculateField", options={
+                     "mode": "binary", "alias": "pass_pct",
+                     "binary": {"left": "passed", "operator": "/", "right": "tests"},
+                     "replaceFields": False}),
+                 dm.DataTransformerConfig(id_val="calculateField", options={
+                     "mode": "binary", "alias": "pass_pct",
+                     "binary": {"left": "pass_pct", "operator": "*", "right": "100"},
+                     "replaceFields": False})]))
          .with_panel(
              table.Panel().title("超限岗位占比（按企业）· share over the limit, per enterprise")
              .height(9).span(24).description(desc)
@@ -348,9 +527,7 @@ def pilot_evaluation(uid: str, prof: Profile, groups: Mapping[str, Sequence[str]
             .with_target(_target(uid, "A", qs[f"all_{g}"], table_format=True))
             .with_target(_target(uid, "B", qs[f"over_{g}"], table_format=True))
             .transformations(_share_transform()))
-    return b.with_panel(text.Panel().title("佩戴率与筛查 · wearing rate and screening")
-                        .height(5).span(24).mode(tm.TextMode.MARKDOWN)
-                        .content(PROTECTION_NOTE))
+    return b
 
 
 # ------------------------------------------------------------------------------ all of them
@@ -360,18 +537,22 @@ def build_all(datasource_uid: str = DEFAULT_DATASOURCE_UID, *, reg=None,
     ``datasource_uid``. ``reg`` (a loaded site registry, optional) gives the profile in force,
     the time zone and the enterprise groups of the pilot evaluation; without it the profile
     is ``profile_id`` (CN-GBZ by default) and there are no group panels."""
+    milestones_pct = None
     if reg is not None:
+        from tingbao.analysis.pilot_results import milestones
+
         profile_id = profile_id or reg.regulation.profile
         tz = reg.deployment.timezone
         groups: dict[str, list[str]] = {}
         for e in reg.enterprises:
             groups.setdefault(e.group, []).append(e.id)
+        milestones_pct = milestones(reg)
     else:
         tz, groups = "browser", {}
     prof = profile(profile_id or DEFAULT_PROFILE)
     boards = [live_floor(datasource_uid, prof, tz), alerts_review(datasource_uid, tz),
               enterprise_exposure(datasource_uid, prof, tz),
-              pilot_evaluation(datasource_uid, prof, groups, tz)]
+              pilot_evaluation(datasource_uid, prof, groups, tz, milestones_pct)]
     return [b.build() for b in boards]
 
 
