@@ -30,7 +30,8 @@ import math
 
 from tingbao.collector.registry.profiles import Profile, profile
 
-__all__ = ["EU_PROFILE", "STATUSES", "EuExposure", "classify", "status_of", "worst"]
+__all__ = ["EU_PROFILE", "STATUSES", "EuExposure", "classify", "classify_protected", "status_of",
+           "worst"]
 
 EU_PROFILE = "EU-2003-10-EC"
 
@@ -110,3 +111,17 @@ def classify(lex_8h_db: float, peak_db: float | None = None, *,
     return EuExposure(float(lex_8h_db), float(peak_db) if has_peak else None,
                       protected_lex_db, protected_peak_db, lex_status, peak_status,
                       worst(lex_status, peak_status), under, p.id, notes)
+
+
+def classify_protected(lex_8h_db: float, attenuation_db: float, peak_db: float | None = None,
+                       *, prof: Profile | str | None = None) -> EuExposure:
+    """Article 3 status with the limit value checked under the hearing protector: the
+    protected LEX,8h is ``lex_8h_db`` − ``attenuation_db`` (dB(A); the derated attenuation
+    LA − L'A of :class:`tingbao.analysis.gbt23466.Protected`, by the octave-band, HML or SNR
+    method of ISO 4869-2). The action values stay on the unprotected level (Article 3(2)). A
+    protector's attenuation of peaks is not catalogued, so a peak's limit check stays
+    unprotected and says so (the note of :func:`classify`)."""
+    att = float(attenuation_db)
+    if not math.isfinite(att):
+        raise ValueError(f"attenuation {attenuation_db!r} dB is not a number")
+    return classify(lex_8h_db, peak_db, protected_lex_db=float(lex_8h_db) - att, prof=prof)

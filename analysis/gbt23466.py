@@ -293,15 +293,20 @@ def _single(p: Protector, s: Spectrum, rule: DeratingRule, alpha: float, method:
     return s.la_db - iso4869_2.snr_level(s.lc_db, kept * p.snr_db)
 
 
+def _feasible(ps: Sequence[Protector], s: Spectrum, rule: DeratingRule, m: str) -> bool:
+    """Whether method ``m`` has the data it needs for every protector and this spectrum."""
+    if m == "octave_band":
+        return s.octave_db is not None and all(p.has_octaves for p in ps)
+    if m == "hml":
+        return s.lc_db is not None and all(p.has_hml for p in ps)
+    if m == "snr":
+        return all(p.snr_db is not None for p in ps) and (
+            s.lc_db is not None or rule.spectral_allowance_db is not None)
+    return False
+
+
 def _method(ps: Sequence[Protector], s: Spectrum, rule: DeratingRule) -> str | None:
-    if s.octave_db is not None and all(p.has_octaves for p in ps):
-        return "octave_band"
-    if s.lc_db is not None and all(p.has_hml for p in ps):
-        return "hml"
-    if all(p.snr_db is not None for p in ps) and (
-            s.lc_db is not None or rule.spectral_allowance_db is not None):
-        return "snr"
-    return None
+    return next((m for m in METHODS if _feasible(ps, s, rule, m)), None)
 
 
 def effective_level(protectors: Protector | Sequence[Protector], spectrum: Spectrum, *,
@@ -319,8 +324,9 @@ def effective_level(protectors: Protector | Sequence[Protector], spectrum: Spect
                          f"{' + '.join(p.type for p in ps)}")
     rule = derating_rule(derating)
     m = method or _method(ps, spectrum, rule)
-    if m is None or m not in METHODS:
-        raise ValueError(f"no ISO 4869-2 method fits protector(s) "
+    if m is None or not _feasible(ps, spectrum, rule, m):
+        raise ValueError(f"no ISO 4869-2 method {'' if method is None else repr(method) + ' '}"
+                         f"fits protector(s) "
                          f"{', '.join(p.id for p in ps)} and this spectrum (octave bands: "
                          f"{'yes' if spectrum.octave_db is not None else 'no'}, LC: "
                          f"{'yes' if spectrum.lc_db is not None else 'no'})")
