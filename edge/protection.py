@@ -38,7 +38,7 @@ The states, tested in this order
     Quiet time is neither worn nor unworn: it is not assessed.
 ``removed``
     the attenuation is near 0 across the spectrum: ``att_a`` and the high-frequency
-    attenuation D_HF (2, 4, 8 kHz, below) both below ``removed_below_db`` (5 dB). An open
+    attenuation D_HF (4 and 8 kHz, below) both below ``removed_below_db`` (5 dB). An open
     ear canal does not attenuate; at 2–4 kHz its quarter-wave resonance even makes the
     inner level higher than the outer one (D < 0), which this rule includes.
 ``worn``
@@ -64,7 +64,7 @@ voice's own energy lies there too: the fundamental at 85–255 Hz and the first 
 So in a talking interval the inner level rises at 125 Hz–1 kHz (the apparent attenuation
 of those bands falls, even below 0 dB: a passive protector can never make the inside louder
 than the outside at low frequencies, only a source inside the head can), while D_HF, the
-attenuation at 2–8 kHz, stays what it was, because neither the occlusion effect nor the
+attenuation at 4–8 kHz, stays what it was, because neither the occlusion effect nor the
 voice's energy reaches there and the seal is unchanged. A removed protector is the opposite
 pattern: the attenuation collapses everywhere, most at high frequencies, where earplugs
 attenuate most (25–40 dB). A worse seal (a leak) lowers the attenuation at all frequencies,
@@ -113,8 +113,10 @@ WORN_STATES = ("worn", "voice")
 
 BAND_LABELS = ("63", "125", "250", "500", "1000", "2000", "4000", "8000")
 """Nominal midband frequencies (Hz) of the octave bands measured, ISO 4869-2's 63 Hz–8 kHz."""
-HF_BANDS = ("2000", "4000", "8000")
-"""Bands of the high-frequency attenuation D_HF (the voice cannot reach them)."""
+HF_BANDS = ("4000", "8000")
+"""Bands of the high-frequency attenuation D_HF: above the occlusion effect and the voice's
+energy. The 2 kHz octave (1.4–2.8 kHz) is reported but left out of D_HF: vowels' second
+formant (1–2.5 kHz) and the upper harmonics of a 120–220 Hz voice reach into it."""
 LM_BANDS = ("125", "250", "500", "1000")
 """Bands of the low/mid attenuation D_LM (fundamental, first formant, occlusion effect)."""
 LF_BANDS = ("125", "250", "500")
@@ -425,8 +427,8 @@ def classify(spectra: IntervalSpectra, settings: ProtectionSettings,
         li = np.where(cov > 0, level_from_mean_square(spectra.inner_ea / safe), np.nan)
         bo = level_from_mean_square(spectra.outer_bands / safe[:, None])
         bi = level_from_mean_square(spectra.inner_bands / safe[:, None])
-    band_att = np.where(np.isfinite(bo) & np.isfinite(bi) & (cov[:, None] > 0), bo - bi,
-                        np.nan)
+        band_att = np.where(np.isfinite(bo) & np.isfinite(bi) & (cov[:, None] > 0),
+                            bo - bi, np.nan)
     hf = np.array([labels.index(b) for b in HF_BANDS])
     lm = np.array([labels.index(b) for b in LM_BANDS])
     lf = np.array([labels.index(b) for b in LF_BANDS])
