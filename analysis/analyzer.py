@@ -72,6 +72,7 @@ class Analyzer:
         self.store = store
         self.clock = clock
         self.triggers: dict[tuple[str, dt.date], EdgeTrigger] = {}
+        self.screened_on: dt.date | None = None  # local date of the last hearing screening
 
     # ------------------------------------------------------------------------ raising
     def _trigger(self, w: ShiftWindow) -> EdgeTrigger:
@@ -358,7 +359,26 @@ class Analyzer:
             except Exception as exc:  # noqa: BLE001
                 log.exception("in-shift rules of %s failed", e.id)
                 failed.append((e.id, w.date, str(exc)))
+        raised += self._screen_daily(now, failed)
         return {"closed": closed, "raised": raised, "failed": failed}
+
+    def _screen_daily(self, now_ns: int, failed: list) -> list[str]:
+        """Once a local day: hearing screening of the stored audiograms and the overdue-exam
+        check (:func:`tingbao.analysis.screening.run_screening`)."""
+        from .screening import run_screening
+
+        today = dt.datetime.fromtimestamp(now_ns / NS, dt.UTC).astimezone(
+            zoneinfo.ZoneInfo(self.reg.deployment.timezone)).date()
+        if self.screened_on == today:
+            return []
+        try:
+            run = run_screening(self.reg, self.reader, self.writer, self.store, now_ns=now_ns)
+        except Exception as exc:  # noqa: BLE001 - retried at the next tick
+            log.exception("hearing screening failed")
+            failed.append(("screening", today, str(exc)))
+            return []
+        self.screened_on = today
+        return list(run.raised)
 
 
 def _json_safe(evidence: dict) -> dict:
