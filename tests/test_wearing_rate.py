@@ -192,3 +192,35 @@ def test_coverage_over_repeated_pilots(capsys):
     assert report["gee"] >= 0.88 and report["gee_lower"] >= 0.89
     # DiD over 100 pilots: SE 2.2 points; at least 88 %
     assert report["did_wild_cluster_bootstrap"] >= 0.88
+
+
+def test_edge_worker_days_and_time_share(tmp_path):
+    from support.pilot import registry_toml
+
+    from tingbao.collector.registry import load_registry
+
+    site = tmp_path / "site.toml"
+    site.write_text(registry_toml(tmp_path, pilots=1, comparisons=1), "utf-8")
+    reg = load_registry(site)
+    day = wr.local_midnight_ns(dt.date(2025, 5, 6), "Asia/Shanghai")
+    rows = [  # worn_s / assessed_s: 0.95 ✓, 0.90 ✓ (at the edge), 0.85 ✗, too short
+        {"time": day, "enterprise": "pe01", "worker": "a", "worn_s": 27360.0,
+         "assessed_s": 28800.0},
+        {"time": day, "enterprise": "pe01", "worker": "b", "worn_s": 25920.0,
+         "assessed_s": 28800.0},
+        {"time": day, "enterprise": "pe01", "worker": "c", "worn_s": 24480.0,
+         "assessed_s": 28800.0},
+        {"time": day, "enterprise": "pe01", "worker": "d", "worn_s": 3000.0,
+         "assessed_s": 3000.0},  # 50 min assessed < 1 h: not a worker-day
+    ]
+    units, times = wr.edge_worker_days(rows, "Asia/Shanghai")
+    assert [(u[0], u[2], u[3]) for u in units] == [
+        (dt.date(2025, 5, 6), "a", True), (dt.date(2025, 5, 6), "b", True),
+        (dt.date(2025, 5, 6), "c", False)]
+    shares = wr.time_shares(times, reg, by="enterprise", period="month")
+    # (27360 + 25920 + 24480) / (3 · 28800) = 77760 / 86400 = 0.9
+    assert shares == {("pe01", "2025-05"): pytest.approx(0.9)}
+    (row,) = wr.rates(units, reg, by="enterprise", period="month", source="edge",
+                      time_shares=shares)
+    assert (row.estimate.x, row.estimate.n, row.estimate.method) == (2, 3, "wilson")
+    assert row.time_share == pytest.approx(0.9) and row.milestone == 0.80
