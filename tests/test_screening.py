@@ -238,5 +238,9 @@ def test_commands(stack, site, tmp_path):
     cli = next(s for s in data["screenings"] if s["worker"] == "w-cli")
     assert cli["grade"] == "none" and cli["suspected"] is False and cli["interval_years"] == 1
     assert {p["job"] for p in data["predictions"]} >= {"press", "assembly"}
+    r = run_tingbao("screening", "--config", site, "--enterprise", ENT, "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    header, *body = r.stdout.splitlines()
+    assert header.startswith("enterprise,worker,date,") and len(body) == len(data["screenings"])
     r = run_tingbao("audiograms", "import", tmp_path / "nothing.csv", "--config", site)
     assert r.returncode == 2 and "nothing.csv" in r.stderr
