@@ -4,7 +4,8 @@ broker's password file and ACL.
 MQTT (Mosquitto):
 
 * ``collector`` and ``analysis`` read ``tingbao/v1/#`` (also as ``$share/GROUP/…``) and
-  write ``tingbao/v1/+/alerts``;
+  write ``tingbao/v1/+/alerts``; ``analysis`` also writes fit-test records,
+  ``tingbao/v1/+/fittests`` (a fit-test station is given the analysis account for now);
 * ``collector`` also writes receipts, ``tingbao/v1/+/+/+/receipts``;
 * a device's user name is its meter id; it may only write ``tingbao/v1/+/+/{meter}/{kind}``
   for the data kinds (levels, bands, status, events, protection: never receipts) and read
@@ -193,10 +194,12 @@ topic read tingbao/v1/#
 topic write tingbao/v1/+/alerts
 topic write tingbao/v1/+/+/+/receipts
 
-# analysis: reads the live stream (receipts too), publishes alerts
+# analysis: reads the live stream (receipts too), publishes alerts; fit-test records
+# (analysis/fit_test_import.py) may be published with it on tingbao/v1/{{enterprise}}/fittests
 user {MQTT_ANALYSIS}
 topic read tingbao/v1/#
 topic write tingbao/v1/+/alerts
+topic write tingbao/v1/+/fittests
 
 # devices: the user name is the meter id; a device may publish only its own meter's data
 # kinds (never receipts) and read only its own receipts
