@@ -10,6 +10,7 @@ import json
 import math
 
 import pytest
+from support.commands import run_tingbao
 
 from tingbao.analysis import eu_2003_10, iso4869_2
 from tingbao.analysis.gbt23466 import (
@@ -328,3 +329,16 @@ def test_service_on_the_store(stack, site):
         return 10 * math.log10(7 / 8 * 10 ** ((104 - att) / 10) + 1 / 8 * 10 ** 7.0)
 
     assert job.by_method == pytest.approx({"hml": lex(22.5), "snr": lex(22.0)}, abs=1e-9)
+
+    # the command prints the same numbers: tingbao protectors --format json
+    done = run_tingbao("protectors", "--config", site, "--stack", stack.data_dir, "--date",
+                       "2026-11-30", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(r) for r in done.stdout.splitlines()]
+    (j,) = [r for r in rows if r["kind"] == "job"]
+    assert (j["protected_lex_8h"], j["derating"], j["verdict"], j["methods"]) == \
+        (round(by_hand, 1), "none", "acceptable", "octave_band,hml")
+    assert j["lex_hml"] == round(lex(22.5), 1) and "lex_octave_band" not in j
+    third_row = next(r for r in rows if r.get("meter") == "pe-third")
+    assert third_row["bands"] == "1/3" and third_row["adequate"]
+

@@ -16,6 +16,12 @@ becomes a new file, not a code change; the site registry names the profile in fo
 * ``EU-2003-10-EC`` (action values 80 and 85, limit 87 dB(A) under the protector; peaks 135,
   137, 140 dB(C)).
 
+Every profile also says how hearing protectors are judged (GB/T 23466-2009,
+``analysis/gbt23466.py``): ``protector_derating`` (none for CN-GBZ and the EU, as the
+standards print it; ``osha``; ``niosh``; ``snr_0_6``, the 1999 Ministry of Health rule, is an
+option), ``protector_action_db`` and ``protector_bands`` (the adequacy bands of the protected
+level) and ``dual_protection_bonus_db`` (plug + muff: the higher attenuation + 5 dB).
+
 Numbers and their confidence come from ``../shared/reference/noise-standards.md`` (section
 checked 2026-11-29); each file says so line by line.
 """
