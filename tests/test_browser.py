@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
+from support import pilot_views
 from support.browser import chromium, page_tail, screenshot, wait_until
 from support.commands import TINGBAO, free_port, tingbao
 from support.stack import influx_query
@@ -464,3 +465,19 @@ def test_screenshots_are_saved(served):
     for name in ("floor-view", "alerts", "alerts-signed-in"):
         path = Path(__file__).parent / "artifacts" / f"{name}.png"
         assert path.stat().st_size > 5_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pilot_page_draws_its_charts(stack, served, browser):
+    """/pilot in Chromium over the stored results of support/pilot_views.py: the script ran
+    (the newest year chosen, the forest plot and the time line drawn as ECharts canvases),
+    one table row per stored rate, the hostile key only as text; the screenshot is
+    tests/artifacts/pilot-evaluation.png."""
+    stack.influx("writer").write(pilot_views.pilot_lines(), rp=schema.RP_FOREVER)
+    browser.get(f"{served.base}/pilot?lang=en")
+    wait_until(browser, lambda: browser.execute_script(
+        "return document.querySelectorAll('#pilot-forest canvas, #pilot-timeline canvas')"
+        ".length") >= 2, what="the forest plot and the time line")
+    assert browser.find_element("id", "pilot-period").get_attribute("value") == "2025"
+    assert len(browser.find_elements("css selector", "tr.rate-row")) == len(pilot_views.RATES)
+    assert browser.execute_script("return document.querySelectorAll('img[src=x]').length") == 0
+    screenshot(browser, "pilot-evaluation")
