@@ -73,11 +73,27 @@ class ReferenceLine:
     source_en: str
 
 
-BASELINE = ReferenceLine(53.7, 2020, "广东省 2020 年基线（听力保护行动）",
-                         "Guangdong 2020 baseline (hearing-protection action)")
+PLAN_FILE = "data/hearing_action_plan.toml"
+"""The action plan's data (indicator, baseline, milestones) in the ``tingbao.analysis``
+package, shared with ``analysis/wearing_rate.py``: its ``[baseline]`` table gives the
+reference line."""
+
+
+def _baseline() -> ReferenceLine:
+    import tomllib
+    from importlib import resources
+
+    b = tomllib.loads((resources.files("tingbao.analysis") / PLAN_FILE).read_text(
+        encoding="utf-8"))["baseline"]
+    return ReferenceLine(float(b["rate_pct"]), int(b["year"]),
+                         f"广东省 {int(b['year'])} 年基线（听力保护行动）",
+                         f"Guangdong {int(b['year'])} baseline (hearing-protection action)")
+
+
+BASELINE = _baseline()
 """The 2020 baseline of the indicator in Guangdong, 53.7 % (noise-standards.md, "The
-indicator the pilots are judged by"): the reference line of the evaluator's charts, not a
-milestone (those are the registry's)."""
+indicator the pilots are judged by"; ``[baseline]`` of :data:`PLAN_FILE`): the reference
+line of the evaluator's charts, not a milestone (those are the registry's)."""
 
 
 def verdict(rate_pct: float | None, lower95_pct: float | None,
@@ -87,7 +103,9 @@ def verdict(rate_pct: float | None, lower95_pct: float | None,
     no lower bound and it does), ``not_met`` otherwise; None without a milestone or a rate."""
     if milestone_pct is None or rate_pct is None:
         return None
-    if lower95_pct is not None and lower95_pct >= milestone_pct:
+    # rounded as the writer compares (a bound exactly on the milestone meets it, whatever
+    # the last bit of a float after × 100)
+    if lower95_pct is not None and round(lower95_pct, 9) >= round(milestone_pct, 9):
         return "met"
     if rate_pct >= milestone_pct:
         return "not_yet_shown"

@@ -90,6 +90,8 @@ def test_rates_intervals_and_verdicts_on_the_page(pilot):
     assert 'data-verdict="met"' in _row(page, "enterprise", fx.PILOT, "2025", "observed")
     assert verdict(82.0, 77.11, 80.0) == "not_yet_shown" and verdict(80.0, 80.0, 80.0) == "met"
     assert verdict(79.9, 70.0, 80.0) == "not_met" and verdict(90.0, 85.0, None) is None
+    # a bound on the milestone meets it, whatever the last bit after × 100 (0.8 → 79.99…)
+    assert verdict(80.0, 79.99999999999999, 80.0) == "met"
     # observed and edge side by side (adjacent rows), with their source texts
     i_obs = page.index('data-key="pilot" data-period="2025" data-source="observed"')
     i_edge = page.index('data-key="pilot" data-period="2025" data-source="edge"')
