@@ -28,7 +28,7 @@ Measurements read (fields as :mod:`tingbao.collector.schema` documents them):
 * ``fit_tests`` (tags enterprise, worker, protector, method): passed, cautions;
 * ``wearing_observations`` (tags enterprise, workshop, post, worker): COUNT(wearing), and
   COUNT(correct) where correct = true;
-* ``wear_daily`` (tags enterprise, meter, worker): COUNT(share) (worker-days measured).
+* ``wear_daily`` (tags enterprise, meter, worker): COUNT(assessed_s) (worker-days measured).
 
 Screening counts are of **workers**, each by the latest screening result of the period (a
 worker examined twice counts once, in the state of the newer exam); the number of exams is
@@ -410,7 +410,7 @@ def read_counts(reader: InfluxClient, span: schema.Period,
                            f"{q('correct')} = true GROUP BY {q('enterprise')}"):
         acc(r["enterprise"]).observed_correct += int(r.get("n") or 0)
     wear = schema.source(schema.WEAR_DAILY, schema.RP_FOREVER)
-    for r in _rows(reader, f"SELECT COUNT({q('share')}) AS n FROM {wear} WHERE {when} "
+    for r in _rows(reader, f"SELECT COUNT({q('assessed_s')}) AS n FROM {wear} WHERE {when} "
                            f"{by_worker}"):
         c = acc(r["enterprise"])
         c.wear_days += int(r.get("n") or 0)
