@@ -14,7 +14,16 @@ Decisions:
   says which. A file whose lines differ (some UTF-8 with non-ASCII text, some only GB18030:
   two exports pasted together) is decoded line by line, each line with the first of the two
   that reads it, and :attr:`Table.encoding` is ``"utf-8+gb18030"`` with a note naming the
-  GB18030 rows. Bytes neither reads are a :class:`TableError`.
+  GB18030 rows. Bytes neither reads are a :class:`TableError`. A GBK line can also be valid
+  UTF-8 by accident: 女 is C5 AE in GBK, which UTF-8 reads as "Ů". Chinese text in UTF-8 is
+  three bytes per character (U+0800 and up), while a GBK pair that happens to be valid UTF-8
+  is always a two-byte sequence (U+0080–U+07FF: Latin, Greek, Cyrillic …, which Chinese
+  forms do not hold). So a line that fails UTF-8 elsewhere in the file, or a file that
+  reads as UTF-8 only through such pairs, is taken as GB18030 when its UTF-8 reading has
+  only two-byte characters and its GB18030 reading is CJK (:func:`_gb_pair_only`). The
+  price: a UTF-8 file whose only non-ASCII text is accented Latin ("ë" = C3 AB = GBK 毛) is
+  read as GB18030; in Chinese survey forms that is the rarer case, and the encoding used is
+  reported (:attr:`Table.encoding`).
 * **Row numbers** are the ones a spreadsheet program shows: the first record of the file is
   row 1 (a CSV record with a quoted line break is still one row), an XLSX row its sheet row.
 * **The header** is the first non-blank row, or, when the caller names ``required`` columns,
@@ -148,11 +157,16 @@ def decode_csv_bytes(data: bytes) -> tuple[str, str, tuple[int, ...]]:
         except UnicodeDecodeError as e:
             return _line_by_line(data[3:], e, bom=True)
     try:
-        return data.decode("utf-8"), "utf-8", ()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         first_error = e
+    else:
+        if not _gb_pair_only(data):
+            return text, "utf-8", ()
+        return data.decode("gb18030"), "gb18030", ()
     lines = data.splitlines(keepends=True)
-    utf8_non_ascii = any(not ln.isascii() and _reads_as_utf8(ln) for ln in lines)
+    utf8_non_ascii = any(not ln.isascii() and _reads_as_utf8(ln) and not _gb_pair_only(ln)
+                         for ln in lines)
     if not utf8_non_ascii:
         try:
             return data.decode("gb18030"), "gb18030", ()
@@ -161,6 +175,21 @@ def decode_csv_bytes(data: bytes) -> tuple[str, str, tuple[int, ...]]:
                              f"GB18030/GBK (byte {e.start}); save it again as CSV UTF-8 "
                              f"(另存为 CSV UTF-8)") from None
     return _line_by_line(data, first_error, bom=False)
+
+
+def _gb_pair_only(b: bytes) -> bool:
+    """True when ``b`` has non-ASCII bytes, reads as UTF-8 only as two-byte characters
+    (U+0080–U+07FF, none of them Chinese) and reads as GB18030 with every non-ASCII
+    character at or above U+2E80 (CJK radicals, punctuation, ideographs, full-width forms):
+    GBK text that is valid UTF-8 by accident."""
+    if b.isascii():
+        return False
+    try:
+        u, g = b.decode("utf-8"), b.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    return (all(ord(c) < 0x800 for c in u)
+            and all(ord(c) >= 0x2E80 for c in g if not c.isascii()))
 
 
 def _reads_as_utf8(b: bytes) -> bool:
@@ -175,7 +204,7 @@ def _line_by_line(data: bytes, first_error: UnicodeDecodeError, *, bom: bool
                   ) -> tuple[str, str, tuple[int, ...]]:
     parts, gb = [], []
     for i, ln in enumerate(data.splitlines(keepends=True), start=1):
-        if _reads_as_utf8(ln):
+        if _reads_as_utf8(ln) and not _gb_pair_only(ln):
             parts.append(ln.decode("utf-8"))
             continue
         try:

@@ -73,16 +73,9 @@ def _check_import(result, first_row: int = 2):
     assert w10.right[4] == 30.0 and w10.left[0] == 10.0
 
 
-GBK_UTF8_CLASH = ("analysis/spreadsheets.decode_csv_bytes: in a GBK file, a line whose only "
-                  "non-ASCII character is 女 (GBK C5 AE, also valid UTF-8 for U+016E) is "
-                  "decoded as UTF-8 ('Ů') by the mixed-encoding heuristic, so the row is "
-                  "rejected for its sex; fix there (prefer a whole-file GB18030 decode)")
-
-
 @pytest.mark.parametrize("header, encoding, female", [
     (EN_HEADER, "utf-8", "女"), (ZH_HEADER, "utf-8-sig", "女"), (ZH_HEADER, "gbk", "F"),
-    pytest.param(ZH_HEADER, "gbk", "女", marks=pytest.mark.xfail(strict=True,
-                                                                 reason=GBK_UTF8_CLASH))])
+    (ZH_HEADER, "gbk", "女")])
 def test_import_bad_rows_rejected_good_kept(tmp_path, header, encoding, female):
     path = tmp_path / "exams.csv"
     rows = [r.replace("女", female) for r, _ in BAD_ROWS]

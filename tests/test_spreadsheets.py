@@ -52,6 +52,24 @@ def test_gbk_bytes_are_not_utf8():
     assert decode_csv_bytes(b"a\n\xca\xc7\n") == ("a\n是\n", "gb18030", ())
 
 
+def test_gbk_pairs_that_are_valid_utf8_are_read_as_gbk():
+    # "女" is C5 AE in GBK; C5 is a UTF-8 two-byte lead and AE a continuation byte, so UTF-8
+    # reads it as "Ů" (U+016E). Chinese in UTF-8 is three bytes a character, so a reading
+    # with only U+0080–U+07FF characters whose GB18030 reading is CJK is GBK.
+    assert "女".encode("gbk") == b"\xc5\xae" and b"\xc5\xae".decode("utf-8") == "\u016e"
+    # a whole file that is valid UTF-8 only through such pairs
+    assert decode_csv_bytes(b"sex\n\xc5\xae\n") == ("sex\n女\n", "gb18030", ())
+    # a GBK file whose header fails UTF-8 and one row of which is valid UTF-8 by accident
+    data = "性别,工号\n女,w-1\n男,w-2\n".encode("gbk")
+    assert decode_csv_bytes(data) == ("性别,工号\n女,w-1\n男,w-2\n", "gb18030", ())
+    # real UTF-8 Chinese (three-byte sequences) stays UTF-8, also beside a two-byte character
+    assert decode_csv_bytes("女\n".encode()) == ("女\n", "utf-8", ())
+    assert decode_csv_bytes("女,Zoë\n".encode()) == ("女,Zoë\n", "utf-8", ())
+    # the price, stated: a file whose only non-ASCII text is Latin with accents in UTF-8
+    # ("ë" = C3 AB, which is also GBK "毛") is read as GBK; Table.encoding says so
+    assert decode_csv_bytes("Zoë\n".encode())[1] == "gb18030"
+
+
 def test_mixed_file_decoded_line_by_line(tmp_path):
     header = "日期,企业,是否佩戴,工号\n".encode()
     utf8_row = "2025-03-04,佛山宏利,是,w-001\n".encode()
