@@ -243,3 +243,67 @@ def test_iso1999_age_combination_and_job_prediction():
     assert p.n10_db[0, 4] > p.n50_db[0, 4]
     empty = iso1999.predict_job([])
     assert empty.days == 0 and math.isnan(empty.lex_db)
+
+
+# ------------------------------------------ source checks of the shipped tables (2026-12-02)
+# 30 CFR Part 62 (MSHA) Tables 62-3 (males) and 62-4 (females), 2, 3, 4 kHz, ages 20 … 60: a
+# second regulation carrying the same NIOSH age correction, transcribed independently of
+# data/osha_1910_95_appendix_f.toml (www.customsmobile.com/regulations/
+# title30_chapterI_part62_appendixAppendixto). Each string: the 41 rows' (2k, 3k, 4k) triples.
+_MSHA_62_3_MALE = (
+    "3 4 5, 3 4 5, 3 4 5, 3 4 6, 3 5 6, 3 5 7, 4 5 7, 4 6 7, 4 6 8, 4 6 8, 4 6 9, 4 7 9, "
+    "5 7 10, 5 7 10, 5 8 11, 5 8 11, 5 9 12, 6 9 12, 6 9 13, 6 10 14, 6 10 14, 6 10 14, "
+    "7 11 16, 7 12 16, 7 12 17, 7 13 18, 8 13 19, 8 14 19, 8 14 20, 9 15 21, 9 16 22, 9 16 23, "
+    "10 17 24, 10 18 25, 10 18 26, 11 19 27, 11 20 28, 11 21 29, 12 22 31, 12 22 32, 13 23 33")
+_MSHA_62_4_FEMALE = (
+    "4 3 3, 4 4 3, 4 4 4, 5 4 4, 5 4 4, 5 4 4, 5 5 4, 5 5 5, 5 5 5, 5 5 5, 6 5 5, 6 6 5, "
+    "6 6 6, 6 6 6, 6 6 6, 6 7 7, 7 7 7, 7 7 7, 7 7 7, 7 8 8, 7 8 8, 8 8 8, 8 9 9, 8 9 9, "
+    "8 9 9, 8 10 10, 9 10 10, 9 10 11, 9 11 11, 9 11 11, 10 11 12, 10 11 12, 10 12 13, "
+    "10 13 13, 11 13 14, 11 14 14, 11 14 15, 11 15 15, 12 15 16, 12 16 16, 12 16 17")
+
+
+def _triples(text: str) -> np.ndarray:
+    return np.array([[int(x) for x in row.split()] for row in text.split(",")], dtype=float)
+
+
+def test_osha_appendix_f_agrees_with_msha_part_62_at_2_3_4_khz():
+    # Every age 20 … 60 of the shipped F-1/F-2 at 2, 3, 4 kHz (age_correction's columns 2:5)
+    # against MSHA's tables: all 123 male cells equal; of the 123 female cells all but one: at
+    # 51, 3 kHz MSHA prints 11 where the OSHA copy (and the shipped data) has 12, the cell the
+    # data file marks provisional (F-2 provisional_ages = [51, 51]).
+    ages = np.arange(20, 61)
+    male = osha_sts.age_correction(ages, "M")[:, 2:5]
+    female = osha_sts.age_correction(ages, "F")[:, 2:5]
+    np.testing.assert_array_equal(male, _triples(_MSHA_62_3_MALE))
+    msha_f = _triples(_MSHA_62_4_FEMALE)
+    differ = np.argwhere(female != msha_f)
+    assert differ.tolist() == [[51 - 20, 1]]
+    assert female[31, 1] == 12 and msha_f[31, 1] == 11
+    assert osha_sts.appendix_f().provisional_ages == {"M": (), "F": (51, 51)}
+    # both tables never decrease with age at any frequency (a transcription slip would show)
+    for sex in "MF":
+        assert (np.diff(osha_sts.age_correction(ages, sex)[:, 1:], axis=0) >= 0).all()
+
+
+def test_osha_appendix_f_example_4khz_age_corrected_shift_is_17_db():
+    # Appendix F's own words: at 4 kHz the aging difference 27 → 32 is 10 − 7 = 3 dB;
+    # 25 − 3 = 22 after adjustment; 22 − 5 (baseline) = 17 dB age-corrected shift "as opposed
+    # to a threshold shift of 20 dB without age correction". The other differences it prints:
+    # 1, 1, 1, 3 dB at 1, 2, 3, 6 kHz (rows 27: 5 4 6 7 11 and 32: 6 5 7 10 14).
+    aging = osha_sts.age_correction(32, "M") - osha_sts.age_correction(27, "M")
+    np.testing.assert_array_equal(aging, [0, 1, 1, 1, 3, 3])
+    base_4k, cur_4k = 5.0, 25.0
+    assert cur_4k - base_4k == 20.0
+    assert (cur_4k - aging[4]) - base_4k == 17.0
+
+
+def test_iso1999_table_d2_90_db_30_years_upper_decile():
+    # ISO 1999:2013 Table D.2 (LEX,8h 90 dB, 30 years, Q = 10 %) at 1, 2, 4 kHz: 0, 9, 19 dB.
+    # lg 30 = 1.47712. 1 kHz: (90 − 89)² = 1 → N50 = −0.020 + 0.070·1.47712 = 0.0834,
+    # du = 0.022 + 0.016·1.47712 = 0.0456, N10 = 0.0834 + 1.282·0.0456 = 0.142 → 0.
+    # 2 kHz: 10² = 100 → N50 = (−0.045 + 0.066·1.47712)·100 = 5.249, du = (0.031 − 0.002·1.47712)
+    # ·100 = 2.805, N10 = 5.249 + 3.596 = 8.845 → 9. 4 kHz: 15² = 225 → N50 = 0.025·2.47712·225
+    # = 13.934, du = (0.005 + 0.009·1.47712)·225 = 4.116, N10 = 13.934 + 5.277 = 19.211 → 19.
+    n10 = iso1999.nq(90.0, 30.0, 0.10)
+    np.testing.assert_allclose(n10[[1, 2, 4]], [0.142, 8.845, 19.211], atol=2e-3)
+    assert [round(x) for x in n10[[1, 2, 4]]] == [0, 9, 19]
