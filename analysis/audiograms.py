@@ -287,14 +287,9 @@ def write_audiograms(writer: InfluxClient, audiograms: Sequence[Audiogram], time
 def read_audiograms(reader: InfluxClient, timezone: str, *, enterprise: str | None = None,
                     worker: str | None = None) -> list[Audiogram]:
     """The stored audiograms (of ``enterprise`` / ``worker`` when given), by worker then date."""
-    cond = [(k, contract.check_id(v, k)) for k, v in (("enterprise", enterprise),
-                                                       ("worker", worker)) if v is not None]
-    q = f"SELECT * FROM {schema.source(schema.AUDIOGRAMS, schema.RP_FOREVER)}"
-    if cond:
-        q += " WHERE " + schema.where_tags(cond)
     tz = zoneinfo.ZoneInfo(timezone)
     out = []
-    for r in reader.query_rows(q):
+    for r in reader.query_rows(schema.audiograms_query(enterprise=enterprise, worker=worker)):
         day = dt.datetime.fromtimestamp(int(r["time"]) / 1e9, dt.UTC).astimezone(tz).date()
         out.append(Audiogram(
             r["enterprise"], r["worker"], day, int(r["age"]), r["sex"],

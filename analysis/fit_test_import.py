@@ -30,10 +30,8 @@ before the test date, :func:`job_lex`); without either it is stored unjudged.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import math
@@ -45,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tingbao.collector import schema
-from tingbao.collector.deadletter import REASON_LIMIT, TOPIC_LIMIT, printable, safe_tag
+from tingbao.collector.deadletter import DeadLetter, safe_tag
 from tingbao.collector.influx import InfluxClient
 from tingbao.collector.lineprotocol import line
 from tingbao.edge import contract
@@ -67,23 +65,13 @@ __all__ = ["DEAD_LETTER_STAGE", "TOPIC_FILTER", "FitTestListener", "ImportOutcom
 
 log = logging.getLogger("tingbao.fit_tests")
 
-TOPIC_FILTER = "tingbao/v1/+/fittests"
+TOPIC_FILTER = contract.FIT_TESTS_TOPIC_FILTER
 """The topic filter of fit-test records (one level: the enterprise)."""
-DEAD_LETTER_STAGE = "fit_test"
+DEAD_LETTER_STAGE = schema.STAGE_FIT_TEST
 """``stage`` tag of a refused fit-test message's dead letter."""
 DAY_NS = 86_400 * 1_000_000_000
-
-
-def topic(enterprise: str) -> str:
-    """``tingbao/v1/{enterprise}/fittests``."""
-    return f"tingbao/v1/{contract.check_id(enterprise, 'enterprise')}/fittests"
-
-
-def _enterprise_of(t: str) -> str | None:
-    parts = t.split("/")
-    if len(parts) == 4 and parts[:2] == ["tingbao", "v1"] and parts[3] == "fittests":
-        return parts[2]
-    return None
+topic = contract.fit_tests_topic
+"""``tingbao/v1/{enterprise}/fittests`` (:func:`tingbao.edge.contract.fit_tests_topic`)."""
 
 
 def _day_start_ns(date: dt.date, timezone: str) -> int:
@@ -97,21 +85,15 @@ def job_lex(reader: InfluxClient, enterprise: str, job: str, date: dt.date, prof
     """The LEX,8h (dB(A)) of ``job``'s latest stored shift starting before the end of local
     ``date`` (the ledger's ``exposure`` point of ``profile_id``), or None."""
     end = _day_start_ns(date, timezone) + DAY_NS
-    cond = schema.where_tags([("enterprise", enterprise), ("kind", "job"), ("job", job),
-                              ("profile", profile_id)])
-    rows = reader.query_rows(
-        f"SELECT \"lex_8h\" FROM {schema.source(schema.EXPOSURE, schema.RP_FOREVER)} WHERE "
-        f"{cond} AND time < {end} ORDER BY time DESC LIMIT 1")
-    v = rows[0].get("lex_8h") if rows else None
+    rows = reader.query_rows(schema.job_lex_latest(enterprise, job, profile_id, end))
+    v = rows[0].get(schema.LEX_8H) if rows else None
     return None if v is None else float(v)
 
 
 def _stored_records(reader: InfluxClient, enterprise: str, start_ns: int) -> list[str]:
-    cond = schema.where_tags([("enterprise", enterprise)])
-    rows = reader.query_rows(
-        f"SELECT \"record\" FROM {schema.source(schema.FIT_TESTS, schema.RP_FOREVER)} WHERE "
-        f"{cond} AND time >= {start_ns} AND time < {start_ns + DAY_NS}")
-    return [r.get("record") for r in rows]
+    rows = reader.query_rows(schema.fit_test_records(
+        enterprise, schema.Period(start_ns, start_ns + DAY_NS)))
+    return [r.get(schema.FIT_TEST_RECORD) for r in rows]
 
 
 def _fields(r: FitResult, source: str) -> dict:
@@ -245,16 +227,10 @@ def import_file(path: str | Path, reg, reader: InfluxClient, writer: InfluxClien
 # ------------------------------------------------------------------------------- MQTT
 def dead_letter_line(reason: str, topic_: str, payload: bytes, received_ns: int,
                      collector: str) -> str:
-    """A ``dead_letters`` point of stage :data:`DEAD_LETTER_STAGE` (the layout of
-    ``collector/deadletter.py``; its ``DeadLetter.to_line`` knows only the collector's
-    stages)."""
-    raw = payload[:4096]
-    fields = {"reason": printable(reason, REASON_LIMIT), "topic": printable(topic_, TOPIC_LIMIT),
-              "payload_b64": base64.b64encode(raw).decode("ascii"),
-              "payload_bytes": len(payload), "payload_truncated": len(raw) < len(payload),
-              "payload_sha256": hashlib.sha256(payload).hexdigest()}
-    tags = {"collector": safe_tag(collector), "kind": "other", "stage": DEAD_LETTER_STAGE}
-    return line(schema.DEAD_LETTERS, tags, fields, received_ns)
+    """A ``dead_letters`` point of stage :data:`DEAD_LETTER_STAGE`, kind ``other``
+    (:meth:`tingbao.collector.deadletter.DeadLetter.to_line`)."""
+    return DeadLetter(DEAD_LETTER_STAGE, reason, topic_, payload, received_ns,
+                      safe_tag(collector)).to_line()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,7 +256,7 @@ def handle_message(reg, reader: InfluxClient, writer: InfluxClient, topic_: str,
         log.warning("fit test refused on %s: %s", topic_, reason)
         return Handled("refused", reason=reason)
 
-    ent = _enterprise_of(topic_)
+    ent = contract.fit_tests_enterprise(topic_)
     if ent not in known:
         return refuse(f"topic {topic_!r}: enterprise {ent!r} is not in the registry")
     if len(payload) > contract.MAX_PAYLOAD_BYTES:
@@ -378,9 +354,7 @@ def read_fit_tests(reader: InfluxClient, enterprise: str, start: dt.date, end: d
     first: rows with the tags and fields of ``schema.FIT_TESTS`` and ``time`` (ns)."""
     t0 = _day_start_ns(start, timezone)
     t1 = _day_start_ns(end, timezone) + DAY_NS
-    q = (f"SELECT * FROM {schema.source(schema.FIT_TESTS, schema.RP_FOREVER)} WHERE "
-         f"{schema.where_tags([('enterprise', enterprise)])} AND time >= {t0} AND "
-         f"time < {t1} GROUP BY {', '.join(schema.quote_ident(t) for t in schema.FIT_TEST_TAGS)}")
+    q = schema.fit_tests_query(enterprise, schema.Period(t0, t1))
     out = []
     for s in reader.query(q):
         for r in s.rows:

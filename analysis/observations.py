@@ -36,6 +36,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from tingbao.collector.schema import observations_query
 from tingbao.edge import contract
 
 from .spreadsheets import (
@@ -269,23 +270,6 @@ def write_observations(writer, imp: ObservationImport, tz: str, *,
         if progress:
             progress(len(lines[i:i + batch]))
     return len(lines)
-
-
-def observations_query(start_ns: int, end_ns: int, enterprises: Iterable[str] | None = None
-                       ) -> str:
-    """InfluxQL of the stored observations in [start_ns, end_ns): columns ``time``,
-    ``wearing``, ``correct`` and the tags of ``schema.OBSERVATION_TAGS``. (To move into
-    collector/schema.py.)"""
-    from tingbao.collector import schema
-
-    cond = [schema.Period(start_ns, end_ns).where()]
-    if enterprises is not None:
-        cond.insert(0, schema.where_any("enterprise", [contract.check_id(e, "enterprise")
-                                                       for e in enterprises]))
-    return (f"SELECT {schema.quote_ident('wearing')}, {schema.quote_ident('correct')} FROM "
-            f"{schema.source(schema.OBSERVATIONS, schema.RP_FOREVER)} WHERE "
-            f"{' AND '.join(cond)} GROUP BY "
-            + ", ".join(schema.quote_ident(t) for t in schema.OBSERVATION_TAGS))
 
 
 def load_observations(reader, start_ns: int, end_ns: int, tz: str,

@@ -29,11 +29,10 @@ import dataclasses
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable
 
 from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
-from tingbao.collector.lineprotocol import band_field
+from tingbao.collector.schema import lc_sums_query
 
 from . import iso4869_2
 from .gbt23466 import (
@@ -56,44 +55,18 @@ __all__ = ["JobProtection", "PostProtection", "PostSpectrum", "TaskProtection",
 
 THIRD_LABELS = tuple(lbl for labels in iso4869_2.THIRDS_OF_OCTAVE.values() for lbl in labels)
 OCTAVE_LABELS = tuple(str(f) for f in iso4869_2.OCTAVE_BANDS_HZ)
-_GROUP = "GROUP BY " + ", ".join(schema.quote_ident(t) for t in ("meter", "channel"))
-
-
-def _energy_query(measurement: str, level_fields: Iterable[tuple[str, str]], weight: str,
-                  period: schema.Period, enterprise: str, extra_cond: str = "") -> str:
-    """SUM(10^(0.1 L)·w) as ``e_<key>`` and SUM(w where L exists) as ``d_<key>`` per
-    (meter, channel) for each (key, level field)."""
-    q = schema.quote_ident
-    inner_cols, outer_cols = [], []
-    for key, f in level_fields:
-        inner_cols.append(f"POW(10, {q(f)} / 10) * {q(weight)} AS {q('e_' + key)}")
-        inner_cols.append(f"{q(f)} * 0 + {q(weight)} AS {q('d_' + key)}")
-        outer_cols += [f"SUM({q('e_' + key)}) AS {q('e_' + key)}",
-                       f"SUM({q('d_' + key)}) AS {q('d_' + key)}"]
-    cond = " AND ".join(c for c in (schema.where_tags([("enterprise", enterprise)]),
-                                    extra_cond, period.where()) if c)
-    inner = (f"SELECT {', '.join(inner_cols)} FROM {schema.source(measurement)} WHERE {cond} "
-             f"{_GROUP}")
-    return f"SELECT {', '.join(outer_cols)} FROM ({inner}) WHERE {period.where()} {_GROUP}"
 
 
 def band_sums_query(period: schema.Period, enterprise: str, fraction: int) -> str:
     """InfluxQL: per (meter, channel) over ``period``, for each band label ``x`` of the
     octaves (``fraction`` 1) or the 1/3 octaves 50 Hz … 10 kHz (3) that make up ISO 4869-2's
-    eight octaves, ``e_x`` = Σ 10^(0.1 L_x)·duration_s (s) and ``d_x`` = Σ duration_s of the
-    points that have the band (s): the band's energy mean is 10 lg(e_x/d_x)."""
+    eight octaves, ``e_x`` = Σ 10^(0.1 L_x)·duration_s and ``d_x`` = Σ duration_s of the
+    points that have the band (s): the band's energy mean is 10 lg(e_x/d_x)
+    (:func:`tingbao.collector.schema.band_sums_query` over these labels)."""
     if fraction not in (1, 3):
         raise ValueError(f"fraction {fraction!r}: 1 or 3")
-    labels = OCTAVE_LABELS if fraction == 1 else THIRD_LABELS
-    return _energy_query(schema.BANDS, [(lbl, band_field(lbl)) for lbl in labels],
-                         schema.DURATION, period, enterprise,
-                         f"{schema.quote_ident('fraction')} = {fraction}")
-
-
-def lc_sums_query(period: schema.Period, enterprise: str) -> str:
-    """InfluxQL: per (meter, channel) over ``period``, ``e_lc`` = Σ 10^(0.1 LCeq)·coverage
-    and ``d_lc`` = Σ coverage (s) of the 1 s ``levels`` points with an ``lceq``."""
-    return _energy_query(schema.LEVELS, [("lc", "lceq")], schema.COVERAGE, period, enterprise)
+    return schema.band_sums_query(period, enterprise, fraction,
+                                  OCTAVE_LABELS if fraction == 1 else THIRD_LABELS)
 
 
 def _mean_db(row: dict, key: str) -> float | None:
@@ -155,11 +128,8 @@ def read_spectra(reader: InfluxClient, enterprise: str, period: schema.Period
 
 def _exposure_points(reader: InfluxClient, enterprise: str, time_ns: int, profile_id: str
                      ) -> list[dict]:
-    cond = schema.where_tags([("enterprise", enterprise), ("profile", profile_id)])
-    q = (f"SELECT * FROM {schema.source(schema.EXPOSURE, schema.RP_FOREVER)} WHERE {cond} "
-         f"AND time = {int(time_ns)} GROUP BY *")
     out = []
-    for s in reader.query(q):
+    for s in reader.query(schema.exposure_at(enterprise, profile_id, time_ns)):
         for r in s.rows:
             out.append({**{k: v for k, v in s.tags.items() if v},
                         **{k: v for k, v in r.items() if v is not None}})

@@ -15,7 +15,7 @@ intervals (corrupt audio, the stream's ends) weigh what they covered.
 The measured share is the edge's counterpart of the spot-checked correct-wearing rate
 (issue 14 item 5: a worker-day counts as worn correctly by its share).
 
-Query builders defined here (to move to ``collector/schema.py``): :func:`wear_sums`.
+The statements are :func:`tingbao.collector.schema.wear_sums`'s.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import zoneinfo
 
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import line
-from tingbao.edge import contract
 
 NS = 1_000_000_000
 STATE_SECONDS = (("removed", "removed_s"), ("poor_fit", "poor_fit_s"), ("voice", "voice_s"))
@@ -67,19 +66,11 @@ def _ns(t: dt.datetime) -> int:
 
 
 def wear_sums(period: schema.Period, enterprise: str, rp: str | None = None) -> list[str]:
-    """InfluxQL statements of the sums of ``period`` per (meter, worker): first ``worn`` =
-    SUM(worn_s) and ``assessed`` = SUM(assessed_s), then SUM(assessed_s) AS ``assessed``
-    of each state of :data:`STATE_SECONDS`, in that order."""
-    src = schema.source(schema.PROTECTION, rp)
-    scope = " AND ".join([schema.where_tags([("enterprise", contract.check_id(
-        enterprise, "enterprise"))]), period.where()])
-    group = "GROUP BY " + ", ".join(schema.quote_ident(t) for t in ("meter", "worker"))
-    out = [f'SELECT SUM("worn_s") AS "worn", SUM("assessed_s") AS "assessed" FROM {src} '
-           f"WHERE {scope} {group}"]
-    for state, _ in STATE_SECONDS:
-        out.append(f'SELECT SUM("assessed_s") AS "assessed" FROM {src} WHERE {scope} AND '
-                   f'"state" = {schema.quote_string(state)} {group}')
-    return out
+    """InfluxQL statements of the sums of ``period`` per (meter, worker)
+    (:func:`tingbao.collector.schema.wear_sums`): first ``worn`` = SUM(worn_s) and
+    ``assessed`` = SUM(assessed_s), then SUM(assessed_s) AS ``assessed`` of each state of
+    :data:`STATE_SECONDS`, in that order."""
+    return schema.wear_sums(period, enterprise, [state for state, _ in STATE_SECONDS], rp)
 
 
 def wear_days(reader, enterprise: str, date: dt.date, timezone: str) -> list[WearDay]:

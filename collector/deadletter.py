@@ -17,7 +17,9 @@ Point layout::
 ``meter`` (not a known meter), ``convert`` (valid, but not representable in line protocol),
 ``store`` (InfluxDB refused the point; the reason is InfluxDB's message), ``internal`` (a
 bug in the collector, reason = the exception), ``audio`` (``tingbao import``: the interval's
-audio held corrupt samples, NaN or infinite).
+audio held corrupt samples, NaN or infinite), ``fit_test`` (``tingbao fit-tests listen``,
+``analysis/fit_test_import.py``: a fit-test message that is not JSON, not a valid record or of
+an enterprise not in the registry; its ``kind`` is ``other``).
 
 A re-delivered bad message (collector stopped after storing its dead letter, before the
 acknowledgement reached the broker) makes a second dead letter: dead letters are stored
@@ -42,7 +44,8 @@ from . import schema
 from .lineprotocol import line
 
 MEASUREMENT = schema.DEAD_LETTERS
-STAGES = ("contract", "meter", "convert", "store", "internal", "audio")
+STAGES = schema.DEAD_LETTER_STAGES
+"""The ``stage`` values :meth:`DeadLetter.to_line` keeps (another becomes ``internal``)."""
 RAW_LIMIT_INFLUX = 4096
 """Bytes of the raw payload kept (base64) in InfluxDB."""
 RAW_LIMIT_FILE = contract.MAX_PAYLOAD_BYTES

@@ -15,6 +15,7 @@ Layout (InfluxDB 1.x, also served by 2.x/3.x through ``/write`` and ``/query``):
         meter_status  enterprise, site, meter            the agent's status counters
         meter_events  enterprise, site, meter            event, plus small extras
         dead_letters  collector, kind, stage             reason, topic, payload_b64, …
+                      (stage one of DEAD_LETTER_STAGES)
         rollups_due   enterprise, site, meter, channel,  at (ns): a minute (the point's time)
                       writer                             still owed a rollup
       retention policy forever
@@ -65,6 +66,13 @@ SERIES_TAGS = ("enterprise", "site", "meter", "channel")
 METER_TAGS = ("enterprise", "site", "meter")
 """Tags of ``meter_status`` and ``meter_events``."""
 DEAD_LETTER_TAGS = ("collector", "kind", "stage")
+STAGE_FIT_TEST = "fit_test"
+"""``stage`` of the dead letter of a refused fit-test message (``analysis/fit_test_import.py``:
+not JSON, a bad record, an unknown enterprise)."""
+DEAD_LETTER_STAGES = ("contract", "meter", "convert", "store", "internal", "audio",
+                      STAGE_FIT_TEST)
+"""Values of a dead letter's ``stage`` tag (``collector/deadletter.py`` says what each
+means); a writer that names another stores ``internal``."""
 MARKER_WRITER = "writer"
 """Tag of a ``rollups_due`` point besides :data:`SERIES_TAGS`: the collector (MQTT client id)
 that wrote it."""
@@ -153,8 +161,11 @@ ALERTS = "alerts"
 """One point per alert state change (open, acknowledged, resolved), in RP_FOREVER, at the
 change's time; tags :data:`ALERT_TAGS`, fields ``job``, ``shift_date``, ``profile``,
 ``severity``, ``text_zh``, ``text_en``, ``evidence`` (JSON), ``who``, ``note``,
-``raised_ns`` (``analysis/alert_store.py``)."""
-ALERT_TAGS = ("enterprise", "id", "rule", "meter", "channel", "state")
+``raised_ns``, ``occurrence`` (``analysis/alert_store.py``)."""
+ALERT_TAGS = ("enterprise", "id", "rule", "meter", "channel", "worker", "state")
+"""Tags of an ``alerts`` point. ``meter``/``channel`` only on alerts about a post, ``worker``
+(a pseudonym) only on alerts about a worker (the hearing-screening rules); points stored before
+``worker`` existed have none and read as alerts about no worker."""
 
 # ------------------------------------------------------- hearing protection and the pilots
 # Issue 14. Times are UTC ns; a "local date" point is at that date's 00:00 in the
@@ -165,10 +176,11 @@ PROTECTION = "protection"
 one under the protector), one point per (meter, interval) in :data:`RP_LEVELS`, written by the
 collector from ``tingbao.protection/1`` messages. Tags :data:`PROTECTION_TAGS`; fields
 ``outer_laeq``, ``inner_laeq`` (dB re 20 µPa), ``att_a`` (outer − inner, dB), ``required_db``,
-``state`` (string: worn, removed, poor_fit, voice, quiet, no_audio), ``worn_s`` (seconds of
-the interval worn correctly), ``assessed_s`` (seconds whose state could be decided),
-``coverage``, ``duration_s``, ``seq``, ``calibrated`` and ``att_<fc>`` per band (``att_125``,
-``att_1000`` …, dB)."""
+``state`` (string: worn, removed, poor_fit, voice, quiet, no_audio), ``protector`` (string:
+the id of the protector the worker wears, from the agent's ``[protection]`` settings),
+``worn_s`` (seconds of the interval worn correctly), ``assessed_s`` (seconds whose state could
+be decided), ``coverage``, ``duration_s``, ``seq``, ``calibrated`` and ``att_<fc>`` per band
+(``att_125``, ``att_1000`` …, dB)."""
 PROTECTION_TAGS = ("enterprise", "site", "meter", "worker")
 WEAR_DAILY = "wear_daily"
 """A worker's measured wear time of one local date (``analysis/wear_time.py``), in
@@ -199,7 +211,10 @@ checks; ``edge``: wear time measured at the ear). Fields ``n`` (workers observed
 measured), ``x`` (worn correctly), ``rate``, ``lo95``, ``hi95`` (two-sided 95 %), ``lower95``
 (one-sided 95 % lower bound), ``method`` (wilson, beta, gee_bias_reduced, design_effect),
 ``clusters`` (enterprises), ``deff``, ``icc``, ``milestone`` (the milestone of the period's
-year, %, absent when none), ``met`` (bool: lower95 ≥ milestone), ``computed_ns``."""
+year, %, absent when none), ``met`` (bool: lower95 ≥ milestone), ``computed_ns``; source
+``edge`` also ``time_share`` (Σ worn_s / Σ assessed_s of the worker-days, %), and ``note``
+(string, absent unless the method fell back: its reason, e.g. design effect instead of GEE).
+Points written before these two fields existed lack them."""
 WEARING_RATE_TAGS = ("scope", "key", "period", "source")
 PILOT_DID = "pilot_did"
 """The pilot-vs-comparison difference in differences of one (baseline, follow-up) pair of
@@ -524,3 +539,158 @@ def dose_sums(period: Period, *, criterion_db: float, exchange_db: float, thresh
              f"WHERE {inner_cond} {group}")
     return (f"SELECT SUM({quote_ident('d')}) AS {quote_ident(DOSE)} FROM ({inner}) "
             f"WHERE {when} {group}")
+
+
+# ------------------------------------------------------- hearing protection and the pilots
+def _enterprises(enterprises: Iterable[str] | None) -> list[str]:
+    """WHERE condition of ``enterprises`` (an OR of equalities; none when None)."""
+    if enterprises is None:
+        return []
+    return [where_any("enterprise", [contract.check_id(e, "enterprise") for e in enterprises])]
+
+
+def _group_by(tags: Iterable[str]) -> str:
+    return "GROUP BY " + ", ".join(quote_ident(t) for t in tags)
+
+
+def observations_query(start_ns: int, end_ns: int, enterprises: Iterable[str] | None = None
+                       ) -> str:
+    """The stored :data:`OBSERVATIONS` in [start_ns, end_ns) (UTC ns), of ``enterprises``
+    when given: columns ``time``, ``wearing``, ``correct`` and the tags of
+    :data:`OBSERVATION_TAGS`."""
+    cond = [*_enterprises(enterprises), Period(start_ns, end_ns).where()]
+    return (f"SELECT {quote_ident('wearing')}, {quote_ident('correct')} FROM "
+            f"{source(OBSERVATIONS, RP_FOREVER)} WHERE {' AND '.join(cond)} "
+            + _group_by(OBSERVATION_TAGS))
+
+
+def wear_daily_query(start_ns: int, end_ns: int, enterprises: Iterable[str] | None = None
+                     ) -> str:
+    """The stored :data:`WEAR_DAILY` points in [start_ns, end_ns) (UTC ns), of
+    ``enterprises`` when given: columns ``time``, ``worn_s``, ``assessed_s`` (s) and the tags
+    of :data:`WEAR_DAILY_TAGS`."""
+    cond = [*_enterprises(enterprises), Period(start_ns, end_ns).where()]
+    return (f"SELECT {quote_ident('worn_s')}, {quote_ident('assessed_s')} FROM "
+            f"{source(WEAR_DAILY, RP_FOREVER)} WHERE {' AND '.join(cond)} "
+            + _group_by(WEAR_DAILY_TAGS))
+
+
+def wear_sums(period: Period, enterprise: str, states: Iterable[str], rp: str | None = None
+              ) -> list[str]:
+    """InfluxQL statements of the :data:`PROTECTION` sums of ``period`` per (meter, worker)
+    of ``enterprise``: first ``worn`` = SUM(worn_s) and ``assessed`` = SUM(assessed_s) (s),
+    then for each of ``states`` (edge states such as ``removed``) SUM(assessed_s) of the
+    points in that state AS ``assessed``, in that order."""
+    src = source(PROTECTION, rp)
+    scope = " AND ".join([where_tags([("enterprise", contract.check_id(
+        enterprise, "enterprise"))]), period.where()])
+    group = _group_by(("meter", "worker"))
+    worn, assessed = quote_ident("worn_s"), quote_ident("assessed_s")
+    out = [f'SELECT SUM({worn}) AS "worn", SUM({assessed}) AS "assessed" FROM {src} '
+           f"WHERE {scope} {group}"]
+    for state in states:
+        out.append(f'SELECT SUM({assessed}) AS "assessed" FROM {src} WHERE {scope} AND '
+                   f'{quote_ident("state")} = {quote_string(state)} {group}')
+    return out
+
+
+_POST_GROUP = "GROUP BY " + ", ".join(quote_ident(t) for t in ("meter", "channel"))
+
+
+def energy_sums_query(measurement: str, level_fields: Iterable[tuple[str, str]], weight: str,
+                      period: Period, enterprise: str, extra_cond: str = "") -> str:
+    """Per (meter, channel) over ``period``, for each (key, level field): ``e_<key>`` =
+    SUM(10^(0.1 L)·w) and ``d_<key>`` = SUM(w) over the points that have L (L in dB, ``w`` the
+    ``weight`` field, s): the energy mean 10 lg(e/d) dB. A subquery makes the per-point terms
+    (InfluxDB 1.x cannot wrap an aggregate in POW), the outer query sums them."""
+    q = quote_ident
+    inner_cols, outer_cols = [], []
+    for key, f in level_fields:
+        inner_cols.append(f"POW(10, {q(f)} / 10) * {q(weight)} AS {q('e_' + key)}")
+        inner_cols.append(f"{q(f)} * 0 + {q(weight)} AS {q('d_' + key)}")
+        outer_cols += [f"SUM({q('e_' + key)}) AS {q('e_' + key)}",
+                       f"SUM({q('d_' + key)}) AS {q('d_' + key)}"]
+    cond = " AND ".join(c for c in (where_tags([("enterprise", enterprise)]),
+                                    extra_cond, period.where()) if c)
+    inner = (f"SELECT {', '.join(inner_cols)} FROM {source(measurement)} WHERE {cond} "
+             f"{_POST_GROUP}")
+    return f"SELECT {', '.join(outer_cols)} FROM ({inner}) WHERE {period.where()} {_POST_GROUP}"
+
+
+def band_sums_query(period: Period, enterprise: str, fraction: int,
+                    labels: Iterable[str]) -> str:
+    """Per (meter, channel) over ``period``, for each band label ``x`` of ``labels`` (nominal
+    mid-band frequencies such as ``"1000"``) of the :data:`BANDS` points of ``fraction``
+    (1: octaves, 3: 1/3 octaves): ``e_x`` = Σ 10^(0.1 L_x)·duration_s and ``d_x`` = Σ
+    duration_s of the points that have the band (s); the band's energy mean is 10 lg(e_x/d_x)
+    dB (:func:`energy_sums_query`)."""
+    from .lineprotocol import band_field  # lineprotocol imports this module
+
+    if fraction not in (1, 3):
+        raise ValueError(f"fraction {fraction!r}: 1 or 3")
+    return energy_sums_query(BANDS, [(lbl, band_field(lbl)) for lbl in labels], DURATION,
+                             period, enterprise, f"{quote_ident('fraction')} = {fraction}")
+
+
+def lc_sums_query(period: Period, enterprise: str) -> str:
+    """Per (meter, channel) over ``period``, ``e_lc`` = Σ 10^(0.1 LCeq)·coverage and ``d_lc``
+    = Σ coverage (s) of the 1 s :data:`LEVELS` points with an ``lceq`` (the rollups hold only
+    A-weighted energy)."""
+    return energy_sums_query(LEVELS, [("lc", "lceq")], COVERAGE, period, enterprise)
+
+
+LEX_8H = "lex_8h"
+"""Field of an :data:`EXPOSURE` point: LEX,8h, dB(A)."""
+
+
+def exposure_at(enterprise: str, profile: str, time_ns: int) -> str:
+    """Every :data:`EXPOSURE` point of ``enterprise`` under ``profile`` at exactly
+    ``time_ns`` (a shift's start, UTC ns), ``GROUP BY *`` (tags in the series)."""
+    cond = where_tags([("enterprise", enterprise), ("profile", profile)])
+    return (f"SELECT * FROM {source(EXPOSURE, RP_FOREVER)} WHERE {cond} "
+            f"AND time = {int(time_ns)} GROUP BY *")
+
+
+def job_lex_latest(enterprise: str, job: str, profile: str, before_ns: int) -> str:
+    """The ``lex_8h`` (dB(A)) of ``job``'s latest :data:`EXPOSURE` point of kind ``job`` under
+    ``profile`` before ``before_ns`` (UTC ns): one row or none."""
+    cond = where_tags([("enterprise", enterprise), ("kind", "job"), ("job", job),
+                       ("profile", profile)])
+    return (f"SELECT {quote_ident(LEX_8H)} FROM {source(EXPOSURE, RP_FOREVER)} WHERE "
+            f"{cond} AND time < {int(before_ns)} ORDER BY time DESC LIMIT 1")
+
+
+def job_lex_all(profile: str, enterprise: str | None = None) -> str:
+    """Every stored ``lex_8h`` (dB(A)) of kind ``job`` under ``profile`` (of ``enterprise``
+    when given), grouped by enterprise and job."""
+    cond = [("kind", "job"), ("profile", profile)]
+    if enterprise is not None:
+        cond.append(("enterprise", enterprise))
+    return (f"SELECT {quote_ident(LEX_8H)} FROM {source(EXPOSURE, RP_FOREVER)} WHERE "
+            f"{where_tags(cond)} " + _group_by(("enterprise", "job")))
+
+
+FIT_TEST_RECORD = "record"
+"""Field of a :data:`FIT_TESTS` point: the checked record as canonical JSON."""
+
+
+def fit_test_records(enterprise: str, period: Period) -> str:
+    """The ``record`` field of ``enterprise``'s :data:`FIT_TESTS` points in ``period``."""
+    return (f"SELECT {quote_ident(FIT_TEST_RECORD)} FROM {source(FIT_TESTS, RP_FOREVER)} "
+            f"WHERE {where_tags([('enterprise', enterprise)])} AND {period.where()}")
+
+
+def fit_tests_query(enterprise: str, period: Period) -> str:
+    """Every :data:`FIT_TESTS` point of ``enterprise`` in ``period``, grouped by
+    :data:`FIT_TEST_TAGS`."""
+    return (f"SELECT * FROM {source(FIT_TESTS, RP_FOREVER)} WHERE "
+            f"{where_tags([('enterprise', enterprise)])} AND {period.where()} "
+            + _group_by(FIT_TEST_TAGS))
+
+
+def audiograms_query(*, enterprise: str | None = None, worker: str | None = None) -> str:
+    """Every stored :data:`AUDIOGRAMS` point (of ``enterprise`` / ``worker`` when given)."""
+    cond = [(k, contract.check_id(v, k)) for k, v in (("enterprise", enterprise),
+                                                       ("worker", worker)) if v is not None]
+    q = f"SELECT * FROM {source(AUDIOGRAMS, RP_FOREVER)}"
+    return q + (" WHERE " + where_tags(cond) if cond else "")

@@ -7,6 +7,7 @@ Topics::
                                                       protection
     tingbao/v1/{enterprise}/{site}/{meter}/receipts   collector → that meter's agent
     tingbao/v1/{enterprise}/alerts
+    tingbao/v1/{enterprise}/fittests                  a fit-test system → analysis
 
 Payloads are UTF-8 JSON objects with a ``schema`` of the form ``tingbao.<kind>/<version>``, the
 ``meter`` id (which must equal the topic's), and for interval records the interval start in UTC
@@ -206,6 +207,27 @@ def receipts_topic(enterprise: str, site: str, meter: str) -> str:
 def alerts_topic(enterprise: str) -> str:
     """The topic of an enterprise's alerts."""
     return f"{TOPIC_ROOT}/{check_id(enterprise, 'enterprise')}/alerts"
+
+
+FIT_TESTS = "fittests"
+"""Last level of the topic of an enterprise's individual fit-test records (one JSON record
+per message, ``analysis/fit_test_import.py``)."""
+FIT_TESTS_TOPIC_FILTER = f"{TOPIC_ROOT}/+/{FIT_TESTS}"
+"""The topic filter of every enterprise's fit-test records (one level: the enterprise)."""
+
+
+def fit_tests_topic(enterprise: str) -> str:
+    """The topic of an enterprise's fit-test records: ``tingbao/v1/{enterprise}/fittests``."""
+    return f"{TOPIC_ROOT}/{check_id(enterprise, 'enterprise')}/{FIT_TESTS}"
+
+
+def fit_tests_enterprise(name: str) -> str | None:
+    """The enterprise part of a fit-test topic (not checked as an id), or None when ``name``
+    is not ``tingbao/v1/<one level>/fittests``."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if len(parts) == 4 and "/".join(parts[:2]) == TOPIC_ROOT and parts[3] == FIT_TESTS:
+        return parts[2]
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
