@@ -35,7 +35,9 @@ rule                          severity     condition
 **Edge triggering.** A condition raises when it turns true; while it stays true nothing more
 is raised. When it clears and turns true again, it raises again only after ``holdoff_s``
 since it cleared, as occurrence 1, 2, … of that condition in that shift. An alert's id is a
-hash of (enterprise, rule, post, shift date, profile, occurrence), so a back-fill re-raising
+hash of (enterprise, rule, post or job, shift date, profile, occurrence; and the worker for
+the hearing-screening alerts of ``analysis/screening.py``, which are raised once per finding,
+not by these rules), so a back-fill re-raising
 the same condition finds the alert already stored and adds nothing; a restarted service
 first counts the occurrences already stored (:meth:`EdgeTrigger.seed`), so its next one gets
 a new id. Limits are reached at equality (≥), as grades are.

@@ -6,12 +6,14 @@ again) is the rule engine's business (``analysis/alert_rules.py``); this module 
 it raised and what people did about it.
 
 **Identity.** An alert is one condition (``rule``) of one subject (enterprise; a meter and
-channel or a job) in one shift (``shift_date``, local date) under one regulatory profile,
-raised for the ``occurrence``-th time in that shift (0 first, 1 after a hold-off, …). Its id
-is the first 16 hex digits of SHA-256 over
-``"enterprise|rule|meter|channel|job|shift_date|profile|occurrence"`` (an absent part as the
-empty string), so a back-fill run twice raises the same ids and :meth:`AlertStore.open`
-refuses the second time: one alert, stored and published once.
+channel or a job; a worker, by pseudonym, for the hearing-screening alerts) in one shift
+(``shift_date``, local date) under one regulatory profile, raised for the ``occurrence``-th
+time in that shift (0 first, 1 after a hold-off, …). Its id is the first 16 hex digits of
+SHA-256 over ``"enterprise|rule|meter|channel|job|shift_date|profile|occurrence"`` (an absent
+part as the empty string), followed by ``"|worker"`` only when the alert has a worker: the ids
+of alerts without one are those they always had. So a back-fill run twice raises the same
+ids and :meth:`AlertStore.open` refuses the second time: one alert, stored and published
+once.
 
 **Lifecycle.** ``open`` → ``acknowledged`` → ``resolved``, or ``open`` → ``resolved``
 directly: resolving an alert nobody acknowledged is allowed (the condition was dealt with; the
@@ -24,7 +26,9 @@ published exactly as given (quotes, backslashes, CJK, several lines).
 **Storage** (:data:`tingbao.collector.schema.ALERTS`, retention policy ``forever``): one
 point per state change at the change's time (``open``: the alert's ``raised_ns``), tags
 :data:`~tingbao.collector.schema.ALERT_TAGS` (``channel`` as a decimal string; ``meter``
-and ``channel`` absent for enterprise- and job-level alerts, ``state`` the state entered),
+and ``channel`` absent for enterprise- and job-level alerts, ``worker`` absent unless the
+alert is about a worker (points stored before the tag existed have none: they read as no
+worker), ``state`` the state entered),
 fields ``job`` (absent when none), ``shift_date``, ``profile``, ``severity``, ``text_zh``,
 ``text_en``, ``evidence`` (compact JSON, keys sorted), ``who``, ``note``, ``raised_ns``
 (integer) and ``occurrence`` (integer; the id's last part, kept so that a stored alert
@@ -161,11 +165,16 @@ def _check_text(value, what: str, limit: int, *, lines: bool) -> str:
 
 # -------------------------------------------------------------------------------- alert
 def alert_id(enterprise: str, rule: str, meter: str | None, channel: int | None,
-             job: str | None, shift_date: str, profile: str, occurrence: int) -> str:
+             job: str | None, shift_date: str, profile: str, occurrence: int,
+             worker: str | None = None) -> str:
     """First 16 hex digits of SHA-256 of ``"enterprise|rule|meter|channel|job|shift_date|
-    profile|occurrence"`` (None as the empty string, channel and occurrence as decimals)."""
+    profile|occurrence"`` (None as the empty string, channel and occurrence as decimals),
+    with ``"|worker"`` appended only when ``worker`` is given (so alerts without a worker keep
+    the ids they had before workers were part of the identity)."""
     parts = [enterprise, rule, meter or "", "" if channel is None else str(int(channel)),
              job or "", shift_date, profile, str(int(occurrence))]
+    if worker:
+        parts.append(worker)
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
@@ -195,6 +204,9 @@ class Alert:
         job: the job type id of a job-level alert.
         occurrence: the n-th raise of this condition in this shift (0 first; after a
             hold-off the rule engine raises occurrence 1, 2, …).
+        worker: the worker's pseudonym of an alert about one worker (the hearing-screening
+            rules ``hearing_suspected``, ``noise_susceptible``, ``hearing_sts``,
+            ``exam_overdue``); part of the identity when given.
 
     Raises ValueError for anything outside these (ids per
     :data:`~tingbao.edge.contract.ID_PATTERN`).
@@ -213,6 +225,7 @@ class Alert:
     channel: int | None = None
     job: str | None = None
     occurrence: int = 0
+    worker: str | None = None
 
     def __post_init__(self):
         contract.check_id(self.enterprise, "enterprise")
@@ -241,6 +254,8 @@ class Alert:
             contract.check_id(self.job, "job")
         if not _is_int(self.occurrence) or self.occurrence < 0:
             raise ValueError(f"occurrence {self.occurrence!r} is not an integer >= 0")
+        if self.worker is not None:
+            contract.check_id(self.worker, "worker")
         object.__setattr__(self, "evidence", json.loads(_evidence_json(self.evidence)))
 
     @property
@@ -248,7 +263,7 @@ class Alert:
         """Deterministic id (:func:`alert_id`): raising the same condition again, e.g. in a
         back-fill, gives the same id."""
         return alert_id(self.enterprise, self.rule, self.meter, self.channel, self.job,
-                        self.shift_date, self.profile, self.occurrence)
+                        self.shift_date, self.profile, self.occurrence, self.worker)
 
 
 def _evidence_json(evidence) -> str:
@@ -318,7 +333,8 @@ class AlertState(Alert):
 
 def payload(alert: Alert, transition: Transition) -> dict:
     """The MQTT payload of one state change (``schema`` ``tingbao.alerts/1``): the alert's
-    id and fields (``evidence`` as an object; absent parts as null), the state entered,
+    id and fields (``evidence`` as an object; absent parts, such as ``worker`` of an alert
+    about no worker, as null), the state entered,
     ``who``, ``note`` and its time ``time_ns``."""
     return {"schema": PAYLOAD_SCHEMA, "id": alert.id, "state": transition.state,
             "enterprise": alert.enterprise, "rule": alert.rule, "meter": alert.meter,
@@ -326,7 +342,8 @@ def payload(alert: Alert, transition: Transition) -> dict:
             "profile": alert.profile, "severity": alert.severity, "text_zh": alert.text_zh,
             "text_en": alert.text_en, "evidence": alert.evidence, "who": transition.who,
             "note": transition.note, "time_ns": transition.time_ns,
-            "raised_ns": alert.raised_ns, "occurrence": alert.occurrence}
+            "raised_ns": alert.raised_ns, "occurrence": alert.occurrence,
+            "worker": alert.worker}
 
 
 # -------------------------------------------------------------------------------- store
@@ -365,9 +382,9 @@ class AlertStore:
             return False
         change = Transition(OPEN, alert.raised_ns, SYSTEM, "")
         self.writer.write(self._line(alert, change), rp=schema.RP_FOREVER)
-        log.info("alert %s opened: %s %s %s/%s %s", alert.id, alert.enterprise, alert.rule,
+        log.info("alert %s opened: %s %s %s/%s%s %s", alert.id, alert.enterprise, alert.rule,
                  alert.meter or "-", "-" if alert.channel is None else alert.channel,
-                 alert.shift_date)
+                 f" worker {alert.worker}" if alert.worker else "", alert.shift_date)
         self._publish(alert, change, _state_of(alert.id, [(alert, change)]))
         return True
 
@@ -450,6 +467,8 @@ class AlertStore:
             tags["meter"] = alert.meter
         if alert.channel is not None:
             tags["channel"] = str(alert.channel)
+        if alert.worker is not None:
+            tags["worker"] = alert.worker
         tags["state"] = change.state
         assert set(tags) <= set(schema.ALERT_TAGS)
         fields: dict[str, object] = {}
@@ -490,10 +509,12 @@ class AlertStore:
 
     def list(self, *, enterprise: str | None = None, state: str | None = None,
              rule: str | None = None, meter: str | None = None, since_ns: int | None = None,
-             until_ns: int | None = None, limit: int = 200) -> list[AlertState]:
+             until_ns: int | None = None, limit: int = 200, worker: str | None = None
+             ) -> list[AlertState]:
         """Alerts whose current state is ``state`` (any when None), of ``enterprise``,
-        ``rule`` and ``meter`` when given, opened (``raised_ns``) in [since_ns, until_ns)
-        (UTC ns; open-ended when None); newest opened first, at most ``limit``.
+        ``rule``, ``meter`` and ``worker`` when given, opened (``raised_ns``) in
+        [since_ns, until_ns) (UTC ns; open-ended when None); newest opened first, at most
+        ``limit``.
 
         Reads one small row per stored change that matches the tag filters and
         ``since_ns``, then the full points of the chosen alerts only."""
@@ -503,7 +524,8 @@ class AlertStore:
             raise ValueError(f"limit {limit!r} is not a positive integer")
         cond = [schema.where_tags(
             [(k, contract.check_id(v, k)) for k, v in
-             (("enterprise", enterprise), ("rule", rule), ("meter", meter)) if v is not None])]
+             (("enterprise", enterprise), ("rule", rule), ("meter", meter),
+              ("worker", worker)) if v is not None])]
         if since_ns is not None:  # later changes of an alert opened before are after it too
             cond.append(f"time >= {int(since_ns)}")
         where = " AND ".join(c for c in cond if c)
@@ -545,7 +567,8 @@ def _from_row(r: dict) -> tuple[Alert, Transition]:
                   evidence=json.loads(r["evidence"]), raised_ns=int(r["raised_ns"]),
                   meter=r.get("meter") or None,
                   channel=None if channel in (None, "") else int(channel),
-                  job=r.get("job") or None, occurrence=int(r.get("occurrence") or 0))
+                  job=r.get("job") or None, occurrence=int(r.get("occurrence") or 0),
+                  worker=r.get("worker") or None)
     if alert.id != r["id"]:
         log.warning("stored alert %s does not hash to its id (computed %s): its point was "
                     "edited", r["id"], alert.id)

@@ -23,18 +23,16 @@ Decisions where the standards leave the service a choice:
   GBZ 188), ``hearing_sts`` (warning; an STS without age correction in either ear, the
   conservative reading; both results are in the evidence) and ``exam_overdue`` (warning).
   ``shift_date`` is the exam date (overdue: the due date, so each missed date raises once),
-  ``job`` the worker's job. An alert has no worker part in its identity
-  (:func:`tingbao.analysis.alert_store.alert_id`), so ``occurrence`` carries a stable number of
-  the worker (:func:`worker_key`: the first 8 hex digits of SHA-256 of the pseudonym): the
-  same finding raised again has the same id (stored once), two workers of one job examined on
-  one day have different ids. The worker is in the evidence and the texts.
+  ``job`` the worker's job, ``worker`` the worker's pseudonym, which is part of the alert's
+  identity (:func:`tingbao.analysis.alert_store.alert_id`): the same finding raised again has
+  the same id (stored once), two workers of one job examined on one day have different ids.
+  The worker is in the evidence and the texts too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import math
 import time
@@ -52,7 +50,7 @@ from .alert_store import Alert, AlertStore, NotPublished
 from .audiograms import Audiogram, read_audiograms
 
 __all__ = ["RULES", "ScreeningResult", "ScreeningRun", "TEXTS", "alerts_for", "job_lex",
-           "run_screening", "screen", "worker_key", "write_screening"]
+           "run_screening", "screen", "write_screening"]
 
 log = logging.getLogger("tingbao.analysis.screening")
 
@@ -87,12 +85,6 @@ TEXTS = {
         "worker {worker} ({job}, LEX,8h {lex:.1f} dB(A)): hearing exam overdue: last {last}, "
         "every {n} year(s), due {due} (GBZ 188-2014)"),
 }
-
-
-def worker_key(worker: str) -> int:
-    """A stable number of a worker pseudonym (first 8 hex digits of its SHA-256): the
-    ``occurrence`` of the worker's screening alerts (module docstring)."""
-    return int(hashlib.sha256(worker.encode("utf-8")).hexdigest()[:8], 16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,15 +178,10 @@ def job_lex(reader: InfluxClient, profile: str, *, enterprise: str | None = None
             ) -> dict[tuple[str, str], tuple[float, int]]:
     """(enterprise, job) → (energy mean of the stored daily LEX,8h in dB(A), number of days)
     from the ``exposure`` results of kind ``job`` under ``profile``."""
-    cond = [("kind", "job"), ("profile", profile)]
-    if enterprise is not None:
-        cond.append(("enterprise", enterprise))
-    rows = reader.query_rows(
-        f'SELECT "lex_8h" FROM {schema.source(schema.EXPOSURE, schema.RP_FOREVER)} WHERE '
-        f'{schema.where_tags(cond)} GROUP BY "enterprise", "job"')
+    rows = reader.query_rows(schema.job_lex_all(profile, enterprise))
     levels: dict[tuple[str, str], list[float]] = {}
     for r in rows:
-        v = r.get("lex_8h")
+        v = r.get(schema.LEX_8H)
         if isinstance(v, (int, float)) and math.isfinite(v):
             levels.setdefault((r["enterprise"], r["job"]), []).append(float(v))
     return {k: (iso1999.energy_mean_db(v), len(v)) for k, v in levels.items()}
@@ -266,7 +253,7 @@ def alerts_for(results: Iterable[ScreeningResult], profile: str, now_ns: int) ->
                              text_zh=zh.format(**common, **args),
                              text_en=en.format(**common, **args),
                              evidence={**ev, **extra}, raised_ns=now_ns, job=a.job,
-                             occurrence=worker_key(a.worker)))
+                             worker=a.worker))
     return out
 
 

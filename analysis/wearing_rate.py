@@ -74,6 +74,8 @@ from importlib import resources
 
 import numpy as np
 
+from tingbao.collector.schema import wear_daily_query
+
 __all__ = [
     "ActionPlan", "DidResult", "Estimate", "FEW_CLUSTERS", "Milestone", "RateRow",
     "WEBB_AT_MOST", "anova_icc", "clustered_rate", "design_effect_rate", "did_lines",
@@ -635,7 +637,9 @@ def _pct(v: float | None) -> float | None:
 
 
 def rate_lines(rows: Iterable[RateRow], tz: str, computed_ns: int) -> list[str]:
-    """Line protocol of ``schema.WEARING_RATE`` (rates in %) at each period's start."""
+    """Line protocol of ``schema.WEARING_RATE`` (rates and the time share in %) at each
+    period's start; ``time_share`` only when the row has one (source ``edge``), ``note`` only
+    when the estimate fell back (its reason)."""
     from tingbao.collector import schema
     from tingbao.collector.lineprotocol import line
 
@@ -647,7 +651,8 @@ def rate_lines(rows: Iterable[RateRow], tz: str, computed_ns: int) -> list[str]:
                   "clusters": int(e.clusters),
                   "deff": None if e.deff is None or not math.isfinite(e.deff) else e.deff,
                   "icc": None if e.icc is None or not math.isfinite(e.icc) else e.icc,
-                  "milestone": _pct(r.milestone), "met": r.met, "computed_ns": computed_ns}
+                  "milestone": _pct(r.milestone), "met": r.met, "computed_ns": computed_ns,
+                  "time_share": _pct(r.time_share), "note": e.note or None}
         tags = dict(zip(schema.WEARING_RATE_TAGS, (r.scope, r.key, r.period, r.source),
                         strict=True))
         out.append(line(schema.WEARING_RATE, tags, fields, period_start(r.period, tz)))
@@ -670,24 +675,6 @@ def did_lines(d: DidResult, baseline: str, followup: str, tz: str, computed_ns: 
               for k, v in fields.items() if not (isinstance(v, float) and not math.isfinite(v))}
     tags = {"baseline": baseline, "followup": followup}
     return [line(schema.PILOT_DID, tags, fields, period_start(followup, tz))]
-
-
-def wear_daily_query(start_ns: int, end_ns: int, enterprises: Iterable[str] | None = None
-                     ) -> str:
-    """InfluxQL of the stored ``schema.WEAR_DAILY`` points in [start_ns, end_ns): columns
-    ``time``, ``worn_s``, ``assessed_s`` and the tags of ``schema.WEAR_DAILY_TAGS``. (To move
-    into collector/schema.py.)"""
-    from tingbao.collector import schema
-    from tingbao.edge import contract
-
-    cond = [schema.Period(start_ns, end_ns).where()]
-    if enterprises is not None:
-        cond.insert(0, schema.where_any("enterprise", [contract.check_id(e, "enterprise")
-                                                       for e in enterprises]))
-    return (f"SELECT {schema.quote_ident('worn_s')}, {schema.quote_ident('assessed_s')} FROM "
-            f"{schema.source(schema.WEAR_DAILY, schema.RP_FOREVER)} WHERE "
-            f"{' AND '.join(cond)} GROUP BY "
-            + ", ".join(schema.quote_ident(t) for t in schema.WEAR_DAILY_TAGS))
 
 
 def did_from_units(units: Iterable[tuple[dt.date, str, str, bool]], reg, baseline: str,

@@ -12,6 +12,7 @@ processes."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -23,7 +24,7 @@ from support.commands import run_tingbao
 from tingbao.analysis.alert_store import AlertStore
 from tingbao.analysis.analyzer import Analyzer
 from tingbao.analysis.audiograms import Audiogram, parse_audiograms, write_audiograms
-from tingbao.analysis.screening import screen, worker_key
+from tingbao.analysis.screening import screen
 from tingbao.analysis.spreadsheets import TableError
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import line
@@ -204,7 +205,14 @@ def test_screening_service_alerts(stack, site):
     overdue = next(a for a in alerts if a.rule == "exam_overdue")
     assert overdue.text_zh.startswith("劳动者 w-sus") and "逾期" in overdue.text_zh
     assert "overdue" in overdue.text_en and overdue.severity == "warning"
-    assert overdue.job == "press" and overdue.occurrence == worker_key("w-sus")
+    assert overdue.job == "press" and overdue.worker == "w-sus" and overdue.occurrence == 0
+    # the worker is part of the identity: SHA-256 of "enterprise|rule|meter|channel|job|
+    # shift_date|profile|occurrence|worker", first 16 hex digits (no meter, no channel)
+    key = f"{ENT}|exam_overdue|||press|2026-01-10|{overdue.profile}|0|w-sus"
+    assert overdue.id == hashlib.sha256(key.encode()).hexdigest()[:16]
+    assert {a.rule for a in store.list(enterprise=ENT, worker="w-sus")} == {
+        "hearing_suspected", "hearing_sts", "exam_overdue"}
+    assert {a.worker for a in alerts} == {"w-sus", "w-new"}
     assert overdue.evidence["next_due"] == "2026-01-10"
     suspected = next(a for a in alerts if a.rule == "hearing_suspected")
     assert suspected.severity == "critical" and "疑似职业性噪声聋" in suspected.text_zh

@@ -2,10 +2,11 @@
 alerts the analysis service raised (the lifecycle and its storage:
 :mod:`tingbao.analysis.alert_store`).
 
-* ``list [--enterprise E] [--state S] [--rule R] [--meter M] [--since DATE] [--until DATE]
-  [--limit N] [--format table|json]``: newest first; a table with Chinese and English
-  headers, or JSON, one alert per line;
-* ``show ID``: one alert and every change of its history;
+* ``list [--enterprise E] [--state S] [--rule R] [--meter M] [--worker W] [--since DATE]
+  [--until DATE] [--limit N] [--format table|json]``: newest first; a table with Chinese and
+  English headers (the subject column: the post, or the worker and job of a hearing-screening
+  alert), or JSON, one alert per line;
+* ``show ID``: one alert (its worker, when it is about one) and every change of its history;
 * ``ack ID --who NAME --note TEXT``, ``resolve ID --who NAME --note TEXT``: the change is
   stored in InfluxDB, then published on ``tingbao/v1/{enterprise}/alerts``; prints the new
   state. Resolving an open alert without acknowledging it is allowed;
@@ -51,6 +52,8 @@ def register(sub) -> None:
                     help="current state")
     ls.add_argument("--rule", metavar="RULE", help="e.g. lex_projected, meter_offline")
     ls.add_argument("--meter", metavar="ID")
+    ls.add_argument("--worker", metavar="ID",
+                    help="a worker's pseudonym (hearing-screening alerts)")
     ls.add_argument("--since", metavar="YYYY-MM-DD", help="opened on or after this local date")
     ls.add_argument("--until", metavar="YYYY-MM-DD", help="opened on or before this local date")
     ls.add_argument("--limit", type=int, default=200, metavar="N",
@@ -155,6 +158,8 @@ def _pad(text: str, columns: int) -> str:
 def _subject(s) -> str:
     if s.meter is not None:
         return s.meter if s.channel is None else f"{s.meter}/{s.channel}"
+    if s.worker is not None:
+        return f"worker {s.worker}" + (f" (job {s.job})" if s.job else "")
     return f"job {s.job}" if s.job else "—"
 
 
@@ -192,6 +197,7 @@ def describe(s, tz: str) -> str:
            f"  规则 rule {s.rule}  测点 post {_subject(s)}  班次 shift {s.shift_date}  "
            f"标准 profile {s.profile}  级别 severity {SEVERITY_ZH[s.severity]} {s.severity}"
            + (f"  第 {s.occurrence + 1} 次 occurrence {s.occurrence}" if s.occurrence else ""),
+           *([f"  劳动者 worker {s.worker}"] if s.worker is not None else []),
            *(f"  {t}" for t in s.text_zh.splitlines()),
            *(f"  {t}" for t in s.text_en.splitlines()),
            f"  发出 opened        {_local(s.opened_ns, tz)}"]
@@ -232,7 +238,8 @@ def run_list(args) -> int:
     until = _day_ns(args.until, tz, "--until", next_day=True) if args.until else None
     store = _store(args, reg)
     states = store.list(enterprise=args.enterprise, state=args.state, rule=args.rule,
-                        meter=args.meter, since_ns=since, until_ns=until, limit=args.limit)
+                        meter=args.meter, since_ns=since, until_ns=until, limit=args.limit,
+                        worker=args.worker)
     out = sys.stdout
     if args.format == "json":
         for s in states:
