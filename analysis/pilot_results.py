@@ -54,7 +54,6 @@ __all__ = ["BASELINE", "DidResult", "EnterpriseCounts", "PilotResults", "Rate",
            "verdict"]
 
 NS = 1_000_000_000
-q = schema.quote_ident
 
 SCOPES = ("all", "group", "industry", "enterprise")
 """``wearing_rate`` scopes, in the order the views list them."""
@@ -305,10 +304,8 @@ def local_span(first: dt.date, last: dt.date, timezone: str) -> schema.Period:
 def read_rates(reader: InfluxClient, span: schema.Period) -> list[Rate]:
     """Every ``wearing_rate`` point of periods starting in ``span``, sorted by scope (all,
     group, industry, enterprise), key, period, source (observed before edge)."""
-    src = schema.source(schema.WEARING_RATE, schema.RP_FOREVER)
     got: dict[tuple, Rate] = {}
-    for r in _rows(reader, f"SELECT * FROM {src} WHERE {span.where()} GROUP BY "
-                   + ", ".join(q(t) for t in schema.WEARING_RATE_TAGS)):
+    for r in _rows(reader, schema.wearing_rates_query(span)):
         tags = tuple(r.get(t) or "" for t in schema.WEARING_RATE_TAGS)
         rate = Rate(*tags, time_ns=int(r["time"]), n=_int(r.get("n")), x=_int(r.get("x")),
                     rate=_float(r.get("rate")), lo95=_float(r.get("lo95")),
@@ -327,10 +324,8 @@ def read_rates(reader: InfluxClient, span: schema.Period) -> list[Rate]:
 def read_did(reader: InfluxClient, span: schema.Period) -> list[DidResult]:
     """Every ``pilot_did`` point whose follow-up starts in ``span``, by (baseline,
     follow-up)."""
-    src = schema.source(schema.PILOT_DID, schema.RP_FOREVER)
     got: dict[tuple, DidResult] = {}
-    for r in _rows(reader, f"SELECT * FROM {src} WHERE {span.where()} GROUP BY "
-                   + ", ".join(q(t) for t in schema.PILOT_DID_TAGS)):
+    for r in _rows(reader, schema.pilot_did_query(span)):
         d = DidResult(
             r.get("baseline") or "", r.get("followup") or "", int(r["time"]),
             *(_float(r.get(k)) for k in ("did_pp", "lo_pp", "hi_pp", "p")),
@@ -364,17 +359,13 @@ def read_counts(reader: InfluxClient, span: schema.Period,
     def acc(e: str) -> EnterpriseCounts:
         return out.setdefault(e, EnterpriseCounts(e))
 
-    when = span.where()
-    by_worker = f"GROUP BY {q('enterprise')}, {q('worker')}"
-    aud = schema.source(schema.AUDIOGRAMS, schema.RP_FOREVER)
-    for r in _rows(reader, f"SELECT COUNT({q('age')}) AS n FROM {aud} WHERE {when} "
-                           f"{by_worker}"):
+    statements = schema.pilot_counts_queries(span)
+    for r in _rows(reader, statements["audiograms"]):
         c = acc(r["enterprise"])
         c.exams += int(r.get("n") or 0)
         c.workers_examined += 1
-    scr = schema.source(schema.SCREENING, schema.RP_FOREVER)
     latest: dict[tuple[str, str], dict] = {}
-    for r in _rows(reader, f"SELECT * FROM {scr} WHERE {when} {by_worker}"):
+    for r in _rows(reader, statements["screening"]):
         k = (r["enterprise"], r["worker"])
         if k not in latest or int(r["time"]) >= int(latest[k]["time"]):
             latest[k] = r
@@ -389,10 +380,8 @@ def read_counts(reader: InfluxClient, span: schema.Period,
         c.sts += r.get("sts_left") is True or r.get("sts_right") is True
         c.sts_age += r.get("sts_age_left") is True or r.get("sts_age_right") is True
         c.overdue += r.get("overdue") is True
-    fit = schema.source(schema.FIT_TESTS, schema.RP_FOREVER)
     workers: dict[str, set] = {}
-    for r in _rows(reader, f"SELECT {q('passed')}, {q('cautions')} FROM {fit} WHERE {when} "
-                           f"{by_worker}"):
+    for r in _rows(reader, statements["fit_tests"]):
         c = acc(r["enterprise"])
         c.fit_tests += 1
         c.fit_passed += r.get("passed") is True
@@ -400,18 +389,13 @@ def read_counts(reader: InfluxClient, span: schema.Period,
         workers.setdefault(r["enterprise"], set()).add(r["worker"])
     for e, ws in workers.items():
         out[e].fit_workers = len(ws)
-    obs = schema.source(schema.OBSERVATIONS, schema.RP_FOREVER)
-    for r in _rows(reader, f"SELECT COUNT({q('wearing')}) AS n FROM {obs} WHERE {when} "
-                           f"{by_worker}"):
+    for r in _rows(reader, statements["observations"]):
         c = acc(r["enterprise"])
         c.observations += int(r.get("n") or 0)
         c.observed_workers += 1
-    for r in _rows(reader, f"SELECT COUNT({q('correct')}) AS n FROM {obs} WHERE {when} AND "
-                           f"{q('correct')} = true GROUP BY {q('enterprise')}"):
+    for r in _rows(reader, statements["observations_correct"]):
         acc(r["enterprise"]).observed_correct += int(r.get("n") or 0)
-    wear = schema.source(schema.WEAR_DAILY, schema.RP_FOREVER)
-    for r in _rows(reader, f"SELECT COUNT({q('assessed_s')}) AS n FROM {wear} WHERE {when} "
-                           f"{by_worker}"):
+    for r in _rows(reader, statements["wear_days"]):
         c = acc(r["enterprise"])
         c.wear_days += int(r.get("n") or 0)
         c.wear_workers += 1

@@ -694,3 +694,47 @@ def audiograms_query(*, enterprise: str | None = None, worker: str | None = None
                                                        ("worker", worker)) if v is not None]
     q = f"SELECT * FROM {source(AUDIOGRAMS, RP_FOREVER)}"
     return q + (" WHERE " + where_tags(cond) if cond else "")
+
+
+def wearing_rates_query(period: Period) -> str:
+    """Every :data:`WEARING_RATE` point whose period starts in ``period``, grouped by
+    :data:`WEARING_RATE_TAGS`."""
+    return (f"SELECT * FROM {source(WEARING_RATE, RP_FOREVER)} WHERE {period.where()} "
+            + _group_by(WEARING_RATE_TAGS))
+
+
+def pilot_did_query(period: Period) -> str:
+    """Every :data:`PILOT_DID` point whose follow-up starts in ``period``, grouped by
+    :data:`PILOT_DID_TAGS`."""
+    return (f"SELECT * FROM {source(PILOT_DID, RP_FOREVER)} WHERE {period.where()} "
+            + _group_by(PILOT_DID_TAGS))
+
+
+def pilot_counts_queries(period: Period) -> dict[str, str]:
+    """The per-enterprise counts of the pilot evaluation over ``period``
+    (``analysis/pilot_results.py``), one statement each:
+
+    * ``audiograms``: ``n`` exams per (enterprise, worker) of :data:`AUDIOGRAMS`;
+    * ``screening``: every :data:`SCREENING` point per (enterprise, worker);
+    * ``fit_tests``: ``passed``, ``cautions`` of every :data:`FIT_TESTS` point per
+      (enterprise, worker);
+    * ``observations``: ``n`` observations per (enterprise, worker) of :data:`OBSERVATIONS`;
+    * ``observations_correct``: ``n`` observations worn correctly per enterprise;
+    * ``wear_days``: ``n`` measured worker-days per (enterprise, worker) of
+      :data:`WEAR_DAILY` (``COUNT(assessed_s)``: always written)."""
+    q = quote_ident
+    when = period.where()
+    by_worker = _group_by(("enterprise", "worker"))
+    obs = source(OBSERVATIONS, RP_FOREVER)
+    return {
+        "audiograms": (f"SELECT COUNT({q('age')}) AS n FROM {source(AUDIOGRAMS, RP_FOREVER)} "
+                       f"WHERE {when} {by_worker}"),
+        "screening": f"SELECT * FROM {source(SCREENING, RP_FOREVER)} WHERE {when} {by_worker}",
+        "fit_tests": (f"SELECT {q('passed')}, {q('cautions')} FROM "
+                      f"{source(FIT_TESTS, RP_FOREVER)} WHERE {when} {by_worker}"),
+        "observations": f"SELECT COUNT({q('wearing')}) AS n FROM {obs} WHERE {when} {by_worker}",
+        "observations_correct": (f"SELECT COUNT({q('correct')}) AS n FROM {obs} WHERE {when} AND "
+                                 f"{q('correct')} = true " + _group_by(("enterprise",))),
+        "wear_days": (f"SELECT COUNT({q('assessed_s')}) AS n FROM "
+                      f"{source(WEAR_DAILY, RP_FOREVER)} WHERE {when} {by_worker}"),
+    }
