@@ -26,6 +26,17 @@ Once the shift has ended and the back-fill is in, the demo closes it (``tingbao 
 --from D --to D``: LEX,8h per post and job, exceedance alerts) and writes the inspector's report
 (``tingbao report``) into ``DATA_DIR/reports``, which the page serves.
 
+The pilot evaluation (``/pilot``, issue 14) is filled once the stack is up
+(:mod:`tingbao.dashboards.demo_pilot`): spot-check surveys of a baseline and a follow-up year
+(UTF-8 CSV, GBK CSV, XLSX), audiograms and fit tests are written into ``DATA_DIR/pilot``,
+imported through the importers of ``tingbao observations|audiograms|fit-tests import``, a day
+of wear time at the ear is simulated, and the wearing rates (every scope, per year, the DiD)
+and the hearing screening are computed and stored. Its difference in differences needs more
+enterprises than the registry's three, so the demo copy adds survey-only enterprises
+(:func:`tingbao.dashboards.demo_site.survey_only_enterprises`). With ``--speed`` the screening
+runs again after the shift is closed: the jobs' LEX,8h then set the exam intervals and overdue
+exams appear.
+
 Everything runs under ``--data-dir`` (default ``var/demo``). Without a terminal the demo stops
 by itself (after 120 s, or with ``--speed`` once the report is written), as it does after
 ``--duration`` seconds; Ctrl-C or SIGTERM stops every process it started and keeps the data
@@ -40,6 +51,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -166,7 +178,7 @@ def run(args) -> int:
     from tingbao.collector.stack import Stack, free_ports
     from tingbao.edge.cli.main import CliError
 
-    from .demo_site import demo_registry, demo_shifts
+    from .demo_site import demo_registry, demo_shifts, survey_only_enterprises
 
     site = Path(args.site).resolve() if args.site else example_site()
     original = load_registry(site)
@@ -193,11 +205,14 @@ def run(args) -> int:
     now = dt.datetime.now(dt.UTC)
     shifts = demo_shifts(original, now, fast=fast, speed=args.speed or 1.0)
     copy_path = d / "site.demo.toml"
-    reg = demo_registry(site, copy_path, shifts)
+    survey_only = survey_only_enterprises(original)
+    reg = demo_registry(site, copy_path, shifts, survey_only=survey_only)
     now_ns = time.time_ns()
     fast_window = shift_at(reg, fast, now_ns) if fast else None
     stack = Stack(d / "stack")
-    print(f"听保 tingbao demo — {len(reg.enterprises)} enterprises, {len(synthetic)} simulated "
+    extra = f" (+{len(survey_only)} survey-only for the pilot evaluation)" if survey_only else ""
+    print(f"听保 tingbao demo — {len(original.enterprises)} enterprises{extra}, "
+          f"{len(synthetic)} simulated "
           f"meters; registry {site}, demo copy {copy_path} (班次开始 shifts start "
           + ", ".join(f"{e} {t}" for e, t in shifts.starts.items())
           + f" {reg.deployment.timezone}, 7 days a week); starting the local stack in "
@@ -220,6 +235,8 @@ def run(args) -> int:
                                        preexec_fn=(lambda: os.nice(nice)) if nice else None)
         return procs[name]
 
+    pilot: threading.Thread | None = None
+    pilot_ok = threading.Event()
     stack.start()
     stack.write_state()  # analyze and serve find the stack by its state.json
     try:
@@ -265,6 +282,10 @@ def run(args) -> int:
                   f"{d / 'reports'}", flush=True)
         print(f"live page 实时页面 {page or '(not available in this build: tingbao serve)'}",
               flush=True)
+        # the pilot evaluation in the background (a few seconds; the live part does not wait)
+        pilot = threading.Thread(target=_pilot, args=(stack, reg, d, page, pilot_ok),
+                                 name="demo-pilot", daemon=True)
+        pilot.start()
         if page:
             password = (d / "inspector.password").read_text(encoding="utf-8").strip()
             print(f"sign in 登录: user inspector  password {password}", flush=True)
@@ -286,11 +307,15 @@ def run(args) -> int:
                     and all(procs[b].poll() is not None for b in backfill)):
                 reported = True
                 _close_and_report(d, copy_path, fast, fast_window.date)
+                if pilot_ok.is_set():
+                    _rescreen(stack, reg)
                 _print_alerts(stack, seen, now_ns)  # the exceedances of the closed shift
             if time.monotonic() - last_table >= 10.0:
                 last_table = time.monotonic()
                 _print_table(stack, reg, args.enterprise, projected_lex_8h, grade)
     finally:
+        if pilot is not None:
+            pilot.join(30)  # before the database stops under it
         # the page, the analysis and the agents first (their last intervals still reach the
         # collector), then the collector
         for group in ([n for n in procs if n != "collector"][::-1],
@@ -355,6 +380,37 @@ def _start_page(args, d: Path, site: Path, start) -> str | None:
     tail = (d / "serve.log").read_text(encoding="utf-8", errors="replace")[-1500:]
     print(f"(the live page did not start; serve.log:\n{tail})", flush=True)
     return None
+
+
+def _pilot(stack, reg, d: Path, page: str | None, done: threading.Event) -> None:
+    """Write, import and evaluate the demo's pilot into ``d / "pilot"``
+    (:func:`tingbao.dashboards.demo_pilot.run`); print its summary and the page's
+    ``/pilot`` address and set ``done``, or print why it failed (the rest of the demo goes
+    on)."""
+    from .demo_pilot import run as run_pilot
+
+    try:
+        result = run_pilot(reg, stack.influx("reader"), stack.influx("writer"), d / "pilot")
+    except Exception as exc:  # noqa: BLE001 - the live demo does not depend on it
+        print(f"(试点评估未生成 the pilot evaluation was not written: {exc!r})", flush=True)
+        return
+    print(result.summary(), flush=True)
+    if page:
+        print(f"试点评估 pilot evaluation: {page}pilot", flush=True)
+    done.set()
+
+
+def _rescreen(stack, reg) -> None:
+    """Hearing screening again (``tingbao screening --write``) now that a closed shift gives
+    its jobs' LEX,8h: exam intervals, due dates and overdue exams (GBZ 188)."""
+    from tingbao.analysis.alert_store import AlertStore
+    from tingbao.analysis.screening import run_screening
+
+    reader, writer = stack.influx("reader"), stack.influx("writer")
+    done = run_screening(reg, reader, writer, AlertStore(reader, writer), write=True)
+    overdue = sum(1 for r in done.results if r.overdue)
+    print(f"听力筛查 hearing screening again with the closed shift's LEX,8h: {overdue} 逾期 "
+          f"overdue exams, {len(done.raised)} new alerts", flush=True)
 
 
 def _print_alerts(stack, seen: set[str], since_ns: int) -> None:

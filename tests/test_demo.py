@@ -1,10 +1,13 @@
 """``tingbao demo`` end to end, as ``make demo`` runs it without a terminal: the stack, the
 synthetic meters of all three enterprises of the packaged registry, the collector, the
 analysis service and the live page, from the demo's own registry copy whose shifts start
-the minute the demo starts; then everything it started is gone and the data stay."""
+the minute the demo starts, and the pilot evaluation (``/pilot``) filled from the survey,
+audiogram and fit-test files the demo writes (checked against counts read back from those
+files); then everything it started is gone and the data stay."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -126,6 +129,14 @@ def test_demo_runs_every_enterprise_raises_an_early_warning_and_stops_clean(tmp_
         assert a.enterprise in wanted and registry.meter(a.meter).enterprise == a.enterprise
         assert "预警 alert [warning] lex_projected" in text or proc.poll() is None
 
+        # the pilot evaluation, filled at start-up from the files in DATA_DIR/pilot
+        # (written in the background: a few seconds after start-up)
+        while time.monotonic() < deadline + 60 and "试点评估 pilot evaluation" not in text:
+            time.sleep(0.5)
+            text = log.read_text(encoding="utf-8", errors="replace")
+        assert f"试点评估 pilot evaluation: {url}pilot" in text, text[-3000:]
+        _check_pilot(d / "pilot", registry, copy, url)
+
         assert proc.wait(60) == 0, text[-3000:]
     finally:
         if proc.poll() is None:
@@ -140,6 +151,109 @@ def test_demo_runs_every_enterprise_raises_an_early_warning_and_stops_clean(tmp_
     assert any((d / "stack" / "influxdb").rglob("*.tsm")) or any(
         (d / "stack" / "influxdb").rglob("*.wal")), list((d / "stack").rglob("*"))[:20]
     assert (d / "collector.log").exists() and (d / "analyze.log").exists()
+
+
+def _survey_counts(directory: Path, copy) -> dict[tuple[str, int], list[int]]:
+    """[x correct, n observed] per (enterprise id, year), read back from the demo's three
+    survey files (UTF-8 CSV, GBK CSV naming enterprises in Chinese, XLSX)."""
+    import openpyxl
+
+    by_name = {e.name_zh: e.id for e in copy.enterprises}
+    rows = []
+    for f in sorted(directory.glob("survey-*")):
+        if f.suffix == ".xlsx":
+            ws = openpyxl.load_workbook(f, read_only=True).active
+            rows += [[c.isoformat()[:10] if hasattr(c, "isoformat") else str(c) for c in r]
+                     for r in list(ws.iter_rows(values_only=True))[1:]]
+        else:
+            enc = "gbk" if "gbk" in f.name else "utf-8"
+            rows += list(csv.reader(f.read_text(encoding=enc).splitlines()))[1:]
+    counts: dict[tuple[str, int], list[int]] = {}
+    for r in rows:
+        c = counts.setdefault((by_name.get(r[1], r[1]), int(r[0][:4])), [0, 0])
+        c[0] += r[6] == "是"
+        c[1] += 1
+    return counts
+
+
+def _check_pilot(directory: Path, registry, copy, url: str) -> None:
+    """/api/pilot and /pilot against the files the demo wrote (independent counts)."""
+    counts = _survey_counts(directory, copy)
+    years = sorted({y for _, y in counts})
+    assert len(years) == 2, counts
+    snap = _get_json(f"{url}api/pilot")
+    assert not snap["empty"], snap
+    # every registry enterprise's observed rate of each year is x/n of its survey rows
+    # (Wilson's point estimate is x/n; e.g. 41 of 48 = 85.42 %)
+    rates = {(r["scope"], r["key"], r["year"], r["source"]): r for r in snap["rates"]}
+    for e in copy.enterprises:
+        for y in years:
+            x, n = counts[(e.id, y)]
+            r = rates[("enterprise", e.id, y, "observed")]
+            assert (r["x"], r["n"]) == (x, n) and r["rate"] == pytest.approx(100 * x / n,
+                                                                               abs=0.01)
+    # the groups: equal-sized enterprises, so the GEE estimate is the pooled x/n; the DiD of
+    # the saturated linear probability model is the difference of the four cell means:
+    # (pilot follow − pilot base) − (comparison follow − comparison base)
+    group = {e.id: e.group for e in copy.enterprises}
+    cell = {}
+    for g in ("pilot", "comparison"):
+        for y in years:
+            x = sum(c[0] for (e, yy), c in counts.items() if group[e] == g and yy == y)
+            n = sum(c[1] for (e, yy), c in counts.items() if group[e] == g and yy == y)
+            cell[(g, y)] = 100 * x / n
+            assert rates[("group", g, y, "observed")]["rate"] == pytest.approx(cell[(g, y)],
+                                                                                abs=0.01)
+    (did,) = snap["did"]
+    assert (did["baseline"], did["followup"]) == tuple(str(y) for y in years)
+    assert (did["enterprises_pilot"], did["enterprises_comparison"]) == (4, 4)
+    assert did["n"] == sum(c[1] for c in counts.values())
+    b, f = years
+    expect = (cell[("pilot", f)] - cell[("pilot", b)]) - (cell[("comparison", f)]
+                                                         - cell[("comparison", b)])
+    assert did["did_pp"] == pytest.approx(expect, abs=0.01)
+    assert did["lo_pp"] < did["did_pp"] < did["hi_pp"]
+    # screening and fit tests, per registry enterprise, from audiograms.csv and fit-tests.csv
+    aud = list(csv.DictReader((directory / "audiograms.csv").open(encoding="utf-8")))
+    fits = list(csv.DictReader((directory / "fit-tests.csv").open(encoding="utf-8")))
+    ents = {c["enterprise"]: c for c in snap["enterprises"]}
+    hf = [f"{ear}耳{f}Hz" for ear in "左右" for f in (3000, 4000, 6000)]
+    for e in registry.enterprises:
+        mine = sorted((r for r in aud if r["企业"] == e.id), key=lambda r: r["检查日期"])
+        latest = {r["工号"]: r for r in mine}  # the later exam of each worker
+        first = {}
+        for r in mine:
+            first.setdefault(r["工号"], r)
+        c = ents[e.id]
+        assert (c["exams"], c["workers_examined"]) == (len(mine), len(latest))
+        # GBZ 49 suspected: binaural 3/4/6 kHz mean ≥ 40 dB HL after age correction; the
+        # planted case is 65.8 dB HL raw (61.2 corrected), every other worker ≤ 30 raw
+        assert c["suspected"] == sum(
+            sum(float(r[k]) for k in hf) / 6 >= 50 for r in latest.values()) >= 1
+        # OSHA STS without age correction: mean change at 2/3/4 kHz ≥ 10 dB in either ear
+        sts = 0
+        for w, r in latest.items():
+            base = first[w]
+            sts += any(sum(float(r[f"{ear}耳{f}Hz"]) - float(base[f"{ear}耳{f}Hz"])
+                           for f in (2000, 3000, 4000)) / 3 >= 10 for ear in "左右")
+        assert c["sts"] == sts >= 1
+        # fit tests: pass when binaural PAR − u ≥ exposure − 85 dB (CN-GBZ limit)
+        ft = [r for r in fits if r["企业"] == e.id]
+        assert c["fit_tests"] == len(ft)
+        assert c["fit_passed"] == sum(float(r["双耳PAR"]) - float(r["不确定度"])
+                                      >= float(r["接触水平"]) - 85 for r in ft)
+        # a simulated day at the ear: 4 workers, worn 100 %, 93.75 % (30 of 480 min out),
+        # 75 % and 50 % of the shift: 2 of 4 worker-days at >= 90 % count as worn correctly
+        assert (c["wear_days"], c["wear_workers"]) == (4, 4)
+        edge = [r for k, r in rates.items() if k[:2] == ("enterprise", e.id)
+                and k[3] == "edge"]
+        assert [(r["x"], r["n"]) for r in edge] == [(2, 4)]
+    assert sum(c["susceptible"] for c in ents.values()) == 1
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{url}pilot", timeout=10) as r:
+        page = r.read().decode("utf-8")
+    assert 'id="pilot-empty"' not in page and 'id="pilot-did"' in page
+    assert f"{did['did_pp']:+.1f}" in page
 
 
 SHORT_SITE = """
