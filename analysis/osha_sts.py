@@ -10,8 +10,9 @@
 
 Tables and numbers are data (``data/osha_1910_95_appendix_f.toml``, with their sources: both
 tables agree cell by cell with an independent STS tool and, at 2, 3 and 4 kHz, with MSHA's
-30 CFR 62 Tables 62-3/62-4, except F-2 age 51 at 3 kHz, 12 vs MSHA's 11, kept provisional). Thresholds: arrays whose last axis is 0.5, 1, 2, 3, 4, 6 kHz
-(:data:`.gbz49.FREQUENCIES_HZ`), one row per ear (left, right) or a single ear; dB HL.
+30 CFR 62 Tables 62-3/62-4, except F-2 age 51 at 3 kHz, 12 vs MSHA's 11, kept provisional).
+Thresholds: arrays whose last axis is 0.5, 1, 2, 3, 4, 6 kHz (:data:`.gbz49.FREQUENCIES_HZ`),
+one row per ear (left, right) or a single ear; dB HL.
 """
 
 from __future__ import annotations
