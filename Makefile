@@ -22,9 +22,12 @@ APT_PACKAGES := mosquitto mosquitto-clients influxdb libportaudio2 libsndfile1 \
 demo: venv system
 	$(BIN)/tingbao demo
 
+# Two pytest workers (pytest-xdist), one test file at a time each: most long tests wait on
+# real time (outages, real-time agents), so two of them overlap on two cores; every worker
+# starts its own servers on free ports.
 test: venv system
 	$(BIN)/ruff check edge collector analysis dashboards tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The peer (acoustic-toolbox) pins the old `pysoundfile`, which overwrites `soundfile`,
 # so it gets a venv of its own; bench/edge_core.py runs it in a child process.
