@@ -396,7 +396,10 @@ def _pilot(stack, reg, d: Path, page: str | None, done: threading.Event) -> None
         return
     print(result.summary(), flush=True)
     if page:
-        print(f"试点评估 pilot evaluation: {page}pilot", flush=True)
+        f = result.files
+        print(f"试点评估 pilot evaluation: {page}pilot (期间 periods {f.baseline}, {f.followup}: "
+              f"抽查 spot checks, DiD; {f.followup + 1}: 耳内实测 wear time at the ear)",
+              flush=True)
     done.set()
 
 
