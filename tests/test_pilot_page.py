@@ -48,6 +48,8 @@ def test_empty_store_says_no_data_yet(pilot):
     assert b["page"].status_code == 200 and b["page_en"].status_code == 200
     assert "暂无数据" in b["page"].text and "No data yet" in b["page_en"].text
     assert 'id="pilot-empty"' in b["page"].text and "pilot.js" not in b["page"].text
+    # both enterprises of this registry are survey-only (no [[meters]]): no floor to link to
+    assert 'href="/floor/' not in b["page"].text and 'href="/pilot"' in b["page"].text
     api = b["api"].json()
     assert api["empty"] is True and api["rates"] == [] and api["did"] == []
     # the reference is there even without data: baseline 53.7 %, the registry's milestones

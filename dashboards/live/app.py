@@ -83,6 +83,8 @@ def create_app(reg: Registry, store: AlertStore, data: FloorData, *,
     env = Environment(loader=PackageLoader("tingbao.dashboards.live", "templates"),
                       autoescape=select_autoescape(["html"]))
     enterprises = [e.id for e in reg.enterprises]
+    floor_enterprises = [e for e in reg.enterprises if reg.meters_of(e.id)]
+    """The navigation's floors: enterprises with meters (survey-only ones have no floor)."""
 
     def lang_of(request: Request) -> str:
         lang = request.query_params.get("lang") or request.cookies.get("lang")
@@ -103,7 +105,8 @@ def create_app(reg: Registry, store: AlertStore, data: FloorData, *,
         switch = str(request.url.include_query_params(lang=other))
         html = env.get_template(name).render(
             t=t, lang=lang, user=user, switch_url=switch, reg=reg, name_of=name_of,
-            enterprises=reg.enterprises, csrf=request.session.get("csrf", "") if user else "",
+            enterprises=reg.enterprises, floor_enterprises=floor_enterprises,
+            csrf=request.session.get("csrf", "") if user else "",
             path=request.url.path, **ctx)
         resp = HTMLResponse(html, status_code=status)
         if request.query_params.get("lang") in LANGS:
@@ -124,7 +127,8 @@ def create_app(reg: Registry, store: AlertStore, data: FloorData, *,
     async def index(request: Request) -> Response:
         if not enterprises:
             return not_found(request, "enterprise")
-        return RedirectResponse(f"/floor/{enterprises[0]}", status_code=307)
+        return RedirectResponse(f"/floor/{(floor_enterprises or reg.enterprises)[0].id}",
+                                status_code=307)
 
     async def floor(request: Request) -> Response:
         e = enterprise_or_none(request.path_params["enterprise"])

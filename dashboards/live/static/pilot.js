@@ -166,7 +166,14 @@ function tingbaoPilot() {
     ps.forEach(function (p) {
       var o = document.createElement("option"); o.value = p; o.textContent = p; periodSel.appendChild(o);
     });
-    if (ps.length) periodSel.value = ps[ps.length - 1];
+    // open on the latest period with spot checks (the indicator itself); a later period that
+    // holds only wear time measured at the ear stays one click away
+    var observed = ps.filter(function (p) {
+      return data.rates.some(function (r) {
+        return r.kind === kindSel.value && r.period === p && r.source === "observed";
+      });
+    });
+    if (ps.length) periodSel.value = (observed.length ? observed : ps)[(observed.length ? observed : ps).length - 1];
     drawForest(periodSel.value || "");
     drawTimeline(kindSel.value);
   }
