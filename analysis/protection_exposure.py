@@ -34,7 +34,7 @@ from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
 from tingbao.collector.schema import lc_sums_query
 
-from . import iso4869_2
+from . import eu_2003_10, iso4869_2
 from .gbt23466 import (
     METHODS,
     Protected,
@@ -202,7 +202,10 @@ class JobProtection:
     """One job-day: its stored LEX,8h, the protector(s), the protected LEX,8h by the best
     method of each task (``protected_lex_db``, with ``methods`` used) and by each method
     that fits every measured task (``by_method``), the ``derating`` rule, the GB/T 23466
-    ``verdict``, ``flags`` and the notes a report must print."""
+    ``verdict``, ``flags`` and the notes a report must print. ``eu_status`` is the
+    EU 2003/10/EC Article 3 status with the 87 dB(A) limit value checked under the protector
+    (:func:`tingbao.analysis.eu_2003_10.classify_protected` with attenuation LEX,8h −
+    protected LEX,8h; the action values stay on the unprotected level); None without both."""
 
     enterprise: str
     job: str
@@ -217,6 +220,7 @@ class JobProtection:
     verdict: Verdict | None
     flags: tuple[str, ...]
     notes: tuple[str, ...]
+    eu_status: str | None = None
 
 
 def _task(task: dict, spectra: dict, protectors: tuple[Protector, ...], rule: str,
@@ -274,11 +278,13 @@ def _job(reg, job, rec: dict, spectra: dict, date: dt.date) -> JobProtection:
             lv = [t.by_method[m].level_db if m in t.by_method else t.laeq_db for t in measured]
             by_method[m] = float(lex_8h_from_tasks(lv, [t.hours for t in measured]))
     ok = math.isfinite(protected)
+    eu = (eu_2003_10.classify_protected(lex, lex - float(protected)).lex_status
+          if ok and lex is not None and math.isfinite(lex) else None)
     return JobProtection(job.enterprise, job.id, date, lex,
                          tuple(p.id for p in protectors), tuple(tasks),
                          float(protected) if ok else None, tuple(dict.fromkeys(methods)),
                          by_method, rule, verdict(protected, prof) if ok else None,
-                         tuple(dict.fromkeys(flags)), tuple(dict.fromkeys(notes)))
+                         tuple(dict.fromkeys(flags)), tuple(dict.fromkeys(notes)), eu)
 
 
 @dataclasses.dataclass(frozen=True)

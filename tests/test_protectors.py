@@ -323,6 +323,10 @@ def test_service_on_the_store(stack, site):
     assert job.methods == ("octave_band", "hml") and job.derating == "none"
     assert "declared_unprotected" in job.flags
     assert job.verdict.code == verdict(by_hand).code == "acceptable"
+    # EU 2003/10/EC: 103.4 dB(A) unprotected is past the upper action value 85 (Art. 3(1)(b));
+    # the 87 dB(A) limit value is checked under the protector, by_hand < 87: "action", not
+    # "exceeded"
+    assert by_hand < 87.0 and job.eu_status == "action"
     # every method that fits all measured tasks, side by side (the octave-band method does
     # not: pe-lc has no bands): HML 22.5 dB on both tasks; SNR 104 − (103 − 21) = 22 dB
     def lex(att):
@@ -336,8 +340,8 @@ def test_service_on_the_store(stack, site):
     assert done.returncode == 0, done.stderr
     rows = [json.loads(r) for r in done.stdout.splitlines()]
     (j,) = [r for r in rows if r["kind"] == "job"]
-    assert (j["protected_lex_8h"], j["derating"], j["verdict"], j["methods"]) == \
-        (round(by_hand, 1), "none", "acceptable", "octave_band,hml")
+    assert (j["protected_lex_8h"], j["derating"], j["verdict"], j["methods"], j["eu_status"]) \
+        == (round(by_hand, 1), "none", "acceptable", "octave_band,hml", "action")
     assert j["lex_hml"] == round(lex(22.5), 1) and "lex_octave_band" not in j
     third_row = next(r for r in rows if r.get("meter") == "pe-third")
     assert third_row["bands"] == "1/3" and third_row["adequate"]

@@ -46,6 +46,7 @@ def objects(day) -> list[dict]:
             **{f"lex_{m}": _r(v) for m, v in j.by_method.items()},
             "derating": j.derating, "verdict": j.verdict.code if j.verdict else None,
             "verdict_zh": j.verdict.name_zh if j.verdict else None,
+            "eu_status": j.eu_status,
             "flags": ",".join(j.flags), "notes": " | ".join(j.notes)})
     for p in day.posts:
         s = p.spectrum
@@ -71,6 +72,7 @@ def table(rows: list[dict]) -> str:
             out.append(f"{r['enterprise']}/{r['job']} | {r['lex_8h']} | {r['protectors'] or '—'}"
                        f" | {r['protected_lex_8h']} | {r['methods'] or '—'} | {r['derating']}"
                        f" | {r['verdict_zh'] or '—'} {r['verdict'] or ''}"
+                       + (f" | EU {r['eu_status']}" if r["eu_status"] else "")
                        + (f" [{r['flags']}]" if r["flags"] else ""))
             for k in ("lex_octave_band", "lex_hml", "lex_snr"):
                 if r.get(k) is not None:
