@@ -2,7 +2,8 @@
 the pilot evaluation: the indicator of the hearing-protection action, its milestones
 (65 % 2023, 70 % 2024, 80 % 2025; baseline 53.7 % in 2020: ``data/hearing_action_plan.toml``)
 and the statistics of ``../shared/reference/noise-standards.md``, "Checked 2026-11-29 / The
-pilot statistics". Every interval comes from statsmodels (no interval formula is written here).
+pilot statistics". The binomial intervals come from statsmodels; the clustered ones use
+statsmodels' estimates with t quantiles (below).
 
 Rates are fractions (0 … 1) in the Python API and percent in the store (``schema.WEARING_RATE``
 and ``schema.PILOT_DID`` compare ``lower95`` with ``milestone`` in %).
@@ -19,20 +20,30 @@ workers cluster within enterprises, so
 
 * ``gee_bias_reduced`` (the default): ``statsmodels`` GEE, Binomial family, logit link,
   exchangeable working correlation, intercept only, ``cov_type="bias_reduced"`` (the
-  Mancl–DeRouen sandwich for few clusters); the interval is expit of the intercept's Wald
-  interval, so it stays within (0, 1); the rate is the GEE estimate (the pooled x/n when the
-  enterprises are equally large);
+  Mancl–DeRouen sandwich for few clusters); the interval is expit(b ± t_{G−1}·se) of the
+  intercept b with G clusters, t with G − 1 degrees of freedom (Mancl & DeRouen 2001; Li &
+  Redden 2015: the normal quantile is too liberal with few clusters: a one-sided bound above
+  the truth 8 % of the time with 4 enterprises), the one-sided bound expit(b − t_{G−1,.95}·se);
+  it stays within (0, 1); the rate is the GEE estimate (the pooled x/n when the enterprises
+  are equally large);
 * ``design_effect``: the pooled rate x/n and the Wilson interval of the effective counts
   x/Deff of n/Deff, Deff = 1 + (m̄ − 1)·ICC, m̄ the mean observations per enterprise, ICC the
-  one-way ANOVA estimator for binary data (:func:`anova_icc`, truncated at 0).
+  one-way ANOVA estimator for binary data (:func:`anova_icc`, truncated at 0), with the same
+  t_{G−1} quantile: the effective counts are multiplied by (z/t_{G−1})² (the
+  degrees-of-freedom-adjusted effective sample size of Korn & Graubard 1998, as in R survey's
+  ``svyciprop`` and SAS SURVEYFREQ), which makes Wilson's score interval use t_{G−1} in
+  place of z and keeps it within [0, 1] also at 0 % and 100 %.
 
 GEE is the default because it needs no estimate of a single ICC that small groups estimate
 badly, and its bias-reduced sandwich is the correction meant for few clusters; the design
 effect is kept as the alternative (``--method design_effect``) and as the fallback, with the
 reason stated, when GEE cannot be used: one enterprise (no between-enterprise variation to
-estimate: Wilson over the workers, clusters = 1), every observation 0 or every one 1 (the
-logit intercept is infinite: the design effect with ICC 0, i.e. Wilson), or GEE not
-converging. tests/test_wearing_rate.py measures both over repeated simulated pilots.
+estimate: Wilson), every observation 0 or every one 1 (the logit intercept is infinite and
+the data say nothing about the ICC: the worst case ICC = 1, Deff = m̄, so each of the G
+clusters counts once, and the Clopper–Pearson interval of 0 of G or G of G; 2 enterprises all
+at 100 %: one-sided lower bound 0.05^(1/2) = 22 %, not 99.7 % of the pooled Wilson; the same
+for either method), or GEE not converging. tests/test_wearing_rate.py measures both over
+repeated simulated pilots.
 
 **Milestones** (:func:`judge`): "met" only when the one-sided 95 % lower bound reaches the
 milestone of the period's year; the point estimate is shown beside it. A deployment under
@@ -51,7 +62,10 @@ enterprises in all (the rule: cluster-robust errors need many clusters, MacKinno
 2017) the interval and p value come from a wild cluster bootstrap instead (WCR: restricted,
 the null imposed; the CR1 t statistic; the interval by test inversion), vectorised over the
 draws, seeded: Webb's six-point weights when there are at most :data:`WEBB_AT_MOST`
-enterprises (Rademacher weights have only 2^G distinct draws), Rademacher otherwise.
+enterprises (Rademacher weights have only 2^G distinct draws), Rademacher otherwise. When
+there is no t statistic (every observation the same: p = 1; a cluster-robust standard error of
+0 otherwise: p NaN) no interval can be inverted: ``DidResult.note`` says so and the interval
+is NaN (not stored), never p = 0.
 
 **Wear time at the edge** (:func:`edge_worker_days`): a worker-day of ``schema.WEAR_DAILY``
 counts as worn correctly when ``worn_s / assessed_s`` ≥ ``worn_share_min`` (0.9) and only
@@ -156,9 +170,12 @@ def milestones(reg=None) -> dict[int, Milestone]:
 class Estimate:
     """A rate with its intervals (fractions): ``lo95``/``hi95`` two-sided 95 %, ``lower95``
     the one-sided 95 % lower bound; ``method`` one of wilson, beta, gee_bias_reduced,
-    design_effect; ``clusters`` the clusters used (enterprises, or workers within one
-    enterprise; 1 for a plain binomial interval); ``deff``/``icc`` when estimated; ``note``
-    why a fallback was taken."""
+    design_effect; ``clusters`` the clusters :func:`clustered_rate` used (1 for a plain
+    binomial interval); in :func:`rates` it is the number of enterprises, as
+    ``schema.WEARING_RATE`` stores it and the pilot page shows it (企业数): one enterprise
+    whose workers were the clusters keeps 1 and its ``note`` names the worker count;
+    ``deff``/``icc`` when estimated (``icc`` None when assumed); ``note`` why a fallback was
+    taken."""
 
     n: int
     x: int
@@ -220,21 +237,45 @@ def anova_icc(x, n):
     return icc
 
 
+def _t_over_z(k, alpha):
+    """(z_{1−alpha/2} / t_{k−1, 1−alpha/2})² per data set (k clusters; NaN where k < 2)."""
+    from scipy.stats import norm, t
+
+    k = np.asarray(k, dtype=float)
+    with np.errstate(invalid="ignore"):
+        tq = t.ppf(1 - alpha / 2, np.where(k >= 2, k - 1, np.nan))
+    return (norm.ppf(1 - alpha / 2) / tq) ** 2
+
+
 def design_effect_rate(x, n, method: str = "wilson"):
     """Pooled rate and the ``method`` interval of the effective counts (module docstring);
     ``x``, ``n`` per cluster along the last axis (vectorised like :func:`anova_icc`).
-    Returns dict of arrays: rate, lo95, hi95, lower95, deff, icc."""
+    Returns dict of arrays: rate, lo95, hi95, lower95, deff, icc.
+
+    With k clusters the effective counts are scaled by (z / t_{k−1})² for each level (the
+    degrees-of-freedom-adjusted effective sample size of Korn & Graubard 1998), so that the
+    Wilson interval uses the critical value t_{k−1} instead of z. Where every observation is 0
+    or every one is 1 the ICC cannot be estimated (the ANOVA estimate is 0): ICC is taken as 1,
+    Deff = m̄, and the interval is Clopper–Pearson of the k clusters (0 of k or k of k; no
+    variance is estimated, so no t adjustment); ``icc`` is NaN there."""
     x = np.asarray(x, dtype=float)
     n = np.asarray(n, dtype=float)
     icc = anova_icc(x, n)
     k = np.sum(n > 0, axis=-1)
     big_n, big_x = n.sum(axis=-1), x.sum(axis=-1)
     m_bar = big_n / k
-    deff = 1 + (m_bar - 1) * np.nan_to_num(icc)
-    lo, hi = proportion_interval(big_x / deff, big_n / deff, method, 0.05)
-    lower, _ = proportion_interval(big_x / deff, big_n / deff, method, 0.10)
-    return {"rate": big_x / big_n, "lo95": lo, "hi95": hi, "lower95": lower, "deff": deff,
-            "icc": icc}
+    same = (big_x == 0) | (big_x == big_n)
+    icc = np.where(same, np.nan, icc)
+    deff = np.where(same, m_bar, 1 + (m_bar - 1) * np.nan_to_num(icc))
+    x_eff, n_eff = big_x / deff, big_n / deff
+    out = {}
+    for alpha, name in ((0.05, "95"), (0.10, "90")):
+        df_adjust = _t_over_z(k, alpha)
+        lo, hi = proportion_interval(x_eff * df_adjust, n_eff * df_adjust, method, alpha)
+        clo, chi = proportion_interval(np.round(x_eff), np.round(n_eff), "beta", alpha)
+        out[name] = (np.where(same, clo, lo), np.where(same, chi, hi))
+    return {"rate": big_x / big_n, "lo95": out["95"][0], "hi95": out["95"][1],
+            "lower95": out["90"][0], "deff": deff, "icc": icc}
 
 
 def gee_rate(x: Sequence[int], n: Sequence[int]) -> Estimate:
@@ -243,6 +284,7 @@ def gee_rate(x: Sequence[int], n: Sequence[int]) -> Estimate:
     0 or all 1, no convergence) so that :func:`clustered_rate` can fall back."""
     import statsmodels.api as sm
     from scipy.special import expit
+    from scipy.stats import t as t_dist
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     x = np.asarray(x, dtype=int)
@@ -265,13 +307,16 @@ def gee_rate(x: Sequence[int], n: Sequence[int]) -> Estimate:
             res = model.fit(cov_type="bias_reduced")
         except (ConvergenceWarning, np.linalg.LinAlgError, ValueError) as e:
             raise ValueError(f"GEE did not fit ({e})") from None
-    ci95 = np.asarray(res.conf_int(alpha=0.05))[0]
-    ci90 = np.asarray(res.conf_int(alpha=0.10))[0]
+    # t with G − 1 df on the logit (not statsmodels' normal conf_int: too liberal with few
+    # clusters; Mancl & DeRouen 2001 pair their sandwich with t_{G−1}; Li & Redden 2015)
+    b, se, df = float(res.params[0]), float(res.bse[0]), len(n) - 1
+    ci95 = b + np.array([-1.0, 1.0]) * t_dist.ppf(0.975, df) * se
+    ci90 = b + np.array([-1.0, 1.0]) * t_dist.ppf(0.95, df) * se
     if not np.all(np.isfinite(np.r_[ci95, ci90])):
         raise ValueError("GEE gave no finite interval")
     rho = float(np.asarray(res.cov_struct.dep_params).ravel()[0])
     m_bar = n.mean()
-    return Estimate(int(n.sum()), int(x.sum()), float(expit(res.params[0])),
+    return Estimate(int(n.sum()), int(x.sum()), float(expit(b)),
                     float(expit(ci95[0])), float(expit(ci95[1])), float(expit(ci90[0])),
                     "gee_bias_reduced", len(n), deff=float(1 + (m_bar - 1) * max(rho, 0.0)),
                     icc=rho)
@@ -292,15 +337,21 @@ def clustered_rate(x: Sequence[int], n: Sequence[int], method: str = "gee_bias_r
         e = single_rate(int(x.sum()), int(n.sum()))
         return dataclasses.replace(e, note="one cluster: Wilson over its observations")
     note = ""
-    if method == "gee_bias_reduced":
+    if x.sum() in (0, n.sum()):
+        note = (f"every observation is the same (all 0 or all 1): ICC taken as 1 (each of "
+                f"the {k} clusters counts once), Clopper–Pearson of {k if x.sum() else 0} of "
+                f"{k}")
+    elif method == "gee_bias_reduced":
         try:
             return gee_rate(x, n)
         except ValueError as e:
             note = f"design effect instead of GEE: {e}"
     d = design_effect_rate(x, n)
+    icc = float(d["icc"])
     return Estimate(int(n.sum()), int(x.sum()), float(d["rate"]), float(d["lo95"]),
                     float(d["hi95"]), float(d["lower95"]), "design_effect", k,
-                    deff=float(d["deff"]), icc=float(d["icc"]), note=note)
+                    deff=float(d["deff"]), icc=icc if math.isfinite(icc) else None,
+                    note=note)
 
 
 def judge(e: Estimate, year: int, plan: Mapping[int, Milestone]) -> tuple[float | None,
@@ -411,10 +462,12 @@ def rates(units: Iterable[tuple[dt.date, str, str, bool]], reg, *, by: str = "en
             xs = np.array([a[0] for a in workers.values()])
             ns = np.array([a[1] for a in workers.values()])
             if ns.max() > 1:
+                # stored clusters = enterprises (schema.WEARING_RATE, the pilot page's 企业数):
+                # 1 here; the worker clusters the interval used are named in the note
                 est = clustered_rate(xs, ns, group_method)
                 est = dataclasses.replace(
                     est, clusters=1, note=(est.note + "; " if est.note else "")
-                    + "workers counted more than once: clustered by worker")
+                    + f"workers counted more than once: clustered by {len(ns)} workers")
             else:
                 est = single_rate(int(xs.sum()), int(ns.sum()), single_method)
         else:
@@ -466,7 +519,8 @@ def time_shares(times: Iterable[tuple[dt.date, str, float, float]], reg, *, by: 
 class DidResult:
     """The pilot:post coefficient (percentage points) with its 95 % interval and p value;
     ``method`` cluster_robust or wild_cluster_bootstrap (``weights``, ``draws``, ``seed``
-    then), the cluster-robust numbers always (``cr_lo_pp`` …), the four cell rates (%)."""
+    then), the cluster-robust numbers always (``cr_lo_pp`` …), the four cell rates (%);
+    ``note`` why there is no test (p 1 or NaN, no interval: :func:`difference_in_differences`)."""
 
     did_pp: float
     lo_pp: float
@@ -487,6 +541,7 @@ class DidResult:
     weights: str | None = None
     draws: int | None = None
     seed: int | None = None
+    note: str = ""
 
 
 def _design(pilot, post) -> np.ndarray:
@@ -532,6 +587,14 @@ def difference_in_differences(worn, pilot, post, enterprise, *, bootstrap: bool 
     se = float(fit.bse["pilot:post"])
     if bootstrap is None:
         bootstrap = len(uniq) < FEW_CLUSTERS
+    note = _did_untestable(worn, b, se)
+    if note:  # no t statistic (0/0 or b/0): never p = 0 from mean(|t*| ≥ NaN)
+        p = 1.0 if np.ptp(worn) == 0 else math.nan
+        nan = math.nan
+        return DidResult(100 * b, nan, nan, p, "wild_cluster_bootstrap" if bootstrap
+                         else "cluster_robust", ents_pilot, ents_comp, len(worn),
+                         se_pp=100 * se if math.isfinite(se) else nan, cr_lo_pp=nan,
+                         cr_hi_pp=nan, cr_p=p, note=note, **cells)
     common = dict(enterprises_pilot=ents_pilot, enterprises_comparison=ents_comp,
                   n=len(worn), se_pp=100 * se, cr_lo_pp=100 * lo, cr_hi_pp=100 * hi,
                   cr_p=cr_p, **cells)
@@ -543,6 +606,20 @@ def difference_in_differences(worn, pilot, post, enterprise, *, bootstrap: bool 
     return DidResult(100 * b, 100 * wb["lo"], 100 * wb["hi"], wb["p"],
                      "wild_cluster_bootstrap", weights=weights, draws=draws, seed=seed,
                      **common)
+
+
+def _did_untestable(worn: np.ndarray, b: float, se: float) -> str:
+    """Why the DiD cannot be tested (empty when it can): every observation the same (the
+    four cell means are equal, the DiD is exactly 0: p = 1) or a cluster-robust standard
+    error of 0 (below 1e-12 of the 0/1 outcome, i.e. rounding) or not finite (p NaN)."""
+    if np.ptp(worn) == 0:
+        return ("no variation: every observation is the same, the DiD is 0 and its standard "
+                "error 0, so p = 1 and the interval cannot be inverted (no interval)")
+    if not math.isfinite(se) or se <= 1e-12 or not math.isfinite(b):
+        return (f"standard error {se:.3g}: the residuals are 0 in every enterprise, so there "
+                "is no t statistic, p is undefined (NaN) and the interval cannot be inverted "
+                "(no interval)")
+    return ""
 
 
 _WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
@@ -570,7 +647,8 @@ def wild_cluster_bootstrap(X: np.ndarray, y: np.ndarray, groups: np.ndarray, k: 
     uses). The same draws serve every δ. Vectorised: per draw only G × K numbers are formed
     (the bootstrap coefficients are β̃ + A Σ_g w_g X_g'ũ_g with A = (X'X)⁻¹, and each cluster's
     score is w_g X_g'ũ_g − X_g'X_g (β* − β̃)). Returns {"p", "lo", "hi", "se"} (``se`` the
-    CR1 standard error of the estimate)."""
+    CR1 standard error of the estimate); p, lo, hi NaN when that standard error is 0 (≤ 1e-12)
+    or not finite: there is no t statistic to compare the draws with."""
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     groups = np.asarray(groups)
@@ -588,6 +666,8 @@ def wild_cluster_bootstrap(X: np.ndarray, y: np.ndarray, groups: np.ndarray, k: 
     resid = y - X @ beta
     score_a = np.bincount(groups, Xa * resid, minlength=G)
     se = math.sqrt(scale * np.sum(score_a**2))
+    if not se > 1e-12:  # 0 (no residual: t = 0/0 or b/0) or NaN: no test, no inversion
+        return {"p": math.nan, "lo": math.nan, "hi": math.nan, "se": se}
     W = bootstrap_weights(G, draws, weights, np.random.default_rng(seed))
     others = [j for j in range(kk) if j != k]
     Xo = X[:, others]
@@ -670,7 +750,7 @@ def did_lines(d: DidResult, baseline: str, followup: str, tz: str, computed_ns: 
               "enterprises_comparison": d.enterprises_comparison, "n": d.n,
               "pilot_base": d.pilot_base, "pilot_follow": d.pilot_follow,
               "comparison_base": d.comparison_base, "comparison_follow": d.comparison_follow,
-              "computed_ns": computed_ns}
+              "computed_ns": computed_ns, "note": d.note or None}
     fields = {k: (float(v) if isinstance(v, float) and math.isfinite(v) else v)
               for k, v in fields.items() if not (isinstance(v, float) and not math.isfinite(v))}
     tags = {"baseline": baseline, "followup": followup}
