@@ -222,7 +222,8 @@ periods, in :data:`RP_FOREVER` at the follow-up's start; tags :data:`PILOT_DID_T
 ``did_pp``, ``lo_pp``, ``hi_pp`` (percentage points, 95 %), ``p``, ``method`` (cluster_robust,
 wild_cluster_bootstrap), ``enterprises_pilot``, ``enterprises_comparison``, ``n``, and the
 four cell rates ``pilot_base``, ``pilot_follow``, ``comparison_base``, ``comparison_follow``
-(%), ``computed_ns``."""
+(%), ``note`` (only when there is no test: no variation, or a standard error of 0),
+``computed_ns``."""
 PILOT_DID_TAGS = ("baseline", "followup")
 AUDIOGRAMS = "audiograms"
 """One pure-tone audiogram, in :data:`RP_FOREVER` at the exam's local date; tags

@@ -354,6 +354,20 @@ def test_did_without_variation_never_reports_p_zero():
     assert "standard error" in d.note
     lines = wr.did_lines(d, "2024", "2025", "Asia/Shanghai", 0)
     assert " p=" not in lines[0] and ",p=" not in lines[0] and "lo_pp" not in lines[0]
+    # the command's outputs: JSON stays JSON (NaN → null) and the table says why there is
+    # no test instead of printing "+nan"
+    import argparse
+    import json
+
+    from tingbao.analysis.cli import wearing_rate as cli
+
+    row = {"baseline": "2024", "followup": "2025",
+           **{k: cli._finite(getattr(d, k)) for k in cli.DID_COLUMNS[2:]}}
+    assert row["p"] is None and row["lo_pp"] is None and row["did_pp"] == pytest.approx(100)
+    json.loads(json.dumps(row, allow_nan=False))
+    text = cli.table([], row, argparse.Namespace(by="group", period="year"))
+    assert "+nan" not in text and "p = nan" not in text and "p = —" in text
+    assert "standard error" in text
 
 
 def test_single_enterprise_rate_keeps_enterprise_count_and_names_worker_clusters(tmp_path):

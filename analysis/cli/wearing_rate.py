@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import sys
 import time
 
@@ -25,7 +26,7 @@ RATE_COLUMNS = ("scope", "key", "period", "source", "n", "x", "rate_pct", "lo95_
 DID_COLUMNS = ("baseline", "followup", "did_pp", "lo_pp", "hi_pp", "p", "method", "weights",
                "draws", "seed", "enterprises_pilot", "enterprises_comparison", "n",
                "pilot_base", "pilot_follow", "comparison_base", "comparison_follow",
-               "cr_lo_pp", "cr_hi_pp", "cr_p")
+               "cr_lo_pp", "cr_hi_pp", "cr_p", "note")
 
 
 def register(sub) -> None:
@@ -105,7 +106,8 @@ def run(args) -> int:
             site.writer.write(lines, rp=schema.RP_FOREVER)
     rate_dicts = [rate_dict(r) for r in rows]
     did_dict = None if did is None else {"baseline": args.did[0], "followup": args.did[1],
-                                         **{k: getattr(did, k) for k in DID_COLUMNS[2:]}}
+                                         **{k: _finite(getattr(did, k))
+                                            for k in DID_COLUMNS[2:]}}
     out = sys.stdout
     if args.format == "json":
         json.dump({"rates": rate_dicts, "did": did_dict}, out, ensure_ascii=False, indent=1)
@@ -143,6 +145,19 @@ def to_csv(columns, dicts) -> str:
     return buf.getvalue()
 
 
+def _finite(v):
+    """NaN (no interval, no test: the DiD's note says why) as None, so JSON stays JSON."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _pp(v) -> str:
+    return "—" if v is None else f"{v:+.1f}"
+
+
+def _p(v) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
 def table(rates, did, args) -> str:
     """The human table, Chinese first."""
     if not rates and did is None:
@@ -166,12 +181,14 @@ def table(rates, did, args) -> str:
                   f"  试点 pilot {did['pilot_base']:.1f} % → {did['pilot_follow']:.1f} %  "
                   f"对照 comparison {did['comparison_base']:.1f} % → "
                   f"{did['comparison_follow']:.1f} %",
-                  f"  DiD {did['did_pp']:+.1f} pp, 95 % CI {did['lo_pp']:+.1f} … "
-                  f"{did['hi_pp']:+.1f} pp, p = {did['p']:.4f} ({did['method']}"
+                  f"  DiD {_pp(did['did_pp'])} pp, 95 % CI {_pp(did['lo_pp'])} … "
+                  f"{_pp(did['hi_pp'])} pp, p = {_p(did['p'])} ({did['method']}"
                   + (f", {did['weights']} weights, {did['draws']} draws, seed {did['seed']}"
                      if did["method"] == "wild_cluster_bootstrap" else "")
                   + f"); enterprises {did['enterprises_pilot']} pilot + "
                   f"{did['enterprises_comparison']} comparison, n = {did['n']}",
-                  f"  cluster-robust t: {did['cr_lo_pp']:+.1f} … {did['cr_hi_pp']:+.1f} pp, "
-                  f"p = {did['cr_p']:.4f}"]
+                  f"  cluster-robust t: {_pp(did['cr_lo_pp'])} … {_pp(did['cr_hi_pp'])} pp, "
+                  f"p = {_p(did['cr_p'])}"]
+        if did["note"]:
+            lines.append(f"  注 note: {did['note']}")
     return "\n".join(lines) + "\n"
