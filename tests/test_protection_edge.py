@@ -55,8 +55,14 @@ def fft_a_level(x: np.ndarray) -> float:
     return float(level_from_mean_square(np.sum(spec * w * scale) / len(x) ** 2))
 
 
+FULL_SCALE_PA = 200.0
+"""Digital full scale of the test signals (raw units = Pa): 200 Pa, a 140 dB peak, an in-ear
+dosimeter's range; the 95 dB(A) signals peak near 5 Pa."""
+
+
 def run(outer, inner, block=FS, settings=None, interval=1.0):
-    m = ProtectionMonitor(FS, settings or ProtectionSettings(required_db=REQUIRED), interval)
+    m = ProtectionMonitor(FS, settings or ProtectionSettings(required_db=REQUIRED), interval,
+                          full_scale=FULL_SCALE_PA)
     x = np.stack([outer, inner], axis=1)
     parts = [m.process(x[i:i + block]) for i in range(0, len(x), block)] + [m.flush()]
     return [r for p in parts for r in p.records()], m
@@ -260,3 +266,240 @@ def test_protection_state_rules():
         contract.validate(TOPIC, contract.encode(p))
     with pytest.raises(contract.ContractError, match="sent on a 'levels' topic"):
         contract.validate("tingbao/v1/e/s/m1/levels", contract.encode(good_payload()))
+
+
+# ------------------------------------------------------------- review fixes (second review)
+LEAK_LP = signal.butter(4, 250, "lowpass", fs=FS, output="sos")
+"""An acoustic leak beside the plug: a parallel path passing the low frequencies (4th-order
+low-pass at 250 Hz), added to the plug's path at unity gain (0 dB)."""
+
+
+def white_at(level_db: float, seconds: float, seed: int) -> np.ndarray:
+    """White noise, unweighted level ``level_db`` (dB re 20 µPa), raw units = Pa."""
+    from tingbao.edge.levels import P0
+    w = np.random.default_rng(seed).standard_normal(round(seconds * FS))
+    return w / np.sqrt(np.mean(w**2)) * P0 * 10 ** (level_db / 20)
+
+
+def synthetic(rows, duration: float = 1.0, first: int = 0):
+    """IntervalSpectra built from numbers, for the pure decision: ``rows`` of (LAeq,outer dB,
+    att_a dB, band attenuations dB (8,)); every outer octave band holds 1 Pa²·s per second
+    (94 dB), the inner band = outer / 10^(D/10). With equal D over a group of bands the
+    group's energy-ratio attenuation (D_HF, D_LM) is exactly that D."""
+    from tingbao.edge.levels import P0
+    from tingbao.edge.protection import IntervalSpectra
+    n = len(rows)
+    lo = np.array([r[0] for r in rows], dtype=float)
+    att = np.array([r[1] for r in rows], dtype=float)
+    d = np.array([r[2] for r in rows], dtype=float).reshape(n, len(BAND_LABELS))
+    idx = np.arange(first, first + n, dtype=np.int64)
+    outer_b = np.full((n, len(BAND_LABELS)), duration)
+    return IntervalSpectra(idx, idx * duration, duration, np.full(n, duration),
+                           P0**2 * 10 ** (lo / 10) * duration,
+                           P0**2 * 10 ** ((lo - att) / 10) * duration,
+                           outer_b, outer_b * 10 ** (-d / 10))
+
+
+def bands(d_hf: float, d_lm: float, **override) -> list[float]:
+    """Octave attenuations 63 Hz … 8 kHz with D_HF = d_hf (4, 8 kHz) and D_LM = d_lm
+    (125 Hz … 1 kHz, 63 Hz too); 2 kHz halfway. ``override``: band label → D, e.g. b250=-4."""
+    v = [d_lm, d_lm, d_lm, d_lm, d_lm, (d_hf + d_lm) / 2, d_hf, d_hf]
+    for k, x in override.items():
+        v[BAND_LABELS.index(k[1:])] = x
+    return v
+
+
+def validate_all(recs):
+    for r in recs:
+        p = contract.protection_payload(r, meter="m1", seq=1,
+                                        start_ns=time.time_ns() - 10**12 + r["index"] * 10**9,
+                                        worker="w1", protector="plug-a")
+        contract.validate(TOPIC, contract.encode(p))
+
+
+def test_a_dead_inner_microphone_is_not_read_as_worn():
+    # review t5: outer white noise at 105 dB(A); the inner microphone is dead and outputs
+    # only its electrical noise, white at 20 dB unweighted. FFT-domain A levels: white
+    # noise over 0-24 kHz loses ~2.7 dB to A weighting, so att_a ~ 105 - 17.3 = 87.7 dB,
+    # far beyond the ~40-50 dB bone conduction lets any protector reach (setting
+    # max_plausible_att_db = 50): not audio of a protector, state no_audio, not assessed.
+    outer = white_at(0.0, 5.0, 1)
+    outer *= 10 ** ((105.0 - fft_a_level(outer)) / 20)
+    inner = white_at(20.0, 5.0, 2)
+    expected = fft_a_level(outer) - fft_a_level(inner)
+    assert 85.0 < expected < 90.0
+    recs, _ = run(outer, inner)
+    assert [r["state"] for r in recs[1:]] == ["no_audio"] * 4
+    assert all(r["worn_s"] == r["assessed_s"] == 0.0 for r in recs)
+    assert all(abs(r["att_a"] - expected) < 0.5 for r in recs[1:])  # still reported
+    validate_all(recs)
+    # the dead microphone's floor at 2 dB unweighted: LAeq,inner ~ 2 - 2.7 = -0.7 dB, below
+    # the contract's 0 … 200 dB, and att_a ~ 105.7 dB above its -60 … 100 dB. Those fields
+    # are sent as null, the record stays valid (it was refused, a dead letter, before).
+    inner2 = white_at(2.0, 5.0, 2)
+    assert fft_a_level(inner2) < 0.0
+    recs2, _ = run(outer, inner2)
+    assert [r["state"] for r in recs2[1:]] == ["no_audio"] * 4
+    assert all(r["inner_laeq"] is None and r["att_a"] is None for r in recs2)
+    assert all(abs(r["outer_laeq"] - 105.0) < 0.5 for r in recs2[1:])  # the good field kept
+    validate_all(recs2)
+
+
+def test_attenuation_above_the_plausible_limit_is_not_assessed():
+    # pure decision at the boundary: outer 95 dB(A), required 20 dB, limit 50 dB.
+    # att_a 50.0 (= the limit) is worn; 50.5 is no_audio, 0 s assessed; the band values are
+    # irrelevant to it. A band attenuation of 120 dB (> the contract's 100) is sent as null.
+    cfg = ProtectionSettings(required_db=20.0)
+    assert cfg.max_plausible_att_db == 50.0
+    res, _ = classify(synthetic([(95.0, 50.0, bands(45.0, 30.0)),
+                                 (95.0, 50.5, bands(45.0, 30.0)),
+                                 (95.0, 30.0, bands(45.0, 30.0, b8000=120.0))]), cfg)
+    assert list(res.state) == ["worn", "no_audio", "worn"]
+    assert list(res.assessed_s) == [1.0, 0.0, 1.0]
+    recs = res.records()
+    assert recs[2]["bands"]["att"][-1] is None and recs[2]["bands"]["att"][-2] == 45.0
+    validate_all(recs)
+    # a requirement no protector can be measured to reach is a configuration error
+    with pytest.raises(ValueError, match="max_plausible_att_db"):
+        ProtectionSettings(required_db=55.0)
+
+
+def leak_with_pauses(seconds_worn: int, pattern: list[tuple[str, int]], seed: int = 3):
+    """Outer pink noise at 95 dB(A), plug in (inner through PLUG) for ``seconds_worn`` s,
+    then ``pattern`` of ("leak", s): the plug plus the 0 dB low-pass leak path, or
+    ("quiet", s): the machine stops, outer 40 dB lower (55 dB(A) < 70: quiet)."""
+    total = seconds_worn + sum(s for _, s in pattern)
+    outer = outer_at(95.0, total, seed)
+    leak = np.zeros(outer.size)
+    t = seconds_worn
+    for kind, s in pattern:
+        if kind == "quiet":
+            outer[t * FS:(t + s) * FS] *= 10 ** (-40 / 20)
+        else:
+            leak[t * FS:(t + s) * FS] = 1.0
+        t += s
+    inner = signal.sosfilt(PLUG, outer) * PLUG_GAIN + signal.sosfilt(LEAK_LP, outer) * leak
+    return outer, inner
+
+
+def test_short_quiet_pauses_do_not_reset_the_voice_limit():
+    # review t4, shortened: required 20 dB. The leak keeps D_HF (~49 dB, as the reference)
+    # and drops D_LM (~5 vs ~21 dB) and att_a (~18.7 < 19: no hysteresis hold), so against
+    # the reference it reads as a talk. voice_max_s = 10 s; 5 s worn, then 4 x (8 s leak +
+    # 2 s quiet). Before: each 2 s quiet reset the run, 32 voice seconds of 32. Now the quiet
+    # pauses the run: 8 s voice, pause, 2 more voice seconds (run 10 s), and the remaining
+    # 32 - 10 = 22 leak seconds are poor_fit.
+    cfg = ProtectionSettings(required_db=20.0, voice_max_s=10.0)
+    outer, inner = leak_with_pauses(5, [("leak", 8), ("quiet", 2)] * 4)
+    recs, m = run(outer, inner, settings=cfg)
+    states = [r["state"] for r in recs]
+    assert states[1:5] == ["worn"] * 4
+    leak_s = [states[5 + 10 * k + i] for k in range(4) for i in range(8)]
+    assert set(leak_s) <= {"voice", "poor_fit"}
+    assert 9 <= leak_s.count("voice") <= 11 and leak_s.count("poor_fit") >= 21
+    assert leak_s[-8:] == ["poor_fit"] * 8
+    assert m.wear_state.voice_run_s > 10.0  # the run is still open at the end
+
+
+def test_a_long_quiet_stretch_invalidates_the_voice_reference():
+    # 5 s worn (the reference: D_HF ~49, D_LM ~21 dB), 8 s quiet (> reference_break_s = 5 s:
+    # the machine stopped, plugs may have come out), then 6 s of the leak. Before: the
+    # reference still held (age 8 s < 30 min) and the leak read voice (D_HF held, D_LM
+    # dropped > 6 dB). Now there is no reference; the no-reference rule needs some
+    # 125-500 Hz band with the inside >= 3 dB louder, the leak's is at most 0.3 dB louder
+    # (D_125 ~ -0.3 dB), so it is poor_fit.
+    cfg = ProtectionSettings(required_db=20.0)
+    outer, inner = leak_with_pauses(5, [("quiet", 8), ("leak", 6)])
+    recs, _ = run(outer, inner, settings=cfg)
+    states = [r["state"] for r in recs]
+    assert states[6:13] == ["quiet"] * 7
+    assert states[14:19] == ["poor_fit"] * 5
+    # the same with a 2 s stop (<= 5 s) keeps the reference: voice
+    outer, inner = leak_with_pauses(5, [("quiet", 2), ("leak", 6)])
+    recs, _ = run(outer, inner, settings=cfg)
+    assert [r["state"] for r in recs[8:13]] == ["voice"] * 5
+
+
+def test_without_a_reference_the_inside_must_be_clearly_louder():
+    # a shift that starts with the leak (no worn interval before): D_HF ~49 dB >= 20 but the
+    # 125 Hz band's inside is only ~0.3 dB louder (D_125 = -0.3 dB, 250 Hz +4.4): not a voice
+    # (needs D <= -3 dB in a 125-500 Hz band), poor_fit. Before: any D < 0 made it voice.
+    cfg = ProtectionSettings(required_db=20.0)
+    outer, inner = leak_with_pauses(0, [("leak", 6)])
+    recs, _ = run(outer, inner, settings=cfg)
+    assert {r["state"] for r in recs[1:6]} == {"poor_fit"}
+    # a talk from the start: the plug in, own voice at 100 dB rms in the canal (occluded:
+    # 10-25 dB above the ~80-90 dB of a raised voice): the 500 Hz band reads D ~ -9 dB and
+    # D_HF ~48 dB, so voice, counted as worn
+    from tingbao.edge.levels import P0
+    outer = outer_at(95.0, 6.0)
+    inner = signal.sosfilt(PLUG, outer) * PLUG_GAIN + voice(6.0, P0 * 10 ** (100 / 20))
+    recs, _ = run(outer, inner, settings=cfg)
+    assert {r["state"] for r in recs[1:6]} == {"voice"}
+
+
+def test_an_interval_held_by_hysteresis_is_not_the_voice_reference():
+    # required 20 dB, hysteresis 1 dB. i0 att 25 (worn, the reference: D_HF 40, D_LM 22);
+    # i1 att 19.5 (worn only by the hold, 19.5 >= 19; D_HF 34, D_LM 19: the plug works
+    # loose); i2 att 15, D_HF 32, D_LM 12. Against i1 (before): 32 >= 34 - 3 and 12 <= 19 - 6
+    # -> voice, a loosening plug ratchets its own reference down. Against i0 (now): 32 < 40 - 3
+    # -> poor_fit.
+    cfg = ProtectionSettings(required_db=20.0)
+    rows = [(95.0, 25.0, bands(40.0, 22.0)), (95.0, 19.5, bands(34.0, 19.0)),
+            (95.0, 15.0, bands(32.0, 12.0))]
+    whole, st = classify(synthetic(rows), cfg)
+    assert list(whole.state) == ["worn", "worn", "poor_fit"]
+    assert st.ref_hf_db == pytest.approx(40.0) and st.ref_lm_db == pytest.approx(22.0)
+    one, st1 = [], None
+    for i, row in enumerate(rows):
+        r, st1 = classify(synthetic([row], first=i), cfg, st1)
+        one.append(r.state[0])
+    assert one == list(whole.state) and st1 == st
+
+
+def test_clipped_intervals_are_not_assessed():
+    # pink at 95 dB(A) (~1.1 Pa rms), plug in, raw units = Pa / 10 (pa_per_unit 10), full
+    # scale 1.0 raw = 10 Pa. Second 3: the outer microphone overloads: its raw samples are
+    # clipped at ±0.2 (x 10 Pa: a peak of 2 Pa, under-reading the outer level). Second 5: one
+    # inner sample reaches full scale. Both intervals are no_audio (not assessed); the others
+    # stay worn. clipped_samples counts every sample at or beyond 1 - 1/32768 of full scale.
+    from tingbao.edge.meter import PCM16_FULL_SCALE
+    outer = outer_at(95.0, 8.0) / 10.0
+    inner = signal.sosfilt(PLUG, outer) * PLUG_GAIN
+    sec3 = slice(3 * FS, 4 * FS)
+    outer[sec3] = np.clip(outer[sec3] * 5.0, -1.0, 1.0)
+    n_clip = int(np.sum(np.abs(outer[sec3]) >= PCM16_FULL_SCALE))
+    assert n_clip > 100
+    inner[5 * FS + 100] = -1.0
+    m = ProtectionMonitor(FS, ProtectionSettings(required_db=REQUIRED), pa_per_unit=10.0,
+                          full_scale=1.0)
+    x = np.stack([outer, inner], axis=1)
+    res = [m.process(x[i:i + 7919]) for i in range(0, len(x), 7919)] + [m.flush()]
+    states = [s for r in res for s in r.state]
+    assert states[1:] == ["worn", "worn", "no_audio", "worn", "no_audio", "worn", "worn"]
+    assert m.clipped_samples == n_clip + 1
+
+
+def test_batched_and_one_by_one_decisions_agree_with_pauses_and_breaks():
+    # a random sequence of 400 synthetic intervals (worn, held, leak-like, talk-like,
+    # removed, quiet, no_audio by an implausible 60 dB) in random chunk sizes: every cut
+    # gives the states and the final WearState of the whole batch.
+    rng = np.random.default_rng(11)
+    kinds = [(95.0, 25.0, bands(40.0, 22.0)), (95.0, 19.5, bands(39.0, 21.0)),
+             (95.0, 15.0, bands(39.0, 10.0)), (95.0, 12.0, bands(41.0, 5.0, b250=-4.0)),
+             (95.0, 0.0, bands(-2.0, 0.0)), (60.0, 25.0, bands(40.0, 22.0)),
+             (95.0, 60.0, bands(40.0, 22.0))]
+    seq = []
+    while len(seq) < 400:  # runs of 1-12 intervals of one kind
+        seq += [kinds[rng.integers(len(kinds))]] * int(rng.integers(1, 13))
+    seq = seq[:400]
+    cfg = ProtectionSettings(required_db=20.0, voice_max_s=15.0, reference_max_age_s=60.0)
+    whole, st = classify(synthetic(seq), cfg)
+    assert {"worn", "voice", "poor_fit", "removed", "quiet", "no_audio"} <= set(whole.state)
+    i, parts, st2 = 0, [], None
+    while i < len(seq):
+        k = int(rng.integers(1, 40))
+        r, st2 = classify(synthetic(seq[i:i + k], first=i), cfg, st2)
+        parts += list(r.state)
+        i += k
+    assert parts == list(whole.state) and st2 == st

@@ -53,7 +53,9 @@ def test_a_30_minute_removal_reaches_wear_daily_within_one_interval(stack, tmp_p
     start_ns = int(start.timestamp()) * 10**9
     collector = start_collector(stack, tmp_path / "col", client_id="prot-col")
     try:
-        cfg = make_config(tmp_path, stack, meter={"mode": "protection", "pa_per_unit": 1.0},
+        # raw units = Pa; full scale 100 Pa (134 dB peak) so the ~94 dB signal does not clip
+        cfg = make_config(tmp_path, stack, meter={"mode": "protection", "pa_per_unit": 1.0,
+                                                  "full_scale": 100.0},
                           source={"channels": 2},
                           mqtt={"backlog_per_s": 5000.0, "window": 1000})
         cfg["protection"] = {"required_attenuation_db": 15.0, "worker": "w-0042",
