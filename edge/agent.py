@@ -270,7 +270,8 @@ class Agent:
                                   f"{src.channels} channel(s)")
             return ProtectionMonitor(fs, settings, cfg.meter.interval_s, channels=src.channels,
                                      outer=pr.outer_channel, inner=pr.inner_channel,
-                                     pa_per_unit=self.calibration["pa_per_unit"])
+                                     pa_per_unit=self.calibration["pa_per_unit"],
+                                     full_scale=cfg.meter.full_scale)
         return SoundLevelMeter(
             fs, channels=src.channels, interval=cfg.meter.interval_s,
             pa_per_unit=self.calibration["pa_per_unit"], bands=cfg["meter"]["bands"],
