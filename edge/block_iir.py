@@ -1,0 +1,227 @@
+"""Blockwise evaluation of a cascade of second-order sections with matrix products.
+
+Used by the sound level meter for the A and C frequency weightings of IEC 61672-1:2013
+clause 5.5 (:mod:`tingbao.edge.iec61672`): the same sections that ``scipy.signal.sosfilt``
+would run sample by sample, evaluated without a per-sample recursion, several outputs (taps of
+the cascade) at once. The result agrees with ``sosfilt`` to about 1e-13 of the signal
+(tests/test_block_weighting.py asks 1e-9).
+
+The state. A cascade of K sections is one real linear system of order n = 2K,
+s[t+1] = A s[t] + B x[t], y_o[t] = C_o s[t] + D_o x[t], whose state is exactly the sections'
+own transposed-direct-form-II state, in the layout of ``sosfilt``'s ``zi`` (section by section,
+[z1, z2]): section k's update is z1' = −a1 z1 + z2 + (b1 − a1 b0) u, z2' = −a2 z1 +
+(b2 − a2 b0) u, y = z1 + b0 u, and its input u is the output of section k − 1. A is block
+lower triangular (a section hears only the ones before it) and no coordinate change is made:
+no partial fractions, no diagonal, Jordan or companion form. That is how repeated poles are
+handled. The A and C weightings have a double pole at f1 = 20.6 Hz (an exact double root of
+one section) and two nearly equal real poles near f4 = 12.2 kHz (one fitted section): a
+parallel (partial-fraction) form has residues that grow without bound as two poles merge and
+cancel one another, so it loses digits in proportion; the cascade's own state has no such
+terms. Every matrix below is a response of the sections themselves (the powers A^k, the
+impulse response, the free response), and each is computed by ``sosfilt``'s own recursion run
+on unit states and unit samples, never by multiplying A by itself: the TDF-II matrix of a
+double pole near z = 1 is far from normal (A^k has entries near k·r^k with cancellations), so
+its float64 powers and squarings lose about 1e-10 of the signal at 96 kHz, while the
+responses are exactly as accurate as ``sosfilt``'s output. (Measured against an 80-bit
+reference: the block result errs by 3.2e-12, ``sosfilt`` by 3.3e-12, at 96 kHz.)
+
+The blocks. For a block of L samples x_b with state s_b at its start,
+
+    y_b = T_o x_b + O_o s_b          (T_o: L×L lower-triangular Toeplitz of the impulse
+                                       response h_o[0] = D_o, h_o[k] = C_o A^(k−1) B;
+                                       O_o: row i is C_o A^i, the free response)
+    s_(b+1) = Φ s_b + g_b,  Φ = A^L,  g_b = Γ x_b  (Γ: column j is A^(L−1−j) B).
+
+The outputs of all blocks are then one matrix product [x_b | s_b] · [T_oᵀ; O_oᵀ] for each
+output o (C and A of the meter come from the raw signal with the same state, each in one
+product). The states at the block starts come from a prefix scan over blocks: in chunks of J
+blocks, the zero-start states of a chunk are one product of the chunk's g_b with the
+block-lower-triangular matrix of powers Φ^(i−j); the states at the chunk starts follow from
+a Hillis–Steele scan over chunks (steps d = 1, 2, 4, … with Φ^(J·d), run to the end: no term
+is left out); each block's start state is its chunk-local state plus Φ^i times its chunk's
+start state. A call's last samples that do not fill a block are evaluated as one short block
+(the first r rows and columns of the same matrices, A^r for the state), so nothing waits for
+the next call and the output of every call is complete. Products are in float64: float32
+products err by about 1e-7 of the signal, a hundred times the 1e-9 asked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg, signal
+
+
+def cascade_state_space(sos, taps) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Real state-space (A, B, C, D) of the cascade of second-order sections ``sos`` (shape
+    (K, 6), rows b0, b1, b2, a0, a1, a2 as for ``scipy.signal.sosfilt``) with outputs taken
+    after the sections numbered ``taps`` (1 … K: tap k is the output of the first k sections).
+
+    The state (n = 2K) is the sections' transposed-direct-form-II state in ``sosfilt``'s
+    ``zi`` layout flattened (z1, z2 of section 0, then section 1, …). Shapes: A (n, n),
+    B (n,), C (len(taps), n), D (len(taps),). Dimensionless (the output has the input's unit).
+    """
+    sos = np.asarray(sos, dtype=float)
+    if sos.ndim != 2 or sos.shape[1] != 6 or sos.shape[0] < 1:
+        raise ValueError(f"sos must have shape (sections, 6), got {sos.shape}")
+    taps = [int(t) for t in taps]
+    if not taps or min(taps) < 1 or max(taps) > sos.shape[0]:
+        raise ValueError(f"taps must lie in 1 … {sos.shape[0]}, got {taps}")
+    K = sos.shape[0]
+    n = 2 * K
+    A = np.zeros((n, n))
+    B = np.zeros(n)
+    cu, du = np.zeros(n), 1.0  # input of the current section = cu · s + du · x
+    outs_c, outs_d = {}, {}
+    for k in range(K):
+        b0, b1, b2, a0, a1, a2 = sos[k] / sos[k, 3]
+        i = 2 * k
+        A[i] += (b1 - a1 * b0) * cu
+        A[i, i] += -a1
+        A[i, i + 1] += 1.0
+        B[i] = (b1 - a1 * b0) * du
+        A[i + 1] += (b2 - a2 * b0) * cu
+        A[i + 1, i] += -a2
+        B[i + 1] = (b2 - a2 * b0) * du
+        cu = b0 * cu
+        cu[i] += 1.0
+        du = b0 * du
+        outs_c[k + 1], outs_d[k + 1] = cu.copy(), du
+    C = np.array([outs_c[t] for t in taps])
+    D = np.array([outs_d[t] for t in taps])
+    return A, B, C, D
+
+
+class BlockCascade:
+    """Streaming blockwise evaluator of a cascade of second-order sections with several
+    output taps, vectorised over channels (see the module docstring for the algebra).
+
+    ``sos`` (K, 6) as for ``scipy.signal.sosfilt``; ``taps``: after which sections an output
+    is taken (1 … K); ``block`` L (samples) and ``chunk`` J (blocks per chunk of the scan).
+    Holds no signal state itself: :meth:`run` takes and returns the state, shape
+    (channels, 2K), in ``sosfilt``'s ``zi`` layout (``zi.transpose(1, 0, 2).reshape(C, -1)``).
+    """
+
+    def __init__(self, sos, taps, block: int = 16, chunk: int = 4):
+        sos = np.asarray(sos, dtype=float)
+        sos = sos / sos[:, 3:4]
+        taps = tuple(int(t) for t in taps)
+        A, B, C, D = cascade_state_space(sos, taps)
+        L, J = int(block), int(chunk)
+        if L < 1 or J < 1:
+            raise ValueError("block and chunk must be positive integers")
+        n = A.shape[0]
+        self.order, self.block, self.chunk, self.outputs = n, L, J, len(taps)
+        self._sos, self._taps = sos, taps
+        eye = np.eye(n)
+        # Every block matrix is a response of the sections themselves, computed by sosfilt's
+        # own recursion (not by multiplying A by itself: the powers of the TDF-II matrix of a
+        # double pole near z = 1 lose about 1e-10 of the signal that way, while the responses
+        # are as accurate as sosfilt's output).
+        free, _ = self._evolve(eye, np.zeros((n, L)))  # (outputs, n, L): C_o A^i e_m
+        impulse = np.zeros((1, L))
+        impulse[0, 0] = 1.0
+        h, _ = self._evolve(np.zeros((1, n)), impulse)  # (outputs, 1, L)
+        # W_o = [T_oᵀ; O_oᵀ], (L + n, L): output of a block is the row [x_b | s_b] · W_o
+        self._w = np.stack(
+            [np.vstack([linalg.toeplitz(h[o, 0], np.zeros(L)).T, free[o]]) for o in range(len(h))]
+        )
+        # Γ (L, n): row j is the state at the block end left by a unit sample at j
+        _, self._gamma = self._evolve(np.zeros((L, n)), np.eye(L))
+        # (A^r)ᵀ for the short last block of a call, r = 0 … L
+        self._powers_t = np.stack([self._evolve(eye, np.zeros((n, r)))[1] for r in range(L + 1)])
+        # Φ^k = A^(kL), k = 0 … J: (Φ^k)ᵀ rows are the states after kL samples from unit states
+        phis_t = np.stack([self._evolve(eye, np.zeros((n, k * L)))[1] for k in range(J + 1)])
+        # within a chunk: local end state of block i = Σ_(j ≤ i) g_j (Φ^(i−j))ᵀ (row vectors)
+        lam = np.zeros((J * n, J * n))
+        for i in range(J):
+            for j in range(i + 1):
+                lam[j * n : (j + 1) * n, i * n : (i + 1) * n] = phis_t[i - j]
+        self._lam = lam
+        self._chunk_to_blocks = np.hstack([phis_t[i + 1] for i in range(J)])  # (n, J·n)
+        self._psi_steps: list[np.ndarray] = [phis_t[J]]  # (Φ^(J·d))ᵀ for d = 1, 2, 4, …
+        self._tails: dict[int, list[np.ndarray]] = {}
+
+    def _evolve(self, zi: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``sosfilt`` of the sections from states ``zi`` (batch, n) over inputs ``x``
+        (batch, N): the outputs at the taps (taps, batch, N) and the final states (batch, n)."""
+        batch = x.shape[0]
+        if x.shape[1] == 0:
+            return np.zeros((len(self._taps), batch, 0)), zi.copy()
+        z = zi.reshape(batch, -1, 2).transpose(1, 0, 2).copy()
+        outs, y = [], x
+        for k in range(self._sos.shape[0]):
+            y, z[k] = signal.sosfilt(self._sos[k : k + 1], y, axis=-1, zi=z[k : k + 1])
+            if k + 1 in self._taps:
+                outs.append(y)
+        outs = [outs[sorted(self._taps).index(t)] for t in self._taps]
+        return np.stack(outs), z.transpose(1, 0, 2).reshape(batch, -1)
+
+    def _step(self, k: int) -> np.ndarray:
+        """(Φ^(J·2^k))ᵀ, the k-th step of the scan over chunks, from sosfilt's recursion over
+        J·L·2^k samples (squaring in float64 would lose about 1e-10 of the signal)."""
+        while len(self._psi_steps) <= k:
+            m, n, last = len(self._psi_steps), self.order, self._psi_steps[-1]
+            if np.max(np.abs(last)) < 1e-150:  # decayed: the square is far below any state
+                self._psi_steps.append(last @ last)
+                continue
+            self._psi_steps.append(
+                self._evolve(np.eye(n), np.zeros((n, self.chunk * self.block * 2**m)))[1]
+            )
+        return self._psi_steps[k]
+
+    def _block_states(self, g: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """States at the ends of the blocks, (C, nb, n), from the zero-start block-end states
+        ``g`` (C, nb, n) and the state at the start of the first block, (C, n)."""
+        C, nb, n = g.shape
+        J = self.chunk
+        nch = -(-nb // J)
+        if nch * J != nb:
+            g = np.concatenate((g, np.zeros((C, nch * J - nb, n))), axis=1)
+        local = g.reshape(C, nch, J * n) @ self._lam  # chunk-local block-end states
+        E = np.empty((C, nch + 1, n))  # E[c]: state at the start of chunk c
+        E[:, 0] = state
+        E[:, 1:] = local[:, :, (J - 1) * n :]
+        d, k = 1, 0
+        while d <= nch:
+            E[:, d:] += E[:, :-d] @ self._step(k)
+            d, k = 2 * d, k + 1
+        local += E[:, :nch] @ self._chunk_to_blocks
+        return local.reshape(C, nch * J, n)[:, :nb]
+
+    def _tail(self, r: int) -> list[np.ndarray]:
+        """The matrices [T_oᵀ; O_oᵀ] of a short block of r < L samples."""
+        if r not in self._tails:
+            rows = np.r_[0:r, self.block : self.block + self.order]
+            self._tails[r] = [np.ascontiguousarray(w[np.ix_(rows, np.arange(r))]) for w in self._w]
+        return self._tails[r]
+
+    def run(self, x: np.ndarray, state: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Filter ``x`` (channels, N), any N ≥ 0, from ``state`` (channels, n). Returns the
+        outputs, one (channels, N) array per tap (same unit as ``x``), and the state after
+        the last sample (channels, n). Nothing is kept: the caller carries the state."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        C, N = x.shape
+        L, n = self.block, self.order
+        nb, r = divmod(N, L)
+        outs = [np.empty((C, N)) for _ in range(self.outputs)]
+        state = np.asarray(state, dtype=np.float64)
+        if nb:
+            X = x[:, : nb * L].reshape(C, nb, L)
+            ends = self._block_states(X @ self._gamma, state)
+            XS = np.empty((C, nb, L + n))
+            XS[:, :, :L] = X
+            XS[:, 0, L:] = state
+            XS[:, 1:, L:] = ends[:, :-1]
+            for o, w in enumerate(self._w):
+                if r == 0:
+                    np.matmul(XS, w, out=outs[o].reshape(C, nb, L))
+                else:
+                    outs[o][:, : nb * L] = np.matmul(XS, w).reshape(C, nb * L)
+            state = ends[:, -1]
+        if r:
+            tail = x[:, nb * L :]
+            xs = np.concatenate((tail, state), axis=1)
+            for o, w in enumerate(self._tail(r)):
+                outs[o][:, nb * L :] = xs @ w
+            state = state @ self._powers_t[r] + tail @ self._gamma[L - r :]
+        return outs, np.array(state)
