@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import linalg, signal
+from scipy.linalg import blas
 
 
 def cascade_state_space(sos, taps) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -128,18 +129,10 @@ class BlockCascade:
         # Γ (L, n): row j is the state at the block end left by a unit sample at j
         _, self._gamma = self._evolve(np.zeros((L, n)), np.eye(L))
         # (A^r)ᵀ for the short last block of a call, r = 0 … L
-        self._powers_t = np.stack([self._evolve(eye, np.zeros((n, r)))[1] for r in range(L + 1)])
-        # Φ^k = A^(kL), k = 0 … J: (Φ^k)ᵀ rows are the states after kL samples from unit states
-        phis_t = np.stack([self._evolve(eye, np.zeros((n, k * L)))[1] for k in range(J + 1)])
-        # within a chunk: local end state of block i = Σ_(j ≤ i) g_j (Φ^(i−j))ᵀ (row vectors)
-        lam = np.zeros((J * n, J * n))
-        for i in range(J):
-            for j in range(i + 1):
-                lam[j * n : (j + 1) * n, i * n : (i + 1) * n] = phis_t[i - j]
-        self._lam = lam
-        self._chunk_to_blocks = np.hstack([phis_t[i + 1] for i in range(J)])  # (n, J·n)
-        self._psi_steps: list[np.ndarray] = [phis_t[J]]  # (Φ^(J·d))ᵀ for d = 1, 2, 4, …
+        self._powers_t = np.stack([self._power_t(r) for r in range(L + 1)])
+        self._levels: list[tuple[np.ndarray, np.ndarray]] = []
         self._tails: dict[int, list[np.ndarray]] = {}
+        self._wf = [(np.asfortranarray(w[:L].T), np.asfortranarray(w[L:].T)) for w in self._w]
 
     def _evolve(self, zi: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``sosfilt`` of the sections from states ``zi`` (batch, n) over inputs ``x``
@@ -156,37 +149,62 @@ class BlockCascade:
         outs = [outs[sorted(self._taps).index(t)] for t in self._taps]
         return np.stack(outs), z.transpose(1, 0, 2).reshape(batch, -1)
 
-    def _step(self, k: int) -> np.ndarray:
-        """(Φ^(J·2^k))ᵀ, the k-th step of the scan over chunks, from sosfilt's recursion over
-        J·L·2^k samples (squaring in float64 would lose about 1e-10 of the signal)."""
-        while len(self._psi_steps) <= k:
-            m, n, last = len(self._psi_steps), self.order, self._psi_steps[-1]
-            if np.max(np.abs(last)) < 1e-150:  # decayed: the square is far below any state
-                self._psi_steps.append(last @ last)
-                continue
-            self._psi_steps.append(
-                self._evolve(np.eye(n), np.zeros((n, self.chunk * self.block * 2**m)))[1]
-            )
-        return self._psi_steps[k]
+    def _power_t(self, samples: int) -> np.ndarray:
+        """(A^samples)ᵀ: its rows are the states ``samples`` steps after the unit states, from
+        sosfilt's recursion (squaring in float64 would lose about 1e-10 of the signal)."""
+        cache = self.__dict__.setdefault("_power_cache", {})
+        if samples not in cache:
+            n = self.order
+            half = samples // 2
+            if samples > 2 * self.block and np.max(np.abs(self._power_t(half))) < 1e-150:
+                # decayed far below any state: the product of two halves is as good as zero
+                cache[samples] = self._power_t(half) @ self._power_t(samples - half)
+            else:
+                cache[samples] = self._evolve(np.eye(n), np.zeros((n, samples)))[1]
+        return cache[samples]
 
-    def _block_states(self, g: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """States at the ends of the blocks, (C, nb, n), from the zero-start block-end states
-        ``g`` (C, nb, n) and the state at the start of the first block, (C, n)."""
-        C, nb, n = g.shape
+    def _level(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Matrices of scan level k, whose elements are J^k blocks long (P = A^(L·J^k)): Λ
+        (J·n, J·n) with blocks (P^(i−j))ᵀ for j ≤ i (zero-start end states within a group of
+        J elements, row vectors) and [P¹ᵀ … P^Jᵀ] (n, J·n) (what a group's start state adds)."""
+        while len(self._levels) <= k:
+            J, n = self.chunk, self.order
+            span = self.block * J ** len(self._levels)
+            pw = [self._power_t(i * span) for i in range(J + 1)]
+            lam = np.zeros((J * n, J * n))
+            for i in range(J):
+                for j in range(i + 1):
+                    lam[j * n : (j + 1) * n, i * n : (i + 1) * n] = pw[i - j]
+            self._levels.append((lam, np.hstack(pw[1:])))
+        return self._levels[k]
+
+    def _scan(self, g: np.ndarray, state: np.ndarray, k: int = 0) -> np.ndarray:
+        """States after each element of a sequence at scan level k, (C, m, n): s_(i+1) =
+        P s_i + g_i with P = A^(L·J^k), s_0 = ``state`` (C, n), from the zero-start element
+        end states ``g`` (C, m, n). Groups of J elements are one product with Λ; the states at
+        the group starts are the same scan one level up; a short sequence (at most 2J
+        elements) is scanned by Hillis–Steele steps d = 1, 2, 4, … with P^d, to the end."""
+        C, m, n = g.shape
         J = self.chunk
-        nch = -(-nb // J)
-        if nch * J != nb:
-            g = np.concatenate((g, np.zeros((C, nch * J - nb, n))), axis=1)
-        local = g.reshape(C, nch, J * n) @ self._lam  # chunk-local block-end states
-        E = np.empty((C, nch + 1, n))  # E[c]: state at the start of chunk c
-        E[:, 0] = state
-        E[:, 1:] = local[:, :, (J - 1) * n :]
-        d, k = 1, 0
-        while d <= nch:
-            E[:, d:] += E[:, :-d] @ self._step(k)
-            d, k = 2 * d, k + 1
-        local += E[:, :nch] @ self._chunk_to_blocks
-        return local.reshape(C, nch * J, n)[:, :nb]
+        span = self.block * J**k
+        if m <= 2 * J:
+            E = np.empty((C, m + 1, n))
+            E[:, 0] = state
+            E[:, 1:] = g
+            d = 1
+            while d <= m:
+                E[:, d:] += E[:, :-d] @ self._power_t(d * span)
+                d *= 2
+            return E[:, 1:]
+        lam, to_elements = self._level(k)
+        ng = -(-m // J)
+        if ng * J != m:
+            g = np.concatenate((g, np.zeros((C, ng * J - m, n))), axis=1)
+        local = g.reshape(C, ng, J * n) @ lam  # zero-start end states within each group
+        ends = self._scan(np.ascontiguousarray(local[:, :, (J - 1) * n :]), state, k + 1)
+        starts = np.concatenate((state[:, None, :], ends[:, :-1]), axis=1)
+        local += starts @ to_elements
+        return local.reshape(C, ng * J, n)[:, :m]
 
     def _tail(self, r: int) -> list[np.ndarray]:
         """The matrices [T_oᵀ; O_oᵀ] of a short block of r < L samples."""
@@ -207,16 +225,19 @@ class BlockCascade:
         state = np.asarray(state, dtype=np.float64)
         if nb:
             X = x[:, : nb * L].reshape(C, nb, L)
-            ends = self._block_states(X @ self._gamma, state)
-            XS = np.empty((C, nb, L + n))
-            XS[:, :, :L] = X
-            XS[:, 0, L:] = state
-            XS[:, 1:, L:] = ends[:, :-1]
-            for o, w in enumerate(self._w):
-                if r == 0:
-                    np.matmul(XS, w, out=outs[o].reshape(C, nb, L))
-                else:
-                    outs[o][:, : nb * L] = np.matmul(XS, w).reshape(C, nb * L)
+            ends = self._scan(X @ self._gamma, state)
+            S = np.empty((C * nb, n))  # the state at the start of every block
+            S3 = S.reshape(C, nb, n)
+            S3[:, 0] = state
+            S3[:, 1:] = ends[:, :-1]
+            Xt = X.reshape(C * nb, L).T  # Fortran-ordered views: BLAS reads them in place
+            for o, (t, f) in enumerate(self._wf):
+                y = outs[o].reshape(C * nb, L) if r == 0 else np.empty((C * nb, L))
+                # yᵀ = T Xᵀ, then yᵀ += O Sᵀ in place (beta = 1)
+                blas.dgemm(1.0, t, Xt, 0.0, y.T, overwrite_c=1)
+                blas.dgemm(1.0, f, S.T, 1.0, y.T, overwrite_c=1)
+                if r:
+                    outs[o][:, : nb * L] = y.reshape(C, nb * L)
             state = ends[:, -1]
         if r:
             tail = x[:, nb * L :]
