@@ -37,7 +37,6 @@ import dataclasses
 import math
 
 import numpy as np
-from scipy import signal
 
 from . import iec61672
 from .block_iir import BlockCascade
@@ -449,24 +448,32 @@ class SoundLevelMeter:
 _TW_CHUNK = 32
 """The exponential time weightings run over sub-block ends in chunks of 32 (one small matrix
 product per chunk and a first-order recursion over chunks)."""
+_TW_SPAN = 2048
+"""The recursion over chunk ends is a scaled cumulative sum over at most 2048 chunks at once."""
 
 
-def _exp_scan_matrices(decays: np.ndarray, R: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _exp_scan_matrices(decays: np.ndarray, R: int) -> tuple[np.ndarray, ...]:
     """For first-order recursions y_j = d·y_(j−1) + u_j with decays ``d`` (w,): the
     lower-triangular chunk matrices Λ[i', i] = d^(i−i') (i' ≤ i), shape (w, R, R), the powers
-    d^(i+1) (w, R) that carry a chunk's start value, and d^R (w,)."""
+    d^(i+1) (w, R) that carry a chunk's start value, and D^(c+1), D^−(c+1) (w, _TW_SPAN) for
+    D = d^R, c = 0 … _TW_SPAN − 1 (the recursion over chunk ends)."""
     i = np.arange(R)
     diff = i[None, :] - i[:, None]
     lam = np.where(diff >= 0, decays[:, None, None] ** np.maximum(diff, 0), 0.0)
-    return lam, decays[:, None] ** (i + 1), decays**R
+    c = np.arange(1, _TW_SPAN + 1)
+    log_d = R * np.log(decays)[:, None]
+    return lam, decays[:, None] ** (i + 1), np.exp(log_d * c), np.exp(-log_d * c)
 
 
 def _exp_scan(u: np.ndarray, decays: np.ndarray, y0: np.ndarray, plan) -> np.ndarray:
     """y_j = d·y_(j−1) + u_j along the last axis of ``u`` (ch, w, k) for each of the w decays
-    (w,), from y0 (ch, w) before the first j; returns y (ch, w, k). Exact algebra in chunks of R:
-    y of a chunk = (u of the chunk)·Λ + d^(i+1)·(y before the chunk), the values before the
-    chunks by a first-order recursion with d^R over the chunk ends."""
-    lam, carry, dR = plan
+    (w,), from y0 (ch, w) before the first j; returns y (ch, w, k). Exact algebra in chunks of
+    R: y of a chunk = (u of the chunk)·Λ + d^(i+1)·(y before the chunk). The values at the
+    chunk ends Y_c = D·Y_(c−1) + ℓ_c (ℓ_c: the chunk's own end value, D = d^R) are
+    D^(c+1)·(y0 + Σ_(i ≤ c) D^−(i+1) ℓ_i), a cumulative sum, over spans of at most _TW_SPAN
+    chunks (D^−_TW_SPAN ≤ e^131 for F at any rate, far from overflow; the sum's rounding is
+    relative to the values themselves, as a plain recursion's)."""
+    lam, carry, up, down = plan
     ch, w, k = u.shape
     R = lam.shape[1]
     nch = -(-k // R)
@@ -474,11 +481,17 @@ def _exp_scan(u: np.ndarray, decays: np.ndarray, y0: np.ndarray, plan) -> np.nda
         u = np.concatenate((u, np.zeros((ch, w, nch * R - k))), axis=2)
     y = np.matmul(u.reshape(ch, w, nch, R), lam[None])  # zero-start values within chunks
     before = np.empty((ch, w, nch))
-    before[:, :, 0] = y0
-    for j in range(w):
-        if nch > 1:
-            before[:, j, 1:] = signal.lfilter([1.0], [1.0, -dR[j]], y[:, j, :-1, -1], axis=-1,
-                                              zi=(dR[j] * y0[:, j])[:, None])[0]
+    prev = y0
+    for c0 in range(0, nch, _TW_SPAN):
+        c1 = min(c0 + _TW_SPAN, nch)
+        before[:, :, c0] = prev
+        if c1 - c0 > 1:
+            span = c1 - c0 - 1
+            acc = np.cumsum(y[:, :, c0 : c1 - 1, -1] * down[:, :span], axis=2)
+            acc += prev[:, :, None]
+            before[:, :, c0 + 1 : c1] = acc * up[:, :span]
+        # the value at the end of the span's last chunk starts the next span
+        prev = before[:, :, c1 - 1] * carry[:, -1] + y[:, :, c1 - 1, -1]
     y += before[..., None] * carry[None, :, None, :]
     return y.reshape(ch, w, nch * R)[:, :, :k]
 
