@@ -7,8 +7,14 @@ depend on how the audio was cut into blocks.
 
 How it is computed, without a Python loop per sample:
 
-* Frequency weighting (clause 5.5): x → C (:func:`~tingbao.edge.iec61672.weighting_sos`)
-  → A (:func:`~tingbao.edge.iec61672.c_to_a_sos`) with :func:`scipy.signal.sosfilt`.
+* Frequency weighting (clause 5.5): the sections of C
+  (:func:`~tingbao.edge.iec61672.weighting_sos`) followed by C → A
+  (:func:`~tingbao.edge.iec61672.c_to_a_sos`), evaluated blockwise by
+  :class:`~tingbao.edge.block_iir.BlockCascade` (blocks of 16 samples: pC and pA of every block
+  are each one matrix product of the raw block and the cascade's state at its start; the
+  states at the block starts come from a prefix scan over blocks). No per-sample recursion;
+  the result equals ``sosfilt`` of the same sections to about 1e-12 of the signal, and the
+  state carried between calls is ``sosfilt``'s own ``zi``.
 * Time-average level and sound exposure (clauses 3.9, 3.11, 5.10): sums of pA² and pC².
 * Peak levels (clause 5.13): max |pC| and max |p| (Z).
 * Impulse counts (optional): C-weighted peak events at or above fixed thresholds, counted from
@@ -16,11 +22,13 @@ How it is computed, without a Python loop per sample:
   is in :mod:`tingbao.edge.impulses`); an interval counts the impulses that start in it.
 * Time weighting F and S (clause 5.8): the exponential average y[n] = a·y[n−1] + (1 − a)·pA²[n]
   is evaluated exactly at the end of every sub-block of ``m`` samples (about 0.25 ms) with one
-  matrix product per block and a first-order recursion at the sub-block rate
-  (:func:`~tingbao.edge.iec61672.exponential_block_weights`). It never restarts at block or
-  interval edges. LAFmax/LASmax/LAFmin are taken over these 0.25 ms samples (a rising edge is
-  read at most exp(−m/(τF·fs)) low, i.e. ≤ 0.01 dB for F); the statistical levels LAFN use
-  LAF sampled every 10 ms, as is customary (ISO 1996-1 clause 3.4.7).
+  matrix product per block (:func:`~tingbao.edge.iec61672.exponential_block_weights`) and the
+  first-order recursion at the sub-block rate in chunks of 32 sub-blocks (a small matrix
+  product, then a scaled cumulative sum over the chunk ends: exact algebra). It never
+  restarts at block or interval edges. LAFmax/LASmax/LAFmin are taken over these 0.25 ms
+  samples (a rising edge is read at most exp(−m/(τF·fs)) low, i.e. ≤ 0.01 dB for F); the
+  statistical levels LAFN use LAF sampled every 10 ms, as is customary (ISO 1996-1 clause
+  3.4.7).
 * Bands (IEC 61260-1): an optional :class:`~tingbao.edge.iec61260.FractionalOctaveBank`.
 
 Gaps and bad samples. :meth:`SoundLevelMeter.gap` records audio that never arrived (an input
