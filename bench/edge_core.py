@@ -7,6 +7,8 @@ more). Run with ``make bench`` (which installs the peer, acoustic-toolbox, into 
 (a) the bare limit: scipy ``sosfilt`` of a plain bilinear A and C weighting over the audio;
 (b) tingbao's full interval metric set (SoundLevelMeter, 1 s intervals);
 (c) the same with 1/3-octave bands 25 Hz–10 kHz;
+(e) the full metric set on 8 channels of one meter (48 kHz), CPU time per channel, beside the
+    bare limit on the same 8 channels (``--multi-minutes``, default 10);
 (d) acoustic-toolbox on the metrics it has (LAeq, LAFmax, LCpeak per second). It pins the
     ancient ``pysoundfile`` package, which overwrites ``soundfile`` and breaks tingbao's venv,
     so it lives in ``bench/.peer-venv`` (``make bench`` creates it) and this script runs it in
@@ -39,6 +41,8 @@ from scipy import signal  # noqa: E402
 
 FS = 48_000
 P0 = 20e-6
+CHANNELS = 8
+"""Channels of the multichannel figure (one meter, 48 kHz)."""
 PEER_PYTHON = Path(__file__).resolve().parent / ".peer-venv" / "bin" / "python"
 
 
@@ -69,6 +73,14 @@ class Audio:
     def __iter__(self):
         for i in range(self.seconds):
             yield self.bed[i % 60] * self.gain[i]
+
+    def multichannel(self, channels: int):
+        """(channels, FS) blocks: channel c plays the bed 7·c seconds later, 1 dB louder per
+        channel, so no two channels carry the same samples."""
+        gains = 10 ** (np.arange(channels) / 20)
+        for i in range(self.seconds):
+            rows = [(i + 7 * c) % 60 for c in range(channels)]
+            yield self.bed[rows] * (self.gain[i] * gains)[:, None]
 
 
 def bilinear_sos(weighting: str, iec61672) -> np.ndarray:
@@ -119,6 +131,35 @@ def run_tingbao(audio: Audio, bands: str | None, checkpoints: dict) -> tuple[flo
             checkpoints[f"{bands or 'full'}_rss_mb_at_10pct"] = rss_mb()
     checkpoints[f"{bands or 'full'}_rss_mb_at_end"] = rss_mb()
     return spent, ea
+
+
+def run_limit_multichannel(audio: Audio, channels: int, iec61672) -> float:
+    """The bare limit on ``channels`` channels: sosfilt A + C along the time axis of
+    (channels, n) blocks, states carried."""
+    sa, sc = bilinear_sos("A", iec61672), bilinear_sos("C", iec61672)
+    za = np.zeros((sa.shape[0], channels, 2))
+    zc = np.zeros((sc.shape[0], channels, 2))
+    spent = 0.0
+    for x in audio.multichannel(channels):
+        t = time.process_time()
+        _, za = signal.sosfilt(sa, x, axis=-1, zi=za)
+        _, zc = signal.sosfilt(sc, x, axis=-1, zi=zc)
+        spent += time.process_time() - t
+    return spent
+
+
+def run_tingbao_multichannel(audio: Audio, channels: int) -> float:
+    """The full metric set on ``channels`` channels of one meter, (n, channels) blocks."""
+    from tingbao.edge.meter import SoundLevelMeter
+
+    meter = SoundLevelMeter(FS, channels=channels)
+    spent = 0.0
+    for x in audio.multichannel(channels):
+        block = np.ascontiguousarray(x.T)
+        t = time.process_time()
+        meter.process(block)
+        spent += time.process_time() - t
+    return spent
 
 
 def run_peer_documented(audio: Audio, chunk_s: int = 60):
@@ -232,6 +273,8 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--peer-minutes", type=float, default=10.0)
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--multi-minutes", type=float, default=10.0,
+                    help="audio minutes of the 8-channel run (default 10)")
     ap.add_argument("--peer-child", type=int, metavar="SECONDS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer_child:
@@ -252,11 +295,37 @@ def main() -> int:
     t_bands, _ = run_tingbao(audio, "third", extra)
     print(f"(c) tingbao + 1/3-octave bands: {t_bands:.2f} CPU s", file=sys.stderr)
 
+    multi = Audio(int(args.multi_minutes * 60), seed=1)
+    t_limit8 = run_limit_multichannel(multi, CHANNELS, iec61672)
+    t_full8 = run_tingbao_multichannel(multi, CHANNELS)
+    per_ch8 = multi.seconds * CHANNELS
+    print(f"(e) {CHANNELS} channels, {multi.seconds} s: bare limit {t_limit8:.2f} CPU s, "
+          f"tingbao full metric set {t_full8:.2f} CPU s", file=sys.stderr)
+
+    rtf_full, rtf_bands = seconds / t_full, seconds / t_bands
+    ratio = t_full / t_limit
+    flat = extra["full_rss_mb_at_end"] - extra["full_rss_mb_at_10pct"]
+    flat_bands = extra["third_rss_mb_at_end"] - extra["third_rss_mb_at_10pct"]
     result = {
-        "rtf_full": round(seconds / t_full, 1),
-        "rtf_bands": round(seconds / t_bands, 1),
-        "limit_ratio": round(t_full / t_limit, 3),
+        "rtf_full": round(rtf_full, 1),
+        "rtf_bands": round(rtf_bands, 1),
+        "limit_ratio": round(ratio, 3),
         "rtf_limit": round(seconds / t_limit, 1),
+        "rtf_full_8ch_per_channel": round(per_ch8 / t_full8, 1),
+        "rtf_limit_8ch_per_channel": round(per_ch8 / t_limit8, 1),
+        "limit_ratio_8ch": round(t_full8 / t_limit8, 3),
+        "rss_growth_mb_10pct_to_end": round(max(flat, flat_bands), 1),
+        "targets": {
+            "limit_ratio": {"value": round(ratio, 3), "target": "<= 0.75",
+                            "met": bool(ratio <= 0.75)},
+            "rtf_full": {"value": round(rtf_full, 1), "target": ">= 1500",
+                         "met": bool(rtf_full >= 1500)},
+            "rtf_bands": {"value": round(rtf_bands, 1), "target": ">= 600",
+                          "met": bool(rtf_bands >= 600)},
+            "memory_flat": {"value_mb": round(max(flat, flat_bands), 1),
+                            "target": "peak RSS grows < 5 MB from 10 % to the end",
+                            "met": bool(max(flat, flat_bands) < 5.0)},
+        },
         "peer": None,
         "peer_ratio": None,
     }
