@@ -310,6 +310,18 @@ def gee_rate(x: Sequence[int], n: Sequence[int]) -> Estimate:
     # t with G − 1 df on the logit (not statsmodels' normal conf_int: too liberal with few
     # clusters; Mancl & DeRouen 2001 pair their sandwich with t_{G−1}; Li & Redden 2015)
     b, se, df = float(res.params[0]), float(res.bse[0]), len(n) - 1
+    # Floor: never narrower than independence (Deff ≥ 1, as the design-effect path clips the
+    # ICC at 0). With few clusters whose rates happen to be equal (every enterprise 1 of 2)
+    # the cluster score sums are ~0 and the sandwich collapses to se ≈ 0, an interval of zero
+    # width; wearing behaviour is not negatively correlated within an enterprise. The
+    # independence SE of the logit of a proportion p over N observations is 1/√(N p (1 − p)).
+    N, p_hat = int(n.sum()), float(x.sum()) / float(n.sum())
+    se_ind = 1.0 / math.sqrt(N * p_hat * (1.0 - p_hat))
+    note = ""
+    if not se >= se_ind:
+        note = (f"the bias-reduced sandwich SE ({se:.3g} on the logit) is below the "
+                f"independence SE ({se_ind:.3g}): floored at it (design effect ≥ 1)")
+        se = se_ind
     ci95 = b + np.array([-1.0, 1.0]) * t_dist.ppf(0.975, df) * se
     ci90 = b + np.array([-1.0, 1.0]) * t_dist.ppf(0.95, df) * se
     if not np.all(np.isfinite(np.r_[ci95, ci90])):
@@ -319,7 +331,7 @@ def gee_rate(x: Sequence[int], n: Sequence[int]) -> Estimate:
     return Estimate(int(n.sum()), int(x.sum()), float(expit(b)),
                     float(expit(ci95[0])), float(expit(ci95[1])), float(expit(ci90[0])),
                     "gee_bias_reduced", len(n), deff=float(1 + (m_bar - 1) * max(rho, 0.0)),
-                    icc=rho)
+                    icc=rho, note=note)
 
 
 def clustered_rate(x: Sequence[int], n: Sequence[int], method: str = "gee_bias_reduced"

@@ -255,6 +255,24 @@ def _mancl_derouen_se(x, n, b, rho, scale):
     return float(np.sqrt((bread_inv @ meat @ bread_inv)[0, 0]))
 
 
+def test_gee_interval_never_collapses_below_independence():
+    # 6 enterprises, each 1 worn of 2 (what the demo's edge worker-days gave): every cluster's
+    # score sum is 0, so the bias-reduced sandwich is ~0 and the interval had zero width
+    # (50.0 … 50.0 %). Floored at the independence SE of the logit, 1/√(N p(1−p)) =
+    # 1/√(12 · 0.25) = 0.5774, with t_5 (0.975) = 2.5706: logit interval 0 ± 1.4841 →
+    # expit → 18.48 % … 81.52 %; one-sided t_5 (0.95) = 2.0150 → lower 0.2393 → 23.81 %.
+    from scipy.special import expit
+
+    e = wr.clustered_rate([1] * 6, [2] * 6)
+    assert e.method == "gee_bias_reduced" and e.rate == pytest.approx(0.5)
+    se = 1 / np.sqrt(12 * 0.25)
+    assert e.lo95 == pytest.approx(expit(-2.570582 * se), abs=1e-6)
+    assert e.hi95 == pytest.approx(expit(2.570582 * se), abs=1e-6)
+    assert e.lower95 == pytest.approx(expit(-2.015048 * se), abs=1e-6)
+    assert (round(e.lo95, 4), round(e.lower95, 4)) == (0.1848, 0.2381)
+    assert "floored" in e.note
+
+
 def test_gee_interval_uses_t_with_clusters_minus_one_df():
     import statsmodels.api as sm
     from scipy.special import expit
