@@ -231,6 +231,7 @@ class SoundLevelMeter:
             self._impulses = ImpulseCounter(fs, self.channels, impulse_thresholds_db,
                                             impulse_refractory_s)
         self.bad_samples = 0
+        self._buffers: list[np.ndarray] | None = None
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -288,7 +289,8 @@ class SoundLevelMeter:
                 f"block of shape {np.shape(block)} does not match {self.channels} channel(s): "
                 "pass (n,) or (n, channels)"
             )
-        x = x.T * self.pa_per_unit[:, None]  # (ch, n) in Pa, a new array
+        # (ch, n) in Pa, C-ordered, in the meter's reused work array
+        x = np.multiply(x.T, self.pa_per_unit[:, None], out=self._work(x.shape[::-1])[0])
         if not math.isfinite(float(np.sum(x))):
             bad = ~np.isfinite(x)
             self.bad_samples += int(bad.sum())
@@ -326,7 +328,7 @@ class SoundLevelMeter:
         n = x.shape[1]
         if n == 0:
             return []
-        (c, a), self._zw = self._weighting.run(x, self._zw)
+        (c, a), self._zw = self._weighting.run(x, self._zw, out=self._work(x.shape)[1:])
         e = np.square(a, out=a)
         self._time_weighting(e)
         starts = None if self._impulses is None else self._impulses.starts(c)
@@ -352,6 +354,14 @@ class SoundLevelMeter:
             if k == to_boundary:
                 out.append(self._finish_interval())
         return out
+
+    def _work(self, shape: tuple[int, int]) -> list[np.ndarray]:
+        """Three (channels, n) float64 work arrays (pressure in Pa, pC, pA), kept from call to
+        call while n stays the same: fresh arrays of megabytes cost page faults on every call,
+        as much time as the weighting itself. Nothing outside a call keeps a reference."""
+        if self._buffers is None or self._buffers[0].shape != shape:
+            self._buffers = [np.empty(shape) for _ in range(3)]
+        return self._buffers
 
     def _time_weighting(self, e: np.ndarray) -> None:
         """Append (yF, yS) columns for every sub-block of m samples completed by ``e``."""
