@@ -40,13 +40,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import re
 import zoneinfo
 from collections.abc import Mapping
 
 from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
+from tingbao.collector.influx import finite_number as _float
 from tingbao.collector.registry.site import Registry
 
 __all__ = ["BASELINE", "DidResult", "EnterpriseCounts", "PilotResults", "Rate",
@@ -135,14 +135,6 @@ def milestones(reg: Registry) -> dict[int, float]:
             for y, r in zip(d.milestone_years, d.wearing_rate_milestones, strict=True)}
 
 
-def _float(v) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _int(v) -> int | None:

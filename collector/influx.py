@@ -23,6 +23,7 @@ import base64
 import dataclasses
 import http.client
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -185,6 +186,18 @@ class InfluxClient:
     def query_rows(self, q: str, db: str | None = None, **kwargs) -> list[dict]:
         """:meth:`query` flattened: every row, with its series' tags merged in."""
         return [{**s.tags, **row} for s in self.query(q, db, **kwargs) for row in s.rows]
+
+
+def finite_number(v) -> float | None:
+    """A numeric value of an answer (``/query`` JSON: int, float, or None for a field a point
+    lacks) as a finite float; None for a missing, boolean, non-numeric or non-finite value."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _classify(status: int, raw: bytes) -> InfluxError:

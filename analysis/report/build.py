@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
+from tingbao.collector.influx import finite_number as _num
 from tingbao.collector.registry.profiles import Profile, profile
 from tingbao.collector.registry.site import Enterprise, Meter, Registry
 
@@ -323,14 +324,6 @@ def period_uncertainty(levels_db: Sequence[float], u_db: Sequence[float | None],
     return PeriodU(r.U_db, U_FULL_DAY, n, not r.plan_ok, r.u1_db, r.c1u1_db)
 
 
-def _num(v) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _day_value(date: dt.date, fields: dict) -> DayValue:
