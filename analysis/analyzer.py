@@ -73,6 +73,7 @@ class Analyzer:
         self.clock = clock
         self.triggers: dict[tuple[str, dt.date], EdgeTrigger] = {}
         self.screened_on: dt.date | None = None  # local date of the last hearing screening
+        self.evaluated_on: dt.date | None = None  # local date of the last pilot evaluation
 
     # ------------------------------------------------------------------------ raising
     def _trigger(self, w: ShiftWindow) -> EdgeTrigger:
@@ -134,6 +135,8 @@ class Analyzer:
 
     def in_shift(self, w: ShiftWindow, now_ns: int) -> list[str]:
         """Evaluate the in-shift rules of ``w`` at ``now_ns``; returns the alert ids raised."""
+        if now_ns <= w.period.start_ns:
+            return []  # the shift starts now: nothing measured yet, nothing to judge
         a = self.reg.analysis
         prof = self.reg.profile
         ent = w.enterprise
@@ -360,7 +363,27 @@ class Analyzer:
                 log.exception("in-shift rules of %s failed", e.id)
                 failed.append((e.id, w.date, str(exc)))
         raised += self._screen_daily(now, failed)
+        self._evaluate_daily(now, failed)
         return {"closed": closed, "raised": raised, "failed": failed}
+
+    def _evaluate_daily(self, now_ns: int, failed: list) -> None:
+        """Once a local day: yesterday's wear time at the ear closed and the correct-wearing
+        rates rewritten (:func:`tingbao.analysis.pilot_evaluation.daily`)."""
+        from .pilot_evaluation import daily
+
+        today = dt.datetime.fromtimestamp(now_ns / NS, dt.UTC).astimezone(
+            zoneinfo.ZoneInfo(self.reg.deployment.timezone)).date()
+        if self.evaluated_on == today:
+            return
+        try:
+            run = daily(self.reader, self.writer, self.reg, today, now_ns)
+        except Exception as exc:  # noqa: BLE001 - retried at the next tick
+            log.exception("pilot evaluation failed")
+            failed.append(("pilot_evaluation", today, str(exc)))
+            return
+        log.info("pilot evaluation: %d wear day(s) closed, %d rate point(s) written",
+                 run.wear_days, run.rates)
+        self.evaluated_on = today
 
     def _screen_daily(self, now_ns: int, failed: list) -> list[str]:
         """Once a local day: hearing screening of the stored audiograms and the overdue-exam

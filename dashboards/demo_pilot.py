@@ -395,30 +395,18 @@ def evaluate(reg, reader, writer, baseline: str, followup: str, *,
     ``--by enterprise|industry|group|all`` (observed and, where stored, edge rates; the DiD
     once), then ``tingbao screening --write`` (alerts stored, published with ``publish`` when
     given)."""
+    from tingbao.analysis import pilot_evaluation
     from tingbao.analysis import wearing_rate as wr
     from tingbao.analysis.alert_store import AlertStore
-    from tingbao.analysis.observations import load_observations
     from tingbao.analysis.screening import run_screening
-    from tingbao.collector import schema
 
-    tz = reg.deployment.timezone
     now_ns = time.time_ns() if now_ns is None else now_ns
-    today = dt.datetime.fromtimestamp(now_ns / 1e9, zoneinfo.ZoneInfo(tz)).date()
-    start_ns = wr.local_midnight_ns(dt.date(2000, 1, 1), tz)
-    end_ns = wr.local_midnight_ns(today + dt.timedelta(days=1), tz)
-    units = load_observations(reader, start_ns, end_ns, tz)
-    edge_rows = reader.query_rows(wr.wear_daily_query(start_ns, end_ns))
-    rows = []
-    for by in wr.SCOPES:
-        rows += wr.rates(units, reg, by=by, period="year", source="observed")
-        if edge_rows:
-            days, times = wr.edge_worker_days(edge_rows, tz)
-            shares = wr.time_shares(times, reg, by=by, period="year")
-            rows += wr.rates(days, reg, by=by, period="year", source="edge",
-                             time_shares=shares)
-    did = wr.did_from_units(units, reg, baseline, followup)
-    lines = wr.rate_lines(rows, tz, now_ns) + wr.did_lines(did, baseline, followup, tz, now_ns)
-    writer.write(lines, rp=schema.RP_FOREVER)
+    today = dt.datetime.fromtimestamp(now_ns / 1e9,
+                                      zoneinfo.ZoneInfo(reg.deployment.timezone)).date()
+    ev = pilot_evaluation.evaluate(reader, reg, last=today, scopes=wr.SCOPES,
+                                   periods=("year",), did=(baseline, followup))
+    pilot_evaluation.write(writer, reg, ev, now_ns)
+    rows, did = ev.rates, ev.did
     store = AlertStore(reader, writer, publish)
     screening = run_screening(reg, reader, writer, store, now_ns=now_ns, write=True)
     return Evaluation(len(rows), did.did_pp, did.lo_pp, did.hi_pp, screening.written,

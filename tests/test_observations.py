@@ -160,3 +160,32 @@ def test_simulated_pilot_imported_and_evaluated(stack, tmp_path, capsys):
     assert (d["enterprises_pilot"], d["enterprises_comparison"], d["n"]) == (4, 4, 480)
     assert np.isclose(d["pilot_follow"], 100 * worn[:pilots, 1].mean())
     assert set(ids) == {e.id for e in load_registry(site).enterprises}
+
+    # the analyzer's daily step (pilot_evaluation.daily through Analyzer.tick) rewrites every
+    # scope by year and quarter without anyone running a command; every survey is dated
+    # 15 June, so a year's counts are its Q2's, from the simulated array as above
+    from tingbao.analysis.alert_store import AlertStore
+    from tingbao.analysis.analyzer import Analyzer
+
+    reg = load_registry(site)
+    now = 1_764_633_600_000_000_000  # 2025-12-02T00:00Z, 08:00 in Asia/Shanghai
+    an = Analyzer(reg, stack.influx("reader"), stack.influx("writer"),
+                  AlertStore(stack.influx("reader"), stack.influx("writer"), None))
+    # (08:00 is also where the default shift of these enterprises starts: the in-shift rules
+    # meet an empty elapsed period and must judge nothing rather than fail)
+    assert an.tick(now)["failed"] == [] and an.evaluated_on == dt.date(2025, 12, 2)
+    rates = influx_query(stack, f"SELECT * FROM "
+                                f"{schema.source(schema.WEARING_RATE, schema.RP_FOREVER)}")
+    got = {(r["scope"], r["key"], r["period"]): (r["x"], r["n"]) for r in rates}
+    assert {k[0] for k in got} == {"enterprise", "industry", "group", "all"}
+    for y, t in (("2024", 0), ("2025", 1)):
+        for g, ents in (("pilot", slice(0, pilots)), ("comparison", slice(pilots, None))):
+            want = (int(worn[ents, t].sum()), worn[ents, t].size)
+            assert got[("group", g, y)] == got[("group", g, f"{y}-Q2")] == want
+        assert got[("all", "all", f"{y}-Q2")] == (int(worn[:, t].sum()), worn[:, t].size)
+        for i, e in enumerate(ids):
+            assert got[("enterprise", e, y)] == (int(worn[i, t].sum()), worn[i, t].size)
+    assert not any(k[2].endswith(("Q1", "Q3", "Q4")) for k in got)
+    # the DiD written by the command is left as it was: the daily step has no DiD
+    assert len(influx_query(stack, f"SELECT * FROM "
+                                   f"{schema.source(schema.PILOT_DID, schema.RP_FOREVER)}")) == 1

@@ -11,7 +11,6 @@ in differences between two periods (``2024 2025``, ``2024-Q4 2025-Q4``, ``2025-0
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 import math
@@ -54,56 +53,33 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from tingbao.collector import schema
     from tingbao.edge.cli.main import CliError
 
+    from .. import pilot_evaluation
     from .. import wearing_rate as wr
-    from ..observations import load_observations
     from .common import open_site
 
-    site = open_site(args, writer=args.write)
-    reg = site.reg
-    tz = reg.deployment.timezone
-    first = args.date_from or dt.date(2000, 1, 1)
-    last = args.date_to or dt.date.today()
     if args.did:
         for key in args.did:
             try:
                 wr.period_first_day(key)
             except ValueError as e:
                 raise CliError(str(e)) from None
-        first = min(first, wr.period_days(args.did[0])[0])
-        last = max(last, wr.period_days(args.did[1])[1] - dt.timedelta(days=1))
-    if last < first:
-        raise CliError(f"--to {last} is before --from {first}")
-    start_ns = wr.local_midnight_ns(first, tz)
-    end_ns = wr.local_midnight_ns(last + dt.timedelta(days=1), tz)
-    units = load_observations(site.reader, start_ns, end_ns, tz)
-    in_range = [u for u in units if (args.date_from or first) <= u[0] <= (args.date_to or last)]
-    rows = wr.rates(in_range, reg, by=args.by, period=args.period, source="observed",
-                    single_method=args.interval, group_method=args.method)
-    edge_rows = site.reader.query_rows(wr.wear_daily_query(start_ns, end_ns))
-    if edge_rows:
-        days, times = wr.edge_worker_days(edge_rows, tz)
-        shares = wr.time_shares(times, reg, by=args.by, period=args.period)
-        rows += wr.rates(days, reg, by=args.by, period=args.period, source="edge",
-                         single_method=args.interval, group_method=args.method,
-                         time_shares=shares)
-    rows.sort(key=lambda r: (r.period, r.key, r.source))
-    did = None
-    if args.did:
-        kw = {k: v for k, v in (("seed", args.seed), ("draws", args.draws)) if v is not None}
-        try:
-            did = wr.did_from_units(units, reg, *args.did, **kw)
-        except ValueError as e:
-            raise CliError(f"--did {' '.join(args.did)}: {e}") from None
+    site = open_site(args, writer=args.write)
+    reg = site.reg
+    if args.date_from and args.date_to and args.date_to < args.date_from:
+        raise CliError(f"--to {args.date_to} is before --from {args.date_from}")
+    try:
+        ev = pilot_evaluation.evaluate(
+            site.reader, reg, first=args.date_from, last=args.date_to, scopes=(args.by,),
+            periods=(args.period,), did=tuple(args.did) if args.did else None,
+            single_method=args.interval, group_method=args.method, seed=args.seed,
+            draws=args.draws)
+    except ValueError as e:
+        raise CliError(f"--did {' '.join(args.did)}: {e}" if args.did else str(e)) from None
+    rows, did = list(ev.rates), ev.did
     if args.write:
-        now = time.time_ns()
-        lines = wr.rate_lines(rows, tz, now)
-        if did is not None:
-            lines += wr.did_lines(did, *args.did, tz, now)
-        if lines:
-            site.writer.write(lines, rp=schema.RP_FOREVER)
+        pilot_evaluation.write(site.writer, reg, ev, time.time_ns())
     rate_dicts = [rate_dict(r) for r in rows]
     did_dict = None if did is None else {"baseline": args.did[0], "followup": args.did[1],
                                          **{k: _finite(getattr(did, k))
