@@ -54,7 +54,7 @@ def _sosfilt(fs, x):
 def test_block_weighting_equals_sosfilt_of_the_same_sections(fs):
     # Independent computation: scipy's per-sample recursion of the same three sections. The
     # block form is exact algebra (y_b = T x_b + O s_b), so the two may differ only by
-    # rounding; asked: 1e-9 of the signal's RMS (1 Pa here), measured about 1e-12. Tones,
+    # rounding; asked: 1e-9 of the signal's RMS (1 Pa here), measured 1e-13 to 1e-11. Tones,
     # a tone burst, a one-cycle pulse and pink noise, cut into calls of 1, 37, 1024 and the
     # rest samples, so short calls, block remainders and the multi-level scan all run.
     x = _signals(fs)
