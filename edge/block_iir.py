@@ -40,15 +40,19 @@ The blocks. For a block of L samples x_b with state s_b at its start,
 
 The outputs of all blocks are then one matrix product [x_b | s_b] · [T_oᵀ; O_oᵀ] for each
 output o (C and A of the meter come from the raw signal with the same state, each in one
-product). The states at the block starts come from a prefix scan over blocks: in chunks of J
-blocks, the zero-start states of a chunk are one product of the chunk's g_b with the
-block-lower-triangular matrix of powers Φ^(i−j); the states at the chunk starts follow from
-a Hillis–Steele scan over chunks (steps d = 1, 2, 4, … with Φ^(J·d), run to the end: no term
-is left out); each block's start state is its chunk-local state plus Φ^i times its chunk's
-start state. A call's last samples that do not fill a block are evaluated as one short block
-(the first r rows and columns of the same matrices, A^r for the state), so nothing waits for
-the next call and the output of every call is complete. Products are in float64: float32
-products err by about 1e-7 of the signal, a hundred times the 1e-9 asked.
+product). The states at the block starts come from a prefix scan over blocks: in groups of J
+blocks, the zero-start states of a group are one product of the group's g_b with the
+block-lower-triangular matrix of powers Φ^(i−j); the states at the group starts are the same
+scan one level up (groups of 16 groups, and so on), until at most 64 elements remain, which a
+Hillis–Steele scan finishes (steps d = 1, 2, 4, … with the element's power of A, run to the
+end: no term is left out); each block's start state is its group-local state plus Φ^i times
+its group's start state. A call's last samples that do not fill a block are evaluated as one
+short block (the first r rows and columns of the same matrices, A^r for the state), so
+nothing waits for the next call and the output of every call is complete. The product for
+each output is two BLAS calls on Fortran views of the same memory (T·Xᵀ, then += O·Sᵀ in
+place), so the blocks are never copied next to their states. Products are in float64: with
+a 24-bit mantissa, float32 products would err by about 1e-7 of the signal, a hundred times
+the 1e-9 asked, so float32 is not used anywhere here; the states are float64 throughout.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ from scipy.linalg import blas
 
 _PIECE = 4096
 """Calls on several channels longer than this (samples) run channel by channel."""
+_UPPER_GROUP = 16
+"""Elements per group at the scan levels above the first (the first groups ``chunk``)."""
+_HILLIS_STEELE = 64
+"""Sequences of at most this many elements are scanned by Hillis–Steele steps directly."""
 
 
 def cascade_state_space(sos, taps, dtype=np.float64) -> tuple[np.ndarray, ...]:
@@ -163,13 +171,25 @@ class BlockCascade:
             self._power_cache[samples] = np.ascontiguousarray(result.T.astype(np.float64))
         return self._power_cache[samples]
 
+    def _group(self, k: int) -> int:
+        """Elements per group at scan level k: ``chunk`` blocks at level 0, _UPPER_GROUP above
+        (the levels above are small: fewer, larger products cost less call overhead)."""
+        return self.chunk if k == 0 else _UPPER_GROUP
+
+    def _span(self, k: int) -> int:
+        """Samples per element at scan level k: L, then L·J, then L·J·_UPPER_GROUP, …"""
+        span = self.block
+        for i in range(k):
+            span *= self._group(i)
+        return span
+
     def _level(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Matrices of scan level k, whose elements are J^k blocks long (P = A^(L·J^k)): Λ
-        (J·n, J·n) with blocks (P^(i−j))ᵀ for j ≤ i (zero-start end states within a group of
-        J elements, row vectors) and [P¹ᵀ … P^Jᵀ] (n, J·n) (what a group's start state adds)."""
+        """Matrices of scan level k (J = :meth:`_group` elements per group, P = A^span): Λ
+        (J·n, J·n) with blocks (P^(i−j))ᵀ for j ≤ i (zero-start end states within a group,
+        row vectors) and [P¹ᵀ … P^Jᵀ] (n, J·n) (what a group's start state adds)."""
         while len(self._levels) <= k:
-            J, n = self.chunk, self.order
-            span = self.block * J ** len(self._levels)
+            lv = len(self._levels)
+            J, n, span = self._group(lv), self.order, self._span(lv)
             pw = [self._power_t(i * span) for i in range(J + 1)]
             lam = np.zeros((J * n, J * n))
             for i in range(J):
@@ -180,14 +200,15 @@ class BlockCascade:
 
     def _scan(self, g: np.ndarray, state: np.ndarray, k: int = 0) -> np.ndarray:
         """States after each element of a sequence at scan level k, (C, m, n): s_(i+1) =
-        P s_i + g_i with P = A^(L·J^k), s_0 = ``state`` (C, n), from the zero-start element
+        P s_i + g_i with P = A^span(k), s_0 = ``state`` (C, n), from the zero-start element
         end states ``g`` (C, m, n). Groups of J elements are one product with Λ; the states at
-        the group starts are the same scan one level up; a short sequence (at most 2J
-        elements) is scanned by Hillis–Steele steps d = 1, 2, 4, … with P^d, to the end."""
+        the group starts are the same scan one level up; a short sequence (at most
+        _HILLIS_STEELE elements) is scanned by Hillis–Steele steps d = 1, 2, 4, … with P^d,
+        to the end."""
         C, m, n = g.shape
-        J = self.chunk
-        span = self.block * J**k
-        if m <= 2 * J:
+        J = self._group(k)
+        span = self._span(k)
+        if m <= _HILLIS_STEELE:
             E = np.empty((C, m + 1, n))
             E[:, 0] = state
             E[:, 1:] = g
