@@ -6,6 +6,8 @@ more). Run with ``make bench`` (which installs the peer, acoustic-toolbox, into 
 
 (a) the bare limit: scipy ``sosfilt`` of a plain bilinear A and C weighting over the audio;
 (b) tingbao's full interval metric set (SoundLevelMeter, 1 s intervals);
+(b') the full metric set fed in calls of 4,800 samples (0.1 s, as the agent feeds it), on the
+    first 10 minutes (``rtf_full_calls_of_4800``);
 (c) the same with 1/3-octave bands 25 Hz–10 kHz;
 (e) the full metric set on 8 channels of one meter (48 kHz), CPU time per channel, beside the
     bare limit on the same 8 channels (``--multi-minutes``, default 10);
@@ -43,6 +45,8 @@ FS = 48_000
 P0 = 20e-6
 CHANNELS = 8
 """Channels of the multichannel figure (one meter, 48 kHz)."""
+AGENT_CALL = 4_800
+"""Samples per call of the agent's audio loop (0.1 s at 48 kHz; edge/agent.py)."""
 PEER_PYTHON = Path(__file__).resolve().parent / ".peer-venv" / "bin" / "python"
 
 
@@ -116,7 +120,10 @@ def run_limit(audio: Audio, iec61672) -> float:
     return cpu(go)
 
 
-def run_tingbao(audio: Audio, bands: str | None, checkpoints: dict) -> tuple[float, float]:
+def run_tingbao(audio: Audio, bands: str | None, checkpoints: dict,
+                call: int = FS) -> tuple[float, float]:
+    """The meter on ``audio`` fed in calls of ``call`` samples (1 s by default; the agent
+    feeds 0.1 s, ``AGENT_CALL``); CPU seconds spent in the meter and the total EA."""
     from tingbao.edge.meter import SoundLevelMeter
 
     meter = SoundLevelMeter(FS, bands=bands)
@@ -124,8 +131,9 @@ def run_tingbao(audio: Audio, bands: str | None, checkpoints: dict) -> tuple[flo
     spent = 0.0
     for i, x in enumerate(audio):
         t = time.process_time()
-        for iv in meter.process(x):
-            ea += float(iv.ea[0])
+        for start in range(0, x.size, call):
+            for iv in meter.process(x[start : start + call]):
+                ea += float(iv.ea[0])
         spent += time.process_time() - t
         if i == audio.seconds // 10:
             checkpoints[f"{bands or 'full'}_rss_mb_at_10pct"] = rss_mb()
@@ -294,6 +302,10 @@ def main() -> int:
     print(f"(b) tingbao full metric set: {t_full:.2f} CPU s", file=sys.stderr)
     t_bands, _ = run_tingbao(audio, "third", extra)
     print(f"(c) tingbao + 1/3-octave bands: {t_bands:.2f} CPU s", file=sys.stderr)
+    agent = Audio(min(seconds, 600))
+    t_agent, _ = run_tingbao(agent, None, {}, call=AGENT_CALL)
+    print(f"(b') tingbao full metric set in calls of {AGENT_CALL} samples, {agent.seconds} s: "
+          f"{t_agent:.2f} CPU s", file=sys.stderr)
 
     multi = Audio(int(args.multi_minutes * 60), seed=1)
     t_limit8 = run_limit_multichannel(multi, CHANNELS, iec61672)
@@ -311,6 +323,7 @@ def main() -> int:
         "rtf_bands": round(rtf_bands, 1),
         "limit_ratio": round(ratio, 3),
         "rtf_limit": round(seconds / t_limit, 1),
+        f"rtf_full_calls_of_{AGENT_CALL}": round(agent.seconds / t_agent, 1),
         "rtf_full_8ch_per_channel": round(per_ch8 / t_full8, 1),
         "rtf_limit_8ch_per_channel": round(per_ch8 / t_limit8, 1),
         "limit_ratio_8ch": round(t_full8 / t_limit8, 3),

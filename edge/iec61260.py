@@ -101,8 +101,6 @@ _MIN_RATE = 2500.0
 fewer stages, each with enough samples per call to keep per-call overhead small."""
 _BLOCK = 64
 """Block length (samples) of the blockwise evaluation; even, so decimation phases stay aligned."""
-_CHUNK = 16
-"""The prefix scan over blocks works on chunks of 16 blocks (a small matrix product each)."""
 _SCAN_TOL = 1e-18
 """The prefix scan over blocks keeps every term larger than this fraction of a state."""
 
@@ -289,48 +287,18 @@ class _Parallel:
         return np.stack([g.real, g.imag], axis=2).reshape(n, -1)
 
 
-def _scan_plan(poles: np.ndarray, L: int):
-    """Constants of the prefix scan over blocks of L samples for modes with poles ``poles``:
-    within chunks of _CHUNK blocks the scan is a product with the lower-triangular matrices
-    Λ_m[i, j] = μ_m^(i-j) (μ = p^L); across chunks, doubling steps with ν = μ^_CHUNK until the
-    omitted terms fall below _SCAN_TOL."""
-    J = _CHUNK
+def _scan_steps(poles: np.ndarray, L: int) -> list[tuple[int, np.ndarray]]:
+    """Steps (d, μ^d), d = 1, 2, 4, …, of the Hillis–Steele prefix scan over blocks of L
+    samples for modes with poles ``poles`` (μ = p^L), as long as μ^d is not yet below
+    _SCAN_TOL for every mode: terms of a lag beyond that are left out."""
     mu = poles**L
-    i = np.arange(J)
-    lam = np.where(i[:, None] >= i[None, :], mu[:, None, None] ** np.abs(i[:, None] - i), 0)
-    carry = (mu[:, None] ** (i + 1))[:, None, :]  # (M, 1, J): μ^(i+1)
-    nu = mu**J
-    steps = []
-    decay = float(np.max(np.abs(nu))) if poles.size else 0.0
+    decay = float(np.max(np.abs(mu))) if poles.size else 0.0
     needed = np.log(_SCAN_TOL) / np.log(decay) if 0 < decay < 1 else 1.0
-    d = 1
+    steps, d = [], 1
     while d < needed:
-        steps.append((d, (nu**d)[:, None]))
+        steps.append((d, mu**d))
         d *= 2
-    return np.ascontiguousarray(np.swapaxes(lam, 1, 2)), carry, steps
-
-
-def _scan(A: np.ndarray, plan) -> np.ndarray:
-    """Inclusive scan S[..., b] = Σ_j μ^j A[..., b - j] along the last axis of A (C, M, n),
-    n a multiple of _CHUNK: block-end states become the states at the start of each block."""
-    lam_t, carry, steps = plan
-    C, M, n = A.shape
-    nch = n // _CHUNK
-    S = np.matmul(A.reshape(C, M, nch, _CHUNK), lam_t)
-    if nch > 1:
-        E = S[..., -1].copy()  # chunk-end values; E[c] becomes the state at the end of chunk c
-        for d, nud in steps:
-            if d >= nch:
-                break
-            E[..., d:] += nud * E[..., :-d]
-        tmp = np.multiply(E[:, :, :-1, None], carry)
-        S[:, :, 1:, :] += tmp
-    return S.reshape(C, M, n)
-
-
-def _split(cols: np.ndarray) -> np.ndarray:
-    """Reorder interleaved (Re, Im) column pairs of a (rows, 2M) matrix as [Re…, Im…]."""
-    return np.concatenate((cols[:, 0::2], cols[:, 1::2]), axis=1)
+    return steps
 
 
 class _Level:
@@ -344,30 +312,30 @@ class _Level:
         K = self.nbands = len(bands)
         self.has_aa = aa is not None
         self.pb = np.concatenate([f.poles for f in filters]) if K else np.zeros(0, complex)
+        Mb = self.pb.size
         self.hist_len = _AA_TAPS - 1
         fused = []
         if K:
-            # zero-state block-end states (interleaved Re, Im per mode)
-            self.gamma = np.hstack([f.state_gain(L) for f in filters])
-            fused.append(self.gamma)
-            self.scan_b = _scan_plan(self.pb, L)
+            # zero-state block-end states, interleaved (Re, Im) per mode: g_b = x_b Γ
+            fused.append(np.hstack([f.state_gain(L) for f in filters]))
+            self.steps = _scan_steps(self.pb, L)
             if len({f.poles.size for f in filters}) != 1:
                 raise ValueError("bands at one rate must have the same number of poles")
             T = np.stack([linalg.toeplitz(f.impulse(L), np.zeros(L)) for f in filters])
-            Of = np.stack([_split(f.free_response(L)) for f in filters])  # (K, L, 2m)
-            # band k's energy over blocks with inputs x_b and states v_b (its [Re…, Im…]
-            # state vector) is Σ_b ‖T_k x_b + Of_k v_b‖², linear in Σ x xᵀ, Σ v xᵀ, Σ v vᵀ
-            # the state rows are ordered [Re of all modes, Im of all modes], band by band
-            m, Mb = Of.shape[2] // 2, self.pb.size
-            rows = np.arange(K)[:, None] * m + np.concatenate([np.arange(m), Mb + np.arange(m)])
-            self.Q = np.einsum("kia,kib->kab", T, T).reshape(K, L * L)
-            self.P = np.zeros((2 * Mb, L))
-            self.R = np.zeros((2 * Mb, 2 * Mb))
-            self.member = np.zeros((K, 2 * Mb))
-            for k in range(K):
-                self.P[rows[k]] = 2.0 * Of[k].T @ T[k]
-                self.R[np.ix_(rows[k], rows[k])] = Of[k].T @ Of[k]
-                self.member[k, rows[k]] = 1.0
+            # band k's block output is T_k x_b + O_k v_b, v_b the interleaved real state of
+            # all modes at the block start (O_k zero outside band k's modes); its energy over
+            # the blocks is ⟨T_kᵀT_k, Σ x xᵀ⟩ + ⟨2 O_kᵀT_k, Σ v xᵀ⟩ + ⟨O_kᵀO_k, Σ v vᵀ⟩
+            free = np.zeros((K, L, 2 * Mb))
+            at = 0
+            for k, f in enumerate(filters):
+                w = 2 * f.poles.size
+                free[k, :, at : at + w] = f.free_response(L)
+                at += w
+            # per channel: Σ x xᵀ flattened against Q (L², K); the rows of [Σ v xᵀ | Σ v vᵀ]
+            # against PR (2Mb, L + 2Mb), then summed per band (each row is one band's)
+            self.Q = np.einsum("kia,kib->kab", T, T).reshape(K, L * L).T
+            self.PR = np.einsum("kia,kib->ab", free, np.concatenate((2.0 * T, free), axis=2))
+            self.modes_per_band = 2 * filters[0].poles.size
         if self.has_aa:
             # decimated output y[2i] = Σ_k h[k] x[2i - k]: taps on the block and on the
             # hist_len samples before it
@@ -379,6 +347,7 @@ class _Level:
             self.Hp = np.where(lag < h.size, h[np.clip(lag, 0, h.size - 1)], 0.0)
             fused.append(Hc)
         self.fused = np.hstack(fused) if fused else np.zeros((L, 0))
+        self._work: dict[int, tuple[np.ndarray, ...]] = {}
         self.reset(channels)
 
     def reset(self, channels: int) -> None:
@@ -390,45 +359,69 @@ class _Level:
         """The samples that precede new input: the anti-alias history, then the carry."""
         return np.concatenate((self.hist, self.carry), axis=1)
 
+    def _buffers(self, C: int, nblk: int) -> tuple[np.ndarray, ...]:
+        """Work arrays for ``nblk`` blocks of C channels, kept from call to call: F, the fused
+        product of the blocks (row 0 holds the carried state, row b + 1 block b), its scratch
+        for the scan, Σ x xᵀ (C, L, L) and [Σ v xᵀ | Σ v vᵀ] (C, 2Mb, L + 2Mb)."""
+        if nblk not in self._work:
+            if len(self._work) > 4:  # calls of varying size: keep a few shapes only
+                self._work.clear()
+            L, Mb = self.L, self.pb.size
+            F = np.empty((C, nblk + 1, self.fused.shape[1]))
+            self._work[nblk] = (
+                F,
+                np.empty((C, nblk + 1, Mb), dtype=complex),
+                np.empty((C, L, L)),
+                np.empty((C, 2 * Mb, L + 2 * Mb)),
+            )
+        return self._work[nblk]
+
     def run(self, u: np.ndarray, nxt: _Level | None):
         """Filter ``u`` = [prefix | new samples] (channels, n), C-contiguous. Returns (E, v):
-        E (nbands, channels), the sums of squared band outputs over the blocks consumed, and
+        E (channels, nbands), the sums of squared band outputs over the blocks consumed, and
         v, the input of ``nxt`` (its prefix, then the decimated anti-alias output), or None
         when there is nothing new for it."""
         L, P = self.L, self.hist_len
         C = u.shape[0]
         nblk = (u.shape[1] - P) // L
         end = P + nblk * L
-        K, Mb = self.nbands, self.pb.size
-        energy = np.zeros((K, C))
         if not nblk:
             self.carry = u[:, P:].copy()
-            return energy, None
+            return None, None
+        K, Mb = self.nbands, self.pb.size
+        F, tmp, cxx, cvz = self._buffers(C, nblk)
         X = u[:, P:end].reshape(C, nblk, L)
-        F = np.matmul(X, self.fused)
+        np.matmul(X, self.fused, out=F[:, 1:])
+        energy = None
         if K:
-            npad = -(-(nblk + 1) // _CHUNK) * _CHUNK
-            A = np.empty((C, Mb, npad), dtype=complex)
-            A[:, :, 0] = self.sb
-            A[:, :, 1 : nblk + 1] = F[:, :, : 2 * Mb].view(complex).transpose(0, 2, 1)
-            A[:, :, nblk + 1 :] = 0.0
-            A = _scan(A, self.scan_b)  # A[..., b]: band states at the start of block b
-            self.sb = A[:, :, nblk].copy()
-            V = np.concatenate((A.real[:, :, :nblk], A.imag[:, :, :nblk]), axis=1)
-            cxx = np.matmul(X.transpose(0, 2, 1), X).reshape(C, -1)
-            cvx = np.matmul(V, X)
-            cvv = np.matmul(V, V.transpose(0, 2, 1))
-            per_row = (cvx * self.P).sum(axis=2) + (cvv * self.R).sum(axis=2)  # (C, 2Mb)
-            energy += self.Q @ cxx.T + self.member @ per_row.T
+            # states at the block starts: E[b] = μ E[b-1] + g_(b-1), E[0] the carried state,
+            # by a Hillis–Steele scan over blocks (step d adds the terms of lags d … 2d − 1)
+            E = F[:, :, : 2 * Mb].view(complex)  # (C, nblk + 1, Mb), in place of g
+            E[:, 0] = self.sb
+            for d, mud in self.steps:
+                if d > nblk:
+                    break
+                np.multiply(E[:, :-d], mud, out=tmp[:, :-d])
+                E[:, d:] += tmp[:, :-d]
+            self.sb = E[:, nblk].copy()
+            V = F[:, :nblk, : 2 * Mb]  # (C, nblk, 2Mb): interleaved (Re, Im) states
+            Vt = V.transpose(0, 2, 1)
+            np.matmul(X.transpose(0, 2, 1), X, out=cxx)
+            np.matmul(Vt, X, out=cvz[:, :, :L])
+            np.matmul(Vt, V, out=cvz[:, :, L:])
+            rows = np.multiply(cvz, self.PR, out=cvz).sum(axis=2)  # (C, 2Mb)
+            energy = cxx.reshape(C, L * L) @ self.Q
+            energy += rows.reshape(C, K, self.modes_per_band).sum(axis=2)
         out = None
         if nxt is not None:
-            pre = nxt.prefix()
-            out = np.empty((C, pre.shape[1] + nblk * L // 2))
-            out[:, : pre.shape[1]] = pre
-            D = out[:, pre.shape[1] :].reshape(C, nblk, L // 2)
+            n0 = self.hist_len + nxt.carry.shape[1]
+            out = np.empty((C, n0 + nblk * L // 2))
+            out[:, : self.hist_len] = nxt.hist
+            out[:, self.hist_len : n0] = nxt.carry
+            D = out[:, n0:].reshape(C, nblk, L // 2)
             Xp = u[:, : nblk * L].reshape(C, nblk, L)[:, :, :P]  # the P samples before each block
             np.matmul(Xp, self.Hp, out=D)
-            D += F[:, :, 2 * Mb :]
+            D += F[:, 1:, 2 * Mb :]
         self.hist = u[:, end - P : end].copy()
         self.carry = u[:, end:].copy()  # less than one block waits for the next call
         return energy, out
@@ -549,8 +542,8 @@ class FractionalOctaveBank:
         for k, lv in enumerate(self._levels):
             nxt = self._levels[k + 1] if k + 1 < len(self._levels) else None
             energy, u = lv.run(u, nxt)
-            if lv.nbands:  # rounding (~1e-16 of the input energy) must not make E negative
-                out[lv.bands] = np.maximum(energy, 0.0) * (2**k / self.samplerate)
+            if energy is not None:  # rounding (~1e-16 of the input energy) must not make E < 0
+                out[lv.bands] = np.maximum(energy.T, 0.0) * (2**k / self.samplerate)
             if u is None:
                 break
         return out
