@@ -77,6 +77,7 @@ from importlib import resources
 
 import numpy as np
 from scipy import linalg, signal
+from scipy.linalg import blas
 
 G = 10.0 ** (3.0 / 10.0)
 """Octave frequency ratio of the base-10 system, G = 10^(3/10) (IEC 61260-1 clause 5.2)."""
@@ -101,6 +102,9 @@ _MIN_RATE = 2500.0
 fewer stages, each with enough samples per call to keep per-call overhead small."""
 _BLOCK = 64
 """Block length (samples) of the blockwise evaluation; even, so decimation phases stay aligned."""
+_DENSE_WEIGHTS = 50_000
+"""Band energies of a rate come from one product with all covariances when its weights have at
+most this many elements (a few bands); otherwise the state terms are weighted row by row."""
 _SCAN_TOL = 1e-18
 """The prefix scan over blocks keeps every term larger than this fraction of a state."""
 
@@ -314,10 +318,9 @@ class _Level:
         self.pb = np.concatenate([f.poles for f in filters]) if K else np.zeros(0, complex)
         Mb = self.pb.size
         self.hist_len = _AA_TAPS - 1
-        fused = []
         if K:
             # zero-state block-end states, interleaved (Re, Im) per mode: g_b = x_b Γ
-            fused.append(np.hstack([f.state_gain(L) for f in filters]))
+            self.gamma = np.hstack([f.state_gain(L) for f in filters])
             self.steps = _scan_steps(self.pb, L)
             if len({f.poles.size for f in filters}) != 1:
                 raise ValueError("bands at one rate must have the same number of poles")
@@ -332,21 +335,27 @@ class _Level:
                 free[k, :, at : at + w] = f.free_response(L)
                 at += w
             # per channel: Σ x xᵀ flattened against Q (L², K); the rows of [Σ v xᵀ | Σ v vᵀ]
-            # against PR (2Mb, L + 2Mb), then summed per band (each row is one band's)
+            # against PR (2Mb, L + 2Mb), summed per band (each row is one band's). Where the
+            # weights are small (few bands) both go into one product W (L² + 2Mb(L + 2Mb), K).
             self.Q = np.einsum("kia,kib->kab", T, T).reshape(K, L * L).T
             self.PR = np.einsum("kia,kib->ab", free, np.concatenate((2.0 * T, free), axis=2))
             self.modes_per_band = 2 * filters[0].poles.size
+            self.W = None
+            if K * (L * L + self.PR.size) <= _DENSE_WEIGHTS:
+                lanes = np.arange(2 * Mb) // self.modes_per_band  # band of each state row
+                pr = self.PR[:, None, :] * (lanes[:, None] == np.arange(K))[:, :, None]
+                self.W = np.vstack([self.Q, pr.transpose(0, 2, 1).reshape(-1, K)])
         if self.has_aa:
-            # decimated output y[2i] = Σ_k h[k] x[2i - k]: taps on the block and on the
-            # hist_len samples before it
+            # decimated output y[2i] = Σ_k h[k] x[2i − k] of the half-band FIR: the even taps
+            # act on the even samples (relative to a block start; the block and the hist_len
+            # samples before it), the centre tap h[P/2] alone on the odd ones
             h, P = aa, self.hist_len
             i2 = 2 * np.arange(L // 2)
-            lag = i2[None, :] - np.arange(L)[:, None]
-            Hc = np.where((lag >= 0) & (lag < h.size), h[np.clip(lag, 0, h.size - 1)], 0.0)
-            lag = i2[None, :] + P - np.arange(P)[:, None]
-            self.Hp = np.where(lag < h.size, h[np.clip(lag, 0, h.size - 1)], 0.0)
-            fused.append(Hc)
-        self.fused = np.hstack(fused) if fused else np.zeros((L, 0))
+            lag = i2[None, :] - np.arange(0, L, 2)[:, None]
+            self.He = np.where((lag >= 0) & (lag < h.size), h[np.clip(lag, 0, h.size - 1)], 0.0)
+            lag = i2[None, :] + P - np.arange(0, P, 2)[:, None]
+            self.Hpe = np.where(lag < h.size, h[np.clip(lag, 0, h.size - 1)], 0.0)
+            self.centre = float(h[P // 2])
         self._work: dict[int, tuple[np.ndarray, ...]] = {}
         self.reset(channels)
 
@@ -360,19 +369,18 @@ class _Level:
         return np.concatenate((self.hist, self.carry), axis=1)
 
     def _buffers(self, C: int, nblk: int) -> tuple[np.ndarray, ...]:
-        """Work arrays for ``nblk`` blocks of C channels, kept from call to call: F, the fused
-        product of the blocks (row 0 holds the carried state, row b + 1 block b), its scratch
-        for the scan, Σ x xᵀ (C, L, L) and [Σ v xᵀ | Σ v vᵀ] (C, 2Mb, L + 2Mb)."""
+        """Work arrays for ``nblk`` blocks of C channels, kept from call to call: E, the block
+        states (complex; row 0 the carried state, row b + 1 first the zero-start state g_b at
+        the end of block b), its scratch for the scan, and per channel Σ x xᵀ (L, L) and
+        [Σ v xᵀ | Σ v vᵀ] (2Mb, L + 2Mb), flattened one after the other."""
         if nblk not in self._work:
             if len(self._work) > 4:  # calls of varying size: keep a few shapes only
                 self._work.clear()
             L, Mb = self.L, self.pb.size
-            F = np.empty((C, nblk + 1, self.fused.shape[1]))
             self._work[nblk] = (
-                F,
                 np.empty((C, nblk + 1, Mb), dtype=complex),
-                np.empty((C, L, L)),
-                np.empty((C, 2 * Mb, L + 2 * Mb)),
+                np.empty((C, nblk + 1, Mb), dtype=complex),
+                np.empty((C, L * L + 2 * Mb * (L + 2 * Mb))),
             )
         return self._work[nblk]
 
@@ -389,14 +397,14 @@ class _Level:
             self.carry = u[:, P:].copy()
             return None, None
         K, Mb = self.nbands, self.pb.size
-        F, tmp, cxx, cvz = self._buffers(C, nblk)
         X = u[:, P:end].reshape(C, nblk, L)
-        np.matmul(X, self.fused, out=F[:, 1:])
         energy = None
         if K:
+            E, tmp, cov = self._buffers(C, nblk)
+            Er = E.view(np.float64)  # (C, nblk + 1, 2Mb): interleaved (Re, Im)
+            np.matmul(X, self.gamma, out=Er[:, 1:])
             # states at the block starts: E[b] = μ E[b-1] + g_(b-1), E[0] the carried state,
             # by a Hillis–Steele scan over blocks (step d adds the terms of lags d … 2d − 1)
-            E = F[:, :, : 2 * Mb].view(complex)  # (C, nblk + 1, Mb), in place of g
             E[:, 0] = self.sb
             for d, mud in self.steps:
                 if d > nblk:
@@ -404,14 +412,19 @@ class _Level:
                 np.multiply(E[:, :-d], mud, out=tmp[:, :-d])
                 E[:, d:] += tmp[:, :-d]
             self.sb = E[:, nblk].copy()
-            V = F[:, :nblk, : 2 * Mb]  # (C, nblk, 2Mb): interleaved (Re, Im) states
+            V = Er[:, :nblk]  # (C, nblk, 2Mb): the states at the block starts
             Vt = V.transpose(0, 2, 1)
+            cxx = cov[:, : L * L].reshape(C, L, L)
+            cvz = cov[:, L * L :].reshape(C, 2 * Mb, L + 2 * Mb)
             np.matmul(X.transpose(0, 2, 1), X, out=cxx)
             np.matmul(Vt, X, out=cvz[:, :, :L])
             np.matmul(Vt, V, out=cvz[:, :, L:])
-            rows = np.multiply(cvz, self.PR, out=cvz).sum(axis=2)  # (C, 2Mb)
-            energy = cxx.reshape(C, L * L) @ self.Q
-            energy += rows.reshape(C, K, self.modes_per_band).sum(axis=2)
+            if self.W is not None:
+                energy = cov @ self.W
+            else:
+                rows = np.multiply(cvz, self.PR, out=cvz).sum(axis=2)  # (C, 2Mb)
+                energy = cov[:, : L * L] @ self.Q
+                energy += rows.reshape(C, K, self.modes_per_band).sum(axis=2)
         out = None
         if nxt is not None:
             n0 = self.hist_len + nxt.carry.shape[1]
@@ -419,9 +432,13 @@ class _Level:
             out[:, : self.hist_len] = nxt.hist
             out[:, self.hist_len : n0] = nxt.carry
             D = out[:, n0:].reshape(C, nblk, L // 2)
-            Xp = u[:, : nblk * L].reshape(C, nblk, L)[:, :, :P]  # the P samples before each block
-            np.matmul(Xp, self.Hp, out=D)
-            D += F[:, 1:, 2 * Mb :]
+            even = np.ascontiguousarray(u[:, 0 : end : 2])  # P/2 before the blocks, then L/2 each
+            np.matmul(even[:, P // 2 :].reshape(C, nblk, L // 2), self.He, out=D)
+            D += even[:, : nblk * L // 2].reshape(C, nblk, L // 2)[:, :, : P // 2] @ self.Hpe
+            flat_u, flat_out = u.reshape(-1), out.reshape(-1)  # += centre · odd samples
+            for c in range(C):
+                blas.daxpy(flat_u, flat_out, n=nblk * L // 2, a=self.centre,
+                           offx=c * u.shape[1] + P // 2, incx=2, offy=c * out.shape[1] + n0)
         self.hist = u[:, end - P : end].copy()
         self.carry = u[:, end:].copy()  # less than one block waits for the next call
         return energy, out
@@ -482,6 +499,7 @@ class FractionalOctaveBank:
         self.level = np.minimum(level, lowest)
         nlevels = int(self.level.max()) + 1
         aa = signal.firwin(_AA_TAPS, 0.5, window=("kaiser", _AA_BETA))  # half-band
+        aa[1::2][np.arange(_AA_TAPS // 2) != _AA_TAPS // 4] = 0.0  # zero but for rounding (1e-17)
         self.aa_fir = aa
         self.sos: list[np.ndarray] = []
         filters = []
