@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 from decimal import Decimal
 from importlib import resources
 
@@ -510,6 +511,7 @@ class FractionalOctaveBank:
             zpk = signal.butter(order, edges, "bandpass", fs=rate, output="zpk")
             self.sos.append(signal.zpk2sos(*zpk))
             filters.append(_Parallel(*zpk))
+        self._seconds_per_sample = 2.0 ** self.level / self.samplerate  # at each band's rate
         self._levels: list[_Level] = []
         for k in range(nlevels):
             idx = [i for i in range(self.exact.size) if self.level[i] == k]
@@ -552,16 +554,24 @@ class FractionalOctaveBank:
             u = x.T
         else:
             raise ValueError(f"expected shape (n,) or (n, {self.channels}), got {x.shape}")
-        if not np.isfinite(u).all():
-            raise ValueError("input contains NaN or infinite samples; nothing was processed")
-        first = self._levels[0]
-        u = np.concatenate((first.prefix(), u), axis=1)
+        if not math.isfinite(float(np.sum(u))):  # one pass; the sum of finite samples is finite
+            if not np.isfinite(u).all():
+                raise ValueError("input contains NaN or infinite samples; nothing was processed")
+        return self.exposures(u)
+
+    def exposures(self, u: np.ndarray) -> np.ndarray:
+        """:meth:`process` without its checks, for callers that already hold finite samples in
+        the layout (channels, n) (Pa): the band sound exposures (nbands, channels), Pa²·s."""
+        u = np.concatenate((self._levels[0].prefix(), u), axis=1)
         out = np.zeros((self.exact.size, self.channels))
         for k, lv in enumerate(self._levels):
             nxt = self._levels[k + 1] if k + 1 < len(self._levels) else None
             energy, u = lv.run(u, nxt)
-            if energy is not None:  # rounding (~1e-16 of the input energy) must not make E < 0
-                out[lv.bands] = np.maximum(energy.T, 0.0) * (2**k / self.samplerate)
+            if energy is not None:
+                out[lv.bands] = energy.T
             if u is None:
                 break
+        # rounding (~1e-16 of the input energy) must not make an exposure negative
+        np.maximum(out, 0.0, out=out)
+        out *= self._seconds_per_sample[:, None]
         return out

@@ -384,7 +384,7 @@ class SoundLevelMeter:
             np.maximum(self._peak_x, np.maximum(seg_x.max(axis=1), -seg_x.min(axis=1)),
                        out=self._peak_x)
             if self._bank is not None:
-                self._band_e += self._bank.process(seg_x.T)
+                self._band_e += self._bank.exposures(seg_x)  # finite: bad samples are 0
             if starts is not None and starts.sample.size:
                 self._imp_n += starts.counts(*self._imp_n.shape, pos, pos + k)
             pos += k

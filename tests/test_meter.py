@@ -240,3 +240,58 @@ def test_block_of_wrong_shape_is_refused():
     m = SoundLevelMeter(FS, channels=2)
     with pytest.raises(ValueError, match="channel"):
         m.process(np.zeros(100))
+
+
+def test_short_blocks_are_gathered_without_changing_what_is_returned_or_when():
+    # The agent feeds 0.1 s blocks (4 800 samples); the meter gathers them and evaluates at
+    # the interval boundary. What must not change: each interval comes back from the call
+    # that holds its last sample, with the values of a meter fed whole stretches, and the
+    # clock counts every sample fed. The audio: 3.3 s of pink noise with an impulse, 100
+    # non-finite samples inside a gathered block and a 0.25 s gap in the middle of a gathered
+    # interval, so the gap and bad-sample bookkeeping are checked against the direct path.
+    x = 0.2 * pink(round(3.3 * FS), seed=11)
+    x[FS + 300 : FS + 500] += 0.9
+    x[2 * FS + 1000 : 2 * FS + 1100] = np.nan
+    cut = FS + FS // 4  # the gap comes after 1.25 s of audio
+    gap = FS // 4
+    kw = {"bands": "third", "impulse_thresholds_db": [100.0, 110.0]}
+
+    whole = SoundLevelMeter(FS, **kw)
+    ref = whole.process(x[:cut]) + whole.gap(gap) + whole.process(x[cut:]) + whole.flush()
+
+    fed = SoundLevelMeter(FS, **kw)
+    got, clocks, expected_clock = [], [], 0
+    calls: list[tuple[int, int, int]] = []  # (first sample, end sample, intervals returned)
+
+    def feed(out, n):
+        nonlocal expected_clock
+        calls.append((expected_clock, expected_clock + n, len(out)))
+        expected_clock += n
+        clocks.append((fed.clock, expected_clock))
+        got.extend(out)
+
+    for i in range(0, cut, 4800):
+        feed(fed.process(x[i : min(i + 4800, cut)]), min(4800, cut - i))
+    feed(fed.gap(gap), gap)
+    for i in range(cut, x.size, 4800):
+        feed(fed.process(x[i : i + 4800]), min(4800, x.size - i))
+    got += fed.flush()
+
+    assert all(a == b for a, b in clocks)
+    assert fed.bad_samples == whole.bad_samples == 100
+    # interval k ends at sample (k + 1)·FS: the call whose samples reach that end returns it
+    # (3.3 s of audio + 0.25 s of gap = 3.55 s: intervals 0, 1, 2 from calls, 3 from flush)
+    returned = [n for _, _, n in calls]
+    for k in range(3):
+        end = (k + 1) * FS
+        holder = next(j for j, (a, b, _) in enumerate(calls) if a < end <= b)
+        assert returned[holder] == 1, k
+    assert sum(returned) == 3 and len(got) == len(ref) == 4
+    for a, b in zip(got, ref, strict=True):
+        assert a.coverage[0] == b.coverage[0]
+        for name in ("laeq", "lceq", "lcpeak", "lzpeak", "lafmax", "lasmax", "lafmin"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(a.band_lzeq, b.band_lzeq, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(a.impulse_counts, b.impulse_counts)
+    assert got[1].coverage[0] == 0.75  # the gap: 0.25 s of the second interval
+    assert got[2].coverage[0] == pytest.approx(1 - 100 / FS)  # the non-finite samples
