@@ -358,6 +358,7 @@ class _Level:
             self.Hpe = np.where(lag < h.size, h[np.clip(lag, 0, h.size - 1)], 0.0)
             self.centre = float(h[P // 2])
         self._work: dict[int, tuple[np.ndarray, ...]] = {}
+        self._tile = np.zeros((len(self.steps) if K else 0, 0), dtype=complex)
         self.reset(channels)
 
     def reset(self, channels: int) -> None:
@@ -385,6 +386,17 @@ class _Level:
             )
         return self._work[nblk]
 
+    def _tiles(self, nblk: int) -> np.ndarray:
+        """(steps, (nblk + 1)·Mb) complex: the μ^d of each scan step repeated for every block
+        (grown to the longest call seen)."""
+        need = (nblk + 1) * self.pb.size
+        if self._tile.shape[1] < need:
+            reps = -(-need // max(self.pb.size, 1))
+            self._tile = np.zeros((len(self.steps), reps * self.pb.size), dtype=complex)
+            for i, (_, mud) in enumerate(self.steps):
+                self._tile[i] = np.tile(mud, reps)
+        return self._tile
+
     def run(self, u: np.ndarray, nxt: _Level | None):
         """Filter ``u`` = [prefix | new samples] (channels, n), C-contiguous. Returns (E, v):
         E (channels, nbands), the sums of squared band outputs over the blocks consumed, and
@@ -407,11 +419,15 @@ class _Level:
             # states at the block starts: E[b] = μ E[b-1] + g_(b-1), E[0] the carried state,
             # by a Hillis–Steele scan over blocks (step d adds the terms of lags d … 2d − 1)
             E[:, 0] = self.sb
-            for d, mud in self.steps:
+            # on the flattened (block, mode) axis, μ^d tiled over blocks: one long loop per
+            # operation instead of one per block (nine modes a row at the top rates)
+            E2, tmp2, tiles = E.reshape(C, -1), tmp.reshape(C, -1), self._tiles(nblk)
+            for (d, _), tile in zip(self.steps, tiles, strict=False):
                 if d > nblk:
                     break
-                np.multiply(E[:, :-d], mud, out=tmp[:, :-d])
-                E[:, d:] += tmp[:, :-d]
+                k = (nblk + 1 - d) * Mb
+                np.multiply(E2[:, :k], tile[:k], out=tmp2[:, :k])
+                np.add(E2[:, d * Mb :], tmp2[:, :k], out=E2[:, d * Mb :])
             self.sb = E[:, nblk].copy()
             V = Er[:, :nblk]  # (C, nblk, 2Mb): the states at the block starts
             Vt = V.transpose(0, 2, 1)
