@@ -363,12 +363,9 @@ class _Level:
 
     def reset(self, channels: int) -> None:
         self.sb = np.zeros((channels, self.pb.size), dtype=complex)
-        self.hist = np.zeros((channels, self.hist_len))
-        self.carry = np.zeros((channels, 0))
-
-    def prefix(self) -> np.ndarray:
-        """The samples that precede new input: the anti-alias history, then the carry."""
-        return np.concatenate((self.hist, self.carry), axis=1)
+        # the samples that precede new input: the anti-alias history (hist_len samples), then
+        # the carry (less than one block, waiting for the next call)
+        self.prefix = np.zeros((channels, self.hist_len))
 
     def _buffers(self, C: int, nblk: int) -> tuple[np.ndarray, ...]:
         """Work arrays for ``nblk`` blocks of C channels, kept from call to call: E, the block
@@ -407,7 +404,7 @@ class _Level:
         nblk = (u.shape[1] - P) // L
         end = P + nblk * L
         if not nblk:
-            self.carry = u[:, P:].copy()
+            self.prefix = u.copy()
             return None, None
         K, Mb = self.nbands, self.pb.size
         X = u[:, P:end].reshape(C, nblk, L)
@@ -444,10 +441,9 @@ class _Level:
                 energy += rows.reshape(C, K, self.modes_per_band).sum(axis=2)
         out = None
         if nxt is not None:
-            n0 = self.hist_len + nxt.carry.shape[1]
+            n0 = nxt.prefix.shape[1]
             out = np.empty((C, n0 + nblk * L // 2))
-            out[:, : self.hist_len] = nxt.hist
-            out[:, self.hist_len : n0] = nxt.carry
+            out[:, :n0] = nxt.prefix
             D = out[:, n0:].reshape(C, nblk, L // 2)
             even = np.ascontiguousarray(u[:, 0 : end : 2])  # P/2 before the blocks, then L/2 each
             np.matmul(even[:, P // 2 :].reshape(C, nblk, L // 2), self.He, out=D)
@@ -456,8 +452,7 @@ class _Level:
             for c in range(C):
                 blas.daxpy(flat_u, flat_out, n=nblk * L // 2, a=self.centre,
                            offx=c * u.shape[1] + P // 2, incx=2, offy=c * out.shape[1] + n0)
-        self.hist = u[:, end - P : end].copy()
-        self.carry = u[:, end:].copy()  # less than one block waits for the next call
+        self.prefix = u[:, end - P :].copy()
         return energy, out
 
 
@@ -578,7 +573,7 @@ class FractionalOctaveBank:
     def exposures(self, u: np.ndarray) -> np.ndarray:
         """:meth:`process` without its checks, for callers that already hold finite samples in
         the layout (channels, n) (Pa): the band sound exposures (nbands, channels), Pa²·s."""
-        u = np.concatenate((self._levels[0].prefix(), u), axis=1)
+        u = np.concatenate((self._levels[0].prefix, u), axis=1)
         out = np.zeros((self.exact.size, self.channels))
         for k, lv in enumerate(self._levels):
             nxt = self._levels[k + 1] if k + 1 < len(self._levels) else None
