@@ -30,6 +30,11 @@ How it is computed, without a Python loop per sample:
   statistical levels LAFN use LAF sampled every 10 ms, as is customary (ISO 1996-1 clause
   3.4.7).
 * Bands (IEC 61260-1): an optional :class:`~tingbao.edge.iec61260.FractionalOctaveBank`.
+* Short blocks: each evaluation costs about a hundred numpy calls whatever its length, so
+  blocks shorter than 1 s (the agent feeds 0.1 s) are gathered, in Pa, and evaluated together
+  when the open interval completes (or 1 s has gathered). The intervals come back from the
+  same call, with the same values; only the CPU time per second of audio changes (at 0.1 s
+  blocks from about 2.5 times that of 1 s blocks to about 1.1 times).
 
 Gaps and bad samples. :meth:`SoundLevelMeter.gap` records audio that never arrived (an input
 overflow): zeros are fed so the clock stays exact, the samples do not count as coverage, and
