@@ -47,6 +47,7 @@ LAeq and LCeq are averages over the covered time; EA is the exposure of the cove
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -471,11 +472,21 @@ class SoundLevelMeter:
             stats = yf[:, sr - 1 :: sr][:, row_ok[sr - 1 :: sr]]
         nan = np.full(ch, np.nan)
         t = coverage if coverage > 0 else np.nan
-        # Mean squares (Pa²) of every reported level, turned into dB in one call.
-        ms = [ea / t, self._ec / self.samplerate / t, self._peak_c**2, self._peak_x**2,
-              yf.max(axis=1), ys.max(axis=1), yf_ok.min(axis=1) if yf_ok.shape[1] else nan]
-        ms += list(_exceeded(stats, PERCENTILES))
-        lv = level_from_mean_square(np.stack(ms))
+        # Mean squares (Pa²) of every reported level, written into one array and turned into
+        # dB in one call.
+        ms = np.empty((7 + len(PERCENTILES), ch))
+        np.divide(ea, t, out=ms[0])
+        np.divide(self._ec / self.samplerate, t, out=ms[1])
+        np.square(self._peak_c, out=ms[2])
+        np.square(self._peak_x, out=ms[3])
+        yf.max(axis=1, out=ms[4])
+        ys.max(axis=1, out=ms[5])
+        if yf_ok.shape[1]:
+            yf_ok.min(axis=1, out=ms[6])
+        else:
+            ms[6] = np.nan
+        _exceeded(stats, PERCENTILES, out=ms[7:])
+        lv = level_from_mean_square(ms)
         if coverage <= 0:
             lv[:] = np.nan
         band_nominal = band_lzeq = None
@@ -564,19 +575,31 @@ def _sum_of_squares(v: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", v, v)
 
 
-def _exceeded(samples: np.ndarray, percents) -> np.ndarray:
-    """Values exceeded ``N`` % of the time (the (100 − N)th percentile, linear interpolation
-    as numpy's default) of ``samples`` (channels, k) for each N; shape (len(percents), channels).
-    NaN when there are no samples."""
-    ch, k = samples.shape
-    if k == 0:
-        return np.full((len(percents), ch), np.nan)
-    s = np.sort(samples, axis=1)
+@functools.lru_cache(maxsize=16)
+def _percentile_points(percents: tuple, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For :func:`_exceeded`: the sorted positions lo, hi and the weight of hi of each
+    (100 − N)th percentile among k samples (numpy's default linear interpolation)."""
     pos = (100.0 - np.asarray(percents, dtype=float)) / 100.0 * (k - 1)
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, k - 1)
-    frac = pos - lo
-    return (s[:, lo] + frac * (s[:, hi] - s[:, lo])).T
+    return lo, hi, (pos - lo)[:, None]
+
+
+def _exceeded(samples: np.ndarray, percents, out: np.ndarray | None = None) -> np.ndarray:
+    """Values exceeded ``N`` % of the time (the (100 − N)th percentile, linear interpolation
+    as numpy's default) of ``samples`` (channels, k) for each N; shape (len(percents), channels),
+    written into ``out`` when given. NaN when there are no samples."""
+    ch, k = samples.shape
+    if out is None:
+        out = np.empty((len(percents), ch))
+    if k == 0:
+        out[:] = np.nan
+        return out
+    s = np.sort(samples, axis=1).T  # (k, ch)
+    lo, hi, frac = _percentile_points(tuple(percents), k)
+    s_lo = s[lo]
+    np.add(s_lo, frac * (s[hi] - s_lo), out=out)
+    return out
 
 
 def exposure_of(intervals: list[IntervalLevels]) -> np.ndarray:
