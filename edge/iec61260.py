@@ -59,8 +59,9 @@ block starts follow from a Hillis–Steele prefix scan over blocks (steps d = 1,
 1e-18 of a state are left out: four steps at the top four rates at 48 kHz, whose slowest μ is
 0.06), and the energy of a band over all blocks is Σ_b ‖T x_b + O s_b‖² = ⟨TᵀT, Σ x_b x_bᵀ⟩
 + 2⟨OᵀT, Σ s_b x_bᵀ⟩ + ⟨OᵀO, Σ s_b s_bᵀ⟩; the block covariance Σ x_b x_bᵀ is computed once per
-rate and serves all bands there, and at a rate with few bands all three covariances meet
-their weights in one product. The anti-alias FIR is evaluated on its polyphase components:
+rate and serves all bands there; of Σ s_b s_bᵀ only each band's own block is formed (O is
+zero outside the band's modes), and all three covariances meet their weights in one product
+per rate. The anti-alias FIR is evaluated on its polyphase components:
 its odd taps other than the centre are zero (set exactly to zero; the window design leaves
 them at rounding level, below 2e-17), so the even taps act on the even samples (a block's and
 the 15 before it) in two products and the centre tap on the odd samples in one axpy. This is
@@ -113,9 +114,6 @@ _MIN_RATE = 2500.0
 fewer stages, each with enough samples per call to keep per-call overhead small."""
 _BLOCK = 64
 """Block length (samples) of the blockwise evaluation; even, so decimation phases stay aligned."""
-_DENSE_WEIGHTS = 50_000
-"""Band energies of a rate come from one product with all covariances when its weights have at
-most this many elements (a few bands); otherwise the state terms are weighted row by row."""
 _SCAN_TOL = 1e-18
 """The prefix scan over blocks keeps every term larger than this fraction of a state."""
 
@@ -345,17 +343,20 @@ class _Level:
                 w = 2 * f.poles.size
                 free[k, :, at : at + w] = f.free_response(L)
                 at += w
-            # per channel: Σ x xᵀ flattened against Q (L², K); the rows of [Σ v xᵀ | Σ v vᵀ]
-            # against PR (2Mb, L + 2Mb), summed per band (each row is one band's). Where the
-            # weights are small (few bands) both go into one product W (L² + 2Mb(L + 2Mb), K).
-            self.Q = np.einsum("kia,kib->kab", T, T).reshape(K, L * L).T
-            self.PR = np.einsum("kia,kib->ab", free, np.concatenate((2.0 * T, free), axis=2))
-            self.modes_per_band = 2 * filters[0].poles.size
-            self.W = None
-            if K * (L * L + self.PR.size) <= _DENSE_WEIGHTS:
-                lanes = np.arange(2 * Mb) // self.modes_per_band  # band of each state row
-                pr = self.PR[:, None, :] * (lanes[:, None] == np.arange(K))[:, :, None]
-                self.W = np.vstack([self.Q, pr.transpose(0, 2, 1).reshape(-1, K)])
+            # per channel, all three covariances meet their weights in one product W
+            # (L² + 2Mb·L + K·w², K): Σ x xᵀ against T_kᵀT_k; the rows of Σ v xᵀ against
+            # 2 O_kᵀT_k, each row in its band's column (O_k is zero outside band k's modes);
+            # and, of Σ v vᵀ, only each band's own (w, w) block (w = 2 × its poles) against
+            # O_kᵀO_k: per block K·w² products instead of (2Mb)²
+            w = self.modes_per_band = 2 * filters[0].poles.size
+            own = free.reshape(K, L, K, w)[np.arange(K), :, np.arange(K)]  # (K, L, w)
+            Q = np.einsum("kia,kib->kab", T, T).reshape(K, L * L).T
+            lane = np.arange(2 * Mb)[:, None] // w == np.arange(K)  # (2Mb, K): band of a row
+            cross = 2.0 * np.einsum("kia,kib->ab", free, T)  # (2Mb, L)
+            cross = (cross[:, :, None] * lane[:, None, :]).reshape(2 * Mb * L, K)
+            oo = np.einsum("kia,kib->kab", own, own).reshape(K, w * w)  # (K, w²)
+            oo = (oo[:, :, None] * np.eye(K)[:, None, :]).reshape(K * w * w, K)
+            self.W = np.vstack([Q, cross, oo])
         if self.has_aa:
             # decimated output y[2i] = Σ_k h[k] x[2i − k] of the half-band FIR: the even taps
             # act on the even samples (relative to a block start; the block and the hist_len
@@ -380,16 +381,17 @@ class _Level:
     def _buffers(self, C: int, nblk: int) -> tuple[np.ndarray, ...]:
         """Work arrays for ``nblk`` blocks of C channels, kept from call to call: E, the block
         states (complex; row 0 the carried state, row b + 1 first the zero-start state g_b at
-        the end of block b), its scratch for the scan, and per channel Σ x xᵀ (L, L) and
-        [Σ v xᵀ | Σ v vᵀ] (2Mb, L + 2Mb), flattened one after the other."""
+        the end of block b), its scratch for the scan, and per channel Σ x xᵀ (L, L), Σ v xᵀ
+        (2Mb, L) and the bands' own blocks of Σ v vᵀ (K, w, w), flattened one after the
+        other."""
         if nblk not in self._work:
             if len(self._work) > 4:  # calls of varying size: keep a few shapes only
                 self._work.clear()
-            L, Mb = self.L, self.pb.size
+            Mb = self.pb.size
             self._work[nblk] = (
                 np.empty((C, nblk + 1, Mb), dtype=complex),
                 np.empty((C, nblk + 1, Mb), dtype=complex),
-                np.empty((C, L * L + 2 * Mb * (L + 2 * Mb))),
+                np.empty((C, self.W.shape[0])),
             )
         return self._work[nblk]
 
@@ -437,18 +439,15 @@ class _Level:
                 np.add(E2[:, d * Mb :], tmp2[:, :k], out=E2[:, d * Mb :])
             self.sb = E[:, nblk].copy()
             V = Er[:, :nblk]  # (C, nblk, 2Mb): the states at the block starts
-            Vt = V.transpose(0, 2, 1)
+            w = self.modes_per_band
             cxx = cov[:, : L * L].reshape(C, L, L)
-            cvz = cov[:, L * L :].reshape(C, 2 * Mb, L + 2 * Mb)
+            cvx = cov[:, L * L : (L + 2 * Mb) * L].reshape(C, 2 * Mb, L)
+            cvv = cov[:, (L + 2 * Mb) * L :].reshape(C, K, w, w)
             np.matmul(X.transpose(0, 2, 1), X, out=cxx)
-            np.matmul(Vt, X, out=cvz[:, :, :L])
-            np.matmul(Vt, V, out=cvz[:, :, L:])
-            if self.W is not None:
-                energy = cov @ self.W
-            else:
-                rows = np.multiply(cvz, self.PR, out=cvz).sum(axis=2)  # (C, 2Mb)
-                energy = cov[:, : L * L] @ self.Q
-                energy += rows.reshape(C, K, self.modes_per_band).sum(axis=2)
+            np.matmul(V.transpose(0, 2, 1), X, out=cvx)
+            Vk = V.reshape(C, nblk, K, w).transpose(0, 2, 3, 1)  # (C, K, w, nblk)
+            np.matmul(Vk, Vk.transpose(0, 1, 3, 2), out=cvv)  # own blocks of Σ v vᵀ
+            energy = cov @ self.W
         out = None
         if nxt is not None:
             n0 = nxt.prefix.shape[1]
