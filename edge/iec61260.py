@@ -114,6 +114,9 @@ _MIN_RATE = 2500.0
 fewer stages, each with enough samples per call to keep per-call overhead small."""
 _BLOCK = 64
 """Block length (samples) of the blockwise evaluation; even, so decimation phases stay aligned."""
+_DENSE_WEIGHTS = 50_000
+"""Band energies of a rate come from one product with all covariances when its weights have at
+most this many elements (a few bands); otherwise the state terms are weighted element-wise."""
 _SCAN_TOL = 1e-18
 """The prefix scan over blocks keeps every term larger than this fraction of a state."""
 
@@ -343,20 +346,23 @@ class _Level:
                 w = 2 * f.poles.size
                 free[k, :, at : at + w] = f.free_response(L)
                 at += w
-            # per channel, all three covariances meet their weights in one product W
-            # (L² + 2Mb·L + K·w², K): Σ x xᵀ against T_kᵀT_k; the rows of Σ v xᵀ against
-            # 2 O_kᵀT_k, each row in its band's column (O_k is zero outside band k's modes);
-            # and, of Σ v vᵀ, only each band's own (w, w) block (w = 2 × its poles) against
-            # O_kᵀO_k: per block K·w² products instead of (2Mb)²
+            # per channel: Σ x xᵀ against T_kᵀT_k; the rows of Σ v xᵀ against 2 O_kᵀT_k, each
+            # row its band's (O_k is zero outside band k's modes); and, of Σ v vᵀ, only each
+            # band's own (w, w) block (w = 2 × its poles) against O_kᵀO_k: per block K·w²
+            # products instead of (2Mb)². Where the weights are few (a few bands), all three
+            # meet them in one product W (L² + 2Mb·L + K·w², K); otherwise Σ x xᵀ meets Q and
+            # the state terms are weighted element by element (W would be mostly zeros).
             w = self.modes_per_band = 2 * filters[0].poles.size
             own = free.reshape(K, L, K, w)[np.arange(K), :, np.arange(K)]  # (K, L, w)
-            Q = np.einsum("kia,kib->kab", T, T).reshape(K, L * L).T
-            lane = np.arange(2 * Mb)[:, None] // w == np.arange(K)  # (2Mb, K): band of a row
-            cross = 2.0 * np.einsum("kia,kib->ab", free, T)  # (2Mb, L)
-            cross = (cross[:, :, None] * lane[:, None, :]).reshape(2 * Mb * L, K)
-            oo = np.einsum("kia,kib->kab", own, own).reshape(K, w * w)  # (K, w²)
-            oo = (oo[:, :, None] * np.eye(K)[:, None, :]).reshape(K * w * w, K)
-            self.W = np.vstack([Q, cross, oo])
+            self.Q = np.einsum("kia,kib->kab", T, T).reshape(K, L * L).T
+            self.cross = 2.0 * np.einsum("kia,kib->ab", free, T)  # (2Mb, L)
+            self.OO = np.einsum("kia,kib->kab", own, own)  # (K, w, w)
+            self.W = None
+            if K * (L * L + 2 * Mb * L + K * w * w) <= _DENSE_WEIGHTS:
+                lane = np.arange(2 * Mb)[:, None] // w == np.arange(K)  # (2Mb, K)
+                cross = (self.cross[:, :, None] * lane[:, None, :]).reshape(2 * Mb * L, K)
+                oo = self.OO.reshape(K, w * w)[:, :, None] * np.eye(K)[:, None, :]
+                self.W = np.vstack([self.Q, cross, oo.reshape(K * w * w, K)])
         if self.has_aa:
             # decimated output y[2i] = Σ_k h[k] x[2i − k] of the half-band FIR: the even taps
             # act on the even samples (relative to a block start; the block and the hist_len
@@ -387,11 +393,11 @@ class _Level:
         if nblk not in self._work:
             if len(self._work) > 4:  # calls of varying size: keep a few shapes only
                 self._work.clear()
-            Mb = self.pb.size
+            L, Mb = self.L, self.pb.size
             self._work[nblk] = (
                 np.empty((C, nblk + 1, Mb), dtype=complex),
                 np.empty((C, nblk + 1, Mb), dtype=complex),
-                np.empty((C, self.W.shape[0])),
+                np.empty((C, L * L + 2 * Mb * L + self.OO.size)),
             )
         return self._work[nblk]
 
@@ -447,7 +453,13 @@ class _Level:
             np.matmul(V.transpose(0, 2, 1), X, out=cvx)
             Vk = V.reshape(C, nblk, K, w).transpose(0, 2, 3, 1)  # (C, K, w, nblk)
             np.matmul(Vk, Vk.transpose(0, 1, 3, 2), out=cvv)  # own blocks of Σ v vᵀ
-            energy = cov @ self.W
+            if self.W is not None:
+                energy = cov @ self.W
+            else:
+                energy = cov[:, : L * L] @ self.Q
+                rows = np.multiply(cvx, self.cross, out=cvx).sum(axis=2)  # (C, 2Mb)
+                energy += rows.reshape(C, K, w).sum(axis=2)
+                energy += np.multiply(cvv, self.OO, out=cvv).sum(axis=(2, 3))
         out = None
         if nxt is not None:
             n0 = nxt.prefix.shape[1]
