@@ -295,3 +295,36 @@ def test_short_blocks_are_gathered_without_changing_what_is_returned_or_when():
         np.testing.assert_array_equal(a.impulse_counts, b.impulse_counts)
     assert got[1].coverage[0] == 0.75  # the gap: 0.25 s of the second interval
     assert got[2].coverage[0] == pytest.approx(1 - 100 / FS)  # the non-finite samples
+
+
+def test_a_long_call_is_evaluated_in_pieces_and_leaves_bounded_scratch():
+    # 12 s in one call vs the same audio in 1 s calls: identical intervals (the results do
+    # not depend on how the audio is cut), and the work arrays kept afterwards are those of a
+    # LONGEST_CALL_SECONDS piece (4 s = 192 000 samples), not of the 12 s call (576 000)
+    from tingbao.edge import meter as meter_module
+
+    fs = 48000
+    x = np.random.default_rng(3).standard_normal(12 * fs) * 0.2
+    one = SoundLevelMeter(fs, interval=1.0, pa_per_unit=1.0)
+    whole = one.process(x)
+    cut = SoundLevelMeter(fs, interval=1.0, pa_per_unit=1.0)
+    parts = [iv for i in range(12) for iv in cut.process(x[i * fs:(i + 1) * fs])]
+    assert len(whole) == len(parts) == 12
+    for a, b in zip(whole, parts, strict=True):
+        assert a.ea == pytest.approx(b.ea, rel=1e-12)
+        assert a.lafmax == pytest.approx(b.lafmax, abs=1e-9)
+    longest = round(meter_module.LONGEST_CALL_SECONDS * fs)
+    scratch = [v for v in vars(one).values() if isinstance(v, np.ndarray)]
+    scratch += [a for v in vars(one).values() if isinstance(v, list | tuple)
+                for a in v if isinstance(a, np.ndarray)]
+    assert max(a.shape[-1] for a in scratch) <= max(longest, 2 * fs)
+
+
+def test_finite_samples_whose_sum_overflows_are_not_a_crash():
+    # 10 samples of 1e308 Pa: each is finite, their sum is inf, so the finiteness check
+    # finds no bad sample; the block must still be measured (an absurd level the contract
+    # refuses downstream), not raise IndexError from an empty split
+    m = SoundLevelMeter(48000, interval=1.0, pa_per_unit=1.0)
+    assert m.process(np.full(10, 1e308)) == [] and m.bad_samples == 0
+    (iv,) = m.flush()
+    assert iv.coverage[0] == pytest.approx(10 / 48000)
