@@ -41,6 +41,7 @@ from tingbao.collector.lineprotocol import line
 from tingbao.edge import contract
 
 from .gbz49 import FREQUENCIES_HZ
+from .shifts import local_midnight_ns
 from .spreadsheets import (
     Duplicate,
     Row,
@@ -124,8 +125,7 @@ class Audiogram:
 
     def time_ns(self, timezone: str) -> int:
         """UTC ns of the exam date's 00:00 in ``timezone``."""
-        start = dt.datetime.combine(self.date, dt.time(0), zoneinfo.ZoneInfo(timezone))
-        return int(start.timestamp()) * 1_000_000_000
+        return local_midnight_ns(self.date, timezone)
 
     def fields(self) -> dict:
         """The fields of its :data:`~tingbao.collector.schema.AUDIOGRAMS` point."""

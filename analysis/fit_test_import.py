@@ -38,7 +38,6 @@ import math
 import sys
 import threading
 import time
-import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -49,6 +48,7 @@ from tingbao.collector.lineprotocol import line
 from tingbao.edge import contract
 
 from .fit_tests import COLUMN_ALIASES, FitResult, FitTest, assess, parse_record, problems_text
+from .shifts import local_midnight_ns
 from .spreadsheets import (
     Duplicate,
     RowError,
@@ -74,17 +74,12 @@ topic = contract.fit_tests_topic
 """``tingbao/v1/{enterprise}/fittests`` (:func:`tingbao.edge.contract.fit_tests_topic`)."""
 
 
-def _day_start_ns(date: dt.date, timezone: str) -> int:
-    t = dt.datetime.combine(date, dt.time(0), zoneinfo.ZoneInfo(timezone))
-    return int(t.timestamp()) * 1_000_000_000
-
-
 # ------------------------------------------------------------------------------- store
 def job_lex(reader: InfluxClient, enterprise: str, job: str, date: dt.date, profile_id: str,
             timezone: str) -> float | None:
     """The LEX,8h (dB(A)) of ``job``'s latest stored shift starting before the end of local
     ``date`` (the ledger's ``exposure`` point of ``profile_id``), or None."""
-    end = _day_start_ns(date, timezone) + DAY_NS
+    end = local_midnight_ns(date, timezone) + DAY_NS
     rows = reader.query_rows(schema.job_lex_latest(enterprise, job, profile_id, end))
     v = rows[0].get(schema.LEX_8H) if rows else None
     return None if v is None else float(v)
@@ -142,7 +137,7 @@ def store(reader: InfluxClient, writer: InfluxClient, reg, results: Sequence[Fit
         by_day.setdefault((r.test.enterprise, r.test.date), []).append(r)
     lines, written, already = [], [], []
     for (ent, date), group in by_day.items():
-        start = _day_start_ns(date, tz)
+        start = local_midnight_ns(date, tz)
         existing = _stored_records(reader, ent, start)
         seen = set(existing)
         index = len(existing)
@@ -352,8 +347,8 @@ def read_fit_tests(reader: InfluxClient, enterprise: str, start: dt.date, end: d
                    timezone: str) -> list[dict]:
     """The stored fit tests of ``enterprise`` with local dates in [start, end], oldest
     first: rows with the tags and fields of ``schema.FIT_TESTS`` and ``time`` (ns)."""
-    t0 = _day_start_ns(start, timezone)
-    t1 = _day_start_ns(end, timezone) + DAY_NS
+    t0 = local_midnight_ns(start, timezone)
+    t1 = local_midnight_ns(end, timezone) + DAY_NS
     q = schema.fit_tests_query(enterprise, schema.Period(t0, t1))
     out = []
     for s in reader.query(q):

@@ -41,13 +41,14 @@ import dataclasses
 import datetime as dt
 import json
 import re
-import zoneinfo
 from collections.abc import Mapping
 
 from tingbao.collector import schema
 from tingbao.collector.influx import InfluxClient
 from tingbao.collector.influx import finite_number as _float
 from tingbao.collector.registry.site import Registry
+
+from .shifts import local_days
 
 __all__ = ["BASELINE", "DidResult", "EnterpriseCounts", "PilotResults", "Rate",
            "ReferenceLine", "SCOPES", "VERDICTS", "milestones", "period_kind", "read_pilot",
@@ -287,10 +288,7 @@ def _rows(reader: InfluxClient, statement: str) -> list[dict]:
 
 def local_span(first: dt.date, last: dt.date, timezone: str) -> schema.Period:
     """[first 00:00, last + 1 day 00:00) local time as UTC ns."""
-    tz = zoneinfo.ZoneInfo(timezone)
-    a = dt.datetime.combine(first, dt.time(), tz)
-    b = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz)
-    return schema.Period(int(a.timestamp()) * NS, int(b.timestamp()) * NS)
+    return local_days(first, last, timezone)
 
 
 def read_rates(reader: InfluxClient, span: schema.Period) -> list[Rate]:

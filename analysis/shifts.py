@@ -19,7 +19,8 @@ import zoneinfo
 from tingbao.collector.registry.site import Enterprise, Registry
 from tingbao.collector.schema import Period
 
-__all__ = ["ShiftWindow", "shift_window", "shifts_between", "shift_at", "iso_week"]
+__all__ = ["ShiftWindow", "shift_window", "shifts_between", "shift_at", "iso_week",
+           "local_midnight_ns", "local_days"]
 
 NS = 1_000_000_000
 
@@ -48,6 +49,19 @@ class ShiftWindow:
 
 def _from_ns(ns: int, tz: str) -> dt.datetime:
     return dt.datetime.fromtimestamp(ns / NS, dt.UTC).astimezone(zoneinfo.ZoneInfo(tz))
+
+
+def local_midnight_ns(date: dt.date, timezone: str) -> int:
+    """UTC ns of ``date``'s 00:00 in ``timezone`` (what a "local date" point is stamped
+    with: exposure days, observations, audiograms, fit tests, rates)."""
+    return _to_ns(dt.datetime.combine(date, dt.time(), zoneinfo.ZoneInfo(timezone)))
+
+
+def local_days(first: dt.date, last: dt.date, timezone: str) -> Period:
+    """[``first`` 00:00, ``last`` + 1 day 00:00) local time as UTC ns (a day is 23 or 25 h
+    across a DST change)."""
+    return Period(local_midnight_ns(first, timezone),
+                  local_midnight_ns(last + dt.timedelta(days=1), timezone))
 
 
 def _to_ns(t: dt.datetime) -> int:

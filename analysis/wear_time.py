@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import zoneinfo
 
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import line
+
+from .shifts import local_days
 
 NS = 1_000_000_000
 STATE_SECONDS = (("removed", "removed_s"), ("poor_fit", "poor_fit_s"), ("voice", "voice_s"))
@@ -54,15 +55,7 @@ class WearDay:
 
 def local_day(date: dt.date, timezone: str) -> schema.Period:
     """[00:00, next 00:00) of ``date`` in ``timezone`` as UTC ns (23 or 25 h across DST)."""
-    tz = zoneinfo.ZoneInfo(timezone)
-    a = dt.datetime.combine(date, dt.time(), tz)
-    b = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tz)
-    return schema.Period(_ns(a), _ns(b))
-
-
-def _ns(t: dt.datetime) -> int:
-    d = t.astimezone(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (d.days * 86_400 + d.seconds) * NS + d.microseconds * 1000
+    return local_days(date, date, timezone)
 
 
 def wear_sums(period: schema.Period, enterprise: str, rp: str | None = None) -> list[str]:

@@ -90,6 +90,8 @@ import numpy as np
 
 from tingbao.collector.schema import wear_daily_query
 
+from .shifts import local_midnight_ns
+
 __all__ = [
     "ActionPlan", "DidResult", "Estimate", "FEW_CLUSTERS", "Milestone", "RateRow",
     "WEBB_AT_MOST", "anova_icc", "clustered_rate", "design_effect_rate", "did_lines",
@@ -409,12 +411,6 @@ def period_days(key: str) -> tuple[dt.date, dt.date]:
     months = 3 if "Q" in key else 1
     m = first.month - 1 + months
     return first, dt.date(first.year + m // 12, m % 12 + 1, 1)
-
-
-def local_midnight_ns(date: dt.date, tz: str) -> int:
-    """UTC ns of ``date``'s 00:00 in time zone ``tz``."""
-    t = dt.datetime.combine(date, dt.time(0), zoneinfo.ZoneInfo(tz))
-    return int(t.timestamp()) * 1_000_000_000
 
 
 def period_start(key: str, tz: str) -> int:

@@ -216,7 +216,6 @@ def describe(s, tz: str) -> str:
 # ------------------------------------------------------------------------------- actions
 def _day_ns(date: str, tz: str, flag: str, *, next_day: bool = False) -> int:
     import datetime as dt
-    import zoneinfo
 
     try:
         d = dt.date.fromisoformat(date)
@@ -224,8 +223,9 @@ def _day_ns(date: str, tz: str, flag: str, *, next_day: bool = False) -> int:
         raise CliError(f"{flag} {date!r} is not a date YYYY-MM-DD") from None
     if next_day:
         d += dt.timedelta(days=1)
-    start = dt.datetime.combine(d, dt.time(0, 0), zoneinfo.ZoneInfo(tz))
-    return int(start.timestamp()) * 1_000_000_000
+    from ..shifts import local_midnight_ns
+
+    return local_midnight_ns(d, tz)
 
 
 @_influx_errors

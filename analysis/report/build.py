@@ -56,7 +56,7 @@ from tingbao.collector.registry.site import Enterprise, Meter, Registry
 
 from .. import iso9612, ledger
 from ..gbzt229_4 import HazardGrade, grade
-from ..shifts import ShiftWindow, shifts_between
+from ..shifts import ShiftWindow, local_days, shifts_between
 
 __all__ = ["U_CORRELATED", "U_FULL_DAY", "AlertHistory", "DayStatus", "DayValue",
            "MeterState", "MinuteLevels", "PeriodU", "ReportData", "Spectrum", "SubjectSummary",
@@ -499,9 +499,8 @@ def build_report(reader: InfluxClient, reg: Registry, enterprise_id: str, first:
     instrument = reg.analysis.instrument
     # the period's local midnights; the shifts (none when no date of it is a workday) may
     # run past them
-    start_ns = int(dt.datetime.combine(first, dt.time(), tz).timestamp()) * NS
-    end_ns = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz
-                                     ).timestamp()) * NS
+    span = local_days(first, last, reg.deployment.timezone)
+    start_ns, end_ns = span.start_ns, span.end_ns
     if windows:
         start_ns = min(start_ns, windows[0].period.start_ns)
         end_ns = max(end_ns, windows[-1].period.end_ns)
