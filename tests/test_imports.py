@@ -114,3 +114,25 @@ def test_levels_without_calibration_says_so_and_a_closed_pipe_is_quiet(recording
     done = subprocess.run([*TINGBAO, "levels", str(recording / "tone.wav"), "--pa-per-unit",
                            "0.5"], capture_output=True, text=True, timeout=120)
     assert "relative to 1 Pa" not in done.stderr
+
+
+def test_commands_run_blas_on_one_thread_unless_told(tmp_path):
+    # the command sets OPENBLAS/OMP/MKL_NUM_THREADS = 1 before numpy is first imported (a
+    # multithreaded BLAS spends ~10x the meter's CPU spinning on its small products); a value
+    # the user set is kept. numpy must not be imported before that point: the probe checks
+    # that importing the command module is what brings numpy in.
+    import os
+    import sys
+
+    probe = ("import os, sys; assert 'numpy' not in sys.modules; "
+             "import tingbao.edge.cli.main; assert 'numpy' in sys.modules; "
+             "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**env, "OPENBLAS_NUM_THREADS": "2"}, timeout=60)
+    assert done.stdout.split() == ["2", "1"], done.stderr

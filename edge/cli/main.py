@@ -20,7 +20,16 @@ import os
 import sys
 from importlib.metadata import entry_points
 
-from ..sources.chunk import SourceError
+# The meter's matrix products are small (blocks of 16–64 samples): a multithreaded BLAS wakes
+# its threads for each and spins, spending about ten times the CPU for no gain in time
+# (measured 2026-12-02 on 2 cores, 60 s of 48 kHz noise: the meter with 1/3-octave bands
+# 19.7 ms of CPU per audio second with OpenBLAS's default threads, 1.8 ms with one; without
+# bands 1.0 vs 0.5). bench/edge_core.py measures with one thread; so does every command, unless
+# the environment says otherwise. Set before numpy is first imported (the next line).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from ..sources.chunk import SourceError  # noqa: E402 (after the BLAS threads are set)
 
 SUMMARIES = {
     "levels": "interval levels (LAeq, EA, LCpeak, LAFmax, …) of a WAV/FLAC recording",
