@@ -34,15 +34,16 @@ at the rate the band runs at (``scipy.signal.butter``). The bank is multirate: a
 midband frequency fm runs at the lowest rate fs/2^k that is still at least 4.4·fm, so at 44.1,
 48 and 51.2 kHz the top octave of one-third-octave bands runs at the input rate and each lower
 octave at half the rate of the one above; at 96 kHz even the top octave runs at 48 kHz. Bands
-that would run below 2.5 kHz stay at the lowest rate >= 2.5 kHz (fewer stages, each with enough
-samples per call). Before each halving runs one anti-alias filter: a 31-tap half-band FIR
-(Kaiser window, β = 8.4) whose pass-band (flat within 0.001 dB) reaches 0.161 of its input
-rate, the highest band edge of the next rate, and whose stop-band (85 dB) starts at 0.339,
-from where a tone would fold into a band. The whole chain (anti-alias filters, decimation,
-aliasing, band filter) meets the class 1 limits from 1 Hz to fs/2 at 44.1, 48, 51.2 and
-96 kHz (tests/test_iec61260.py, which feeds steady tones through
-:meth:`FractionalOctaveBank.process`). The tightest spot is the low-frequency skirt of the
-band with the highest fm relative to its rate at Ω = 1/3.05 (limit 60 dB), where the bilinear
+that would run below 5 kHz stay at the lowest rate >= 5 kHz (fewer stages: four at 48 kHz, the
+lowest at 6 kHz with the 18 bands from 25 Hz to 1.25 kHz; each stage costs some thirty numpy
+calls per call, more than its eighteen extra modes cost at 6 kHz). Before each halving runs one
+anti-alias filter: a 31-tap half-band FIR (Kaiser window, β = 8.4) whose pass-band (flat within
+0.001 dB) reaches 0.161 of its input rate, the highest band edge of the next rate, and whose
+stop-band (85 dB) starts at 0.339, from where a tone would fold into a band. The whole chain
+(anti-alias filters, decimation, aliasing, band filter) meets the class 1 limits from 1 Hz to
+fs/2 at 44.1, 48, 51.2 and 96 kHz (tests/test_iec61260.py, which feeds steady tones through
+:meth:`FractionalOctaveBank.process`). The tightest spot is the low-frequency skirt of the band
+with the highest fm relative to its rate at Ω = 1/3.05 (limit 60 dB), where the bilinear
 transform costs selectivity: 0.3 dB of margin for the 10 kHz band at 44.1 kHz, 0.9 dB at 48 and
 96 kHz, 1.3 dB at 51.2 kHz, 1.8 dB for octave bands. Tones that fold at a decimation keep more
 than 20 dB of margin.
@@ -52,31 +53,34 @@ the same filters blockwise (blocks of 64 samples) with matrix products instead o
 sample-by-sample recursion. Each band filter is written in parallel (partial-fraction) form,
 H(z) = d + Σ c_m/(1 − p_m z⁻¹), whose state is one complex number per pole pair. For a block
 x_b with state s_b at its start the output is y_b = T x_b + O s_b (T: Toeplitz matrix of the
-impulse response, O: free response of the state) and the next state is s_(b+1) = μ s_b + g_b,
-μ = p^64, g_b = Γ x_b (one product for all blocks and modes of a rate). The states at all
-block starts follow from a Hillis–Steele prefix scan over blocks (steps d = 1, 2, 4, … add
-μ^d times the values d blocks back, in place, on the flattened block × mode axis; terms below
-1e-18 of a state are left out: four steps at the top four rates at 48 kHz, whose slowest μ is
-0.06), and the energy of a band over all blocks is Σ_b ‖T x_b + O s_b‖² = ⟨TᵀT, Σ x_b x_bᵀ⟩
-+ 2⟨OᵀT, Σ s_b x_bᵀ⟩ + ⟨OᵀO, Σ s_b s_bᵀ⟩; the block covariance Σ x_b x_bᵀ is computed once per
-rate and serves all bands there; of Σ s_b s_bᵀ only each band's own block is formed (O is
-zero outside the band's modes), and all three covariances meet their weights in one product
-per rate. The anti-alias FIR is evaluated on its polyphase components:
-its odd taps other than the centre are zero (set exactly to zero; the window design leaves
-them at rounding level, below 2e-17), so the even taps act on the even samples (a block's and
-the 15 before it) in two products and the centre tap on the odd samples in one axpy. This is
+impulse response, O: free response of the state) and the next state is s_(b+1) = μ s_b + g_b, μ
+= p^64, g_b = Γ x_b (one product for all blocks and modes of a rate). The states at all block
+starts follow from a Hillis–Steele prefix scan over blocks (steps d = 1, 2, 4, … add μ^d times
+the values d blocks back, in place; terms below 1e-18 of a state are left out: four steps at
+the top three rates at 48 kHz, whose slowest μ is 0.06), and the energy of a band over all
+blocks is Σ_b ‖T x_b + O s_b‖² = ⟨TᵀT, Σ x_b x_bᵀ⟩ + 2⟨OᵀT, Σ s_b x_bᵀ⟩ + ⟨OᵀO, Σ s_b s_bᵀ⟩;
+the block covariance Σ x_b x_bᵀ is computed once per rate and serves all bands there; of Σ s_b
+s_bᵀ only each band's own block is formed (O is zero outside the band's modes), and all three
+covariances meet their weights in one product per rate. The anti-alias FIR is evaluated on its
+polyphase components: its odd taps other than the centre are zero (set exactly to zero; the
+window design leaves them at rounding level, below 2e-17), so the even taps act on the even
+samples and the centre tap on the odd samples in one axpy. The even samples, one zero in front,
+are cut into rows of 16; the 16 outputs of row r come from rows r and r + 1 (a 16-tap FIR spans
+two rows), in two products with 16 × 16 matrices: 32 multiplications per output where the 16
+taps need 16, and a third fewer than one product per 64-sample block with its history. This is
 exact algebra: it agrees with ``scipy.signal.sosfilt`` of the same sections to about 1e-13
 (tested). Where the time goes (1/3 octave, 25 Hz–10 kHz, 48 kHz mono, 1 s calls, one core of
-the development machine, 2026-12-02): about 0.85 ms per second of audio, of which the block
-covariance takes a quarter, the scan, the state products and the anti-alias filter about a
-sixth each, plus about 0.2 ms per call (five rates of some thirty numpy calls each); in all
-about 1.0–1.2 ms per second of audio, against 1.2–1.9 ms before these changes and 7–10 ms for
-the same chain written with ``sosfilt``/``lfilter`` and carried ``zi``. The products stay in
-float64: the covariance of a band far below the broadband level would lose all its digits in
-float32 (1e-7 of the total energy). At each rate the samples that do not fill a block wait
-for the next call; with the 15-sample delay of each anti-alias FIR, band energies lag the
-input by at most 1.3 ms for the top octave at 48 kHz and about 50 ms for the bands at the
-lowest rate. The sums over calls do not depend on how the input was cut.
+the development machine, 2026-12-02): the block covariance takes about a quarter, the scan, the
+state products and the anti-alias filter about a sixth each, plus 0.15–0.3 ms per call (four
+rates of some thirty numpy calls each); in all 1.0–1.4 ms per second of audio as the machine's
+speed swings, 8 % less than with five rates, tiled scan factors and one anti-alias product per
+block (measured side by side, interleaved call by call), and against 7–10 ms for the same chain
+written with ``sosfilt``/``lfilter`` and carried ``zi``. The products stay in float64: the
+covariance of a band far below the broadband level would lose all its digits in float32 (1e-7
+of the total energy). At each rate the samples that do not fill a block wait for the next call;
+with the 15-sample delay of each anti-alias FIR, band energies lag the input by at most 1.3 ms
+for the top octave at 48 kHz and about 25 ms for the bands at the lowest rate. The sums over
+calls do not depend on how the input was cut.
 """
 
 from __future__ import annotations
@@ -109,14 +113,18 @@ octave band at 5.5 times its rate, e.g. 8 kHz at 44.1 kHz), 3 for one-third octa
 _AA_TAPS, _AA_BETA = 31, 8.4
 """Anti-alias half-band FIR before each decimation by 2: length and Kaiser window parameter
 (stop-band attenuation about 85 dB above 0.339·rate, pass-band flat within 0.001 dB)."""
-_MIN_RATE = 2500.0
-"""Bands that would run below this rate run at the lowest rate fs/2^k >= 2500 Hz instead:
-fewer stages, each with enough samples per call to keep per-call overhead small."""
+_MIN_RATE = 5000.0
+"""Bands that would run below this rate (Hz) run at the lowest rate fs/2^k >= 5000 Hz instead:
+fewer stages, each with enough samples per call to keep per-call overhead small (5 kHz: 8 %
+less time than 2.5 kHz, 10 kHz: 3 % more; measured side by side)."""
 _BLOCK = 64
 """Block length (samples) of the blockwise evaluation; even, so decimation phases stay aligned."""
 _DENSE_WEIGHTS = 50_000
 """Band energies of a rate come from one product with all covariances when its weights have at
 most this many elements (a few bands); otherwise the state terms are weighted element-wise."""
+_AA_ROW = 16
+"""Row length of the anti-alias products: 16 decimated outputs from two rows of 16 even samples
+(the half-band FIR has 16 even taps)."""
 _SCAN_TOL = 1e-18
 """The prefix scan over blocks keeps every term larger than this fraction of a state."""
 
@@ -368,11 +376,17 @@ class _Level:
             # act on the even samples (relative to a block start; the block and the hist_len
             # samples before it), the centre tap h[P/2] alone on the odd ones
             h, P = aa, self.hist_len
-            i2 = 2 * np.arange(L // 2)
-            lag = i2[None, :] - np.arange(0, L, 2)[:, None]
-            self.He = np.where((lag >= 0) & (lag < h.size), h[np.clip(lag, 0, h.size - 1)], 0.0)
-            lag = i2[None, :] + P - np.arange(0, P, 2)[:, None]
-            self.Hpe = np.where(lag < h.size, h[np.clip(lag, 0, h.size - 1)], 0.0)
+            # e = [0, even samples of u]: output i is Σ_j h[2j]·e[i + 16 − j] (+ the centre
+            # tap); for output q of row r, e-row r position p has j = 16 + q − p (matrix Ha),
+            # e-row r + 1 position p has j = q − p (matrix Hb)
+            S, he = _AA_ROW, h[0::2]
+            if he.size > S or L % (2 * S):
+                raise ValueError("the anti-alias rows need at most 16 even taps and L % 32 == 0")
+            q, p = np.arange(S)[None, :], np.arange(S)[:, None]
+            self.Ha, self.Hb = (
+                np.where((j >= 0) & (j < he.size), he[np.clip(j, 0, he.size - 1)], 0.0)
+                for j in (S + q - p, q - p)
+            )
             self.centre = float(h[P // 2])
         self._work: dict[int, tuple[np.ndarray, ...]] = {}
         self._tile = np.zeros((len(self.steps) if K else 0, 0), dtype=complex)
@@ -403,7 +417,8 @@ class _Level:
 
     def _tiles(self, nblk: int) -> np.ndarray:
         """(steps, (nblk + 1)·Mb) complex: the μ^d of each scan step repeated for every block
-        (grown to the longest call seen)."""
+        (grown to the longest call seen; used for several channels, where one tile serves
+        them all)."""
         need = (nblk + 1) * self.pb.size
         if self._tile.shape[1] < need:
             reps = -(-need // max(self.pb.size, 1))
@@ -434,15 +449,21 @@ class _Level:
             # states at the block starts: E[b] = μ E[b-1] + g_(b-1), E[0] the carried state,
             # by a Hillis–Steele scan over blocks (step d adds the terms of lags d … 2d − 1)
             E[:, 0] = self.sb
-            # on the flattened (block, mode) axis, μ^d tiled over blocks: one long loop per
-            # operation instead of one per block (nine modes a row at the top rates)
-            E2, tmp2, tiles = E.reshape(C, -1), tmp.reshape(C, -1), self._tiles(nblk)
-            for (d, _), tile in zip(self.steps, tiles, strict=False):
-                if d > nblk:
-                    break
-                k = (nblk + 1 - d) * Mb
-                np.multiply(E2[:, :k], tile[:k], out=tmp2[:, :k])
-                np.add(E2[:, d * Mb :], tmp2[:, :k], out=E2[:, d * Mb :])
+            if C == 1:  # μ^d broadcast over the blocks (no tiled copy to pull through cache)
+                for d, mud in self.steps:
+                    if d > nblk:
+                        break
+                    k = nblk + 1 - d
+                    np.multiply(E[:, :k], mud, out=tmp[:, :k])
+                    np.add(E[:, d:], tmp[:, :k], out=E[:, d:])
+            else:  # on the flattened (block, mode) axis with μ^d tiled: one loop per channel
+                E2, tmp2, tiles = E.reshape(C, -1), tmp.reshape(C, -1), self._tiles(nblk)
+                for (d, _), tile in zip(self.steps, tiles, strict=False):
+                    if d > nblk:
+                        break
+                    k = (nblk + 1 - d) * Mb
+                    np.multiply(E2[:, :k], tile[:k], out=tmp2[:, :k])
+                    np.add(E2[:, d * Mb :], tmp2[:, :k], out=E2[:, d * Mb :])
             self.sb = E[:, nblk].copy()
             V = Er[:, :nblk]  # (C, nblk, 2Mb): the states at the block starts
             w = self.modes_per_band
@@ -465,10 +486,14 @@ class _Level:
             n0 = nxt.prefix.shape[1]
             out = np.empty((C, n0 + nblk * L // 2))
             out[:, :n0] = nxt.prefix
-            D = out[:, n0:].reshape(C, nblk, L // 2)
-            even = np.ascontiguousarray(u[:, 0 : end : 2])  # P/2 before the blocks, then L/2 each
-            np.matmul(even[:, P // 2 :].reshape(C, nblk, L // 2), self.He, out=D)
-            D += even[:, : nblk * L // 2].reshape(C, nblk, L // 2)[:, :, : P // 2] @ self.Hpe
+            S = _AA_ROW
+            even = np.empty((C, S + nblk * L // 2))  # a zero, P/2 before the blocks, L/2 each
+            even[:, 0] = 0.0
+            even[:, 1:] = u[:, 0 : end : 2]
+            rows = even.reshape(C, -1, S)
+            D = out[:, n0:].reshape(C, -1, S)
+            np.matmul(rows[:, :-1], self.Ha, out=D)
+            D += rows[:, 1:] @ self.Hb
             flat_u, flat_out = u.reshape(-1), out.reshape(-1)  # += centre · odd samples
             for c in range(C):
                 blas.daxpy(flat_u, flat_out, n=nblk * L // 2, a=self.centre,
