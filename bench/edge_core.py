@@ -16,9 +16,15 @@ more). Run with ``make bench`` (which installs the peer, acoustic-toolbox, into 
     so it lives in ``bench/.peer-venv`` (``make bench`` creates it) and this script runs it in
     a child process on the same synthesised audio, within the same run.
 
+(a), (b) and (c) run interleaved, second of audio by second of audio, in rotating order, and
+so do the two halves of (e): on the development machine the speed swings by up to half from
+minute to minute, and runs one after the other gave ratios that moved with it. The JSON's
+``rounds`` gives the figures per sixth of the run, to show how much the machine moved.
+
 The audio: ``--minutes`` (default 60) of 48 kHz mono, synthesised block by block (pink noise
 with stamping impulses, level varying second to second), never held whole. Times are CPU
-seconds of this process (one thread: BLAS threads are pinned to 1). The peer runs on the first
+seconds of this process (one thread: BLAS threads are pinned to 1), of the calls alone (not
+of making the audio). The peer runs on the first
 ``--peer-minutes`` (default 10) and its time is compared per audio second.
 """
 
@@ -100,74 +106,84 @@ def bilinear_sos(weighting: str, iec61672) -> np.ndarray:
     return sos
 
 
-def cpu(fn) -> float:
-    t = time.process_time()
-    fn()
-    return time.process_time() - t
+ROUNDS = 6
+"""The interleaved run is reported per round (a sixth of the audio each) as well as whole."""
 
 
-def run_limit(audio: Audio, iec61672) -> float:
+def run_interleaved(audio: Audio, iec61672, checkpoints: dict) -> dict[str, np.ndarray]:
+    """(a), (b) and (c) on the same audio, second by second: each second of audio goes
+    through the bare limit (sosfilt A + C, states carried), the full metric set and the
+    full metric set with 1/3-octave bands, in an order that rotates every second (whoever
+    goes first reads the freshly made samples from memory), so that all three see the machine
+    in the same state: on the development machine, speed swings by up to half from minute to
+    minute, and three runs one after the other gave ratios that moved with it. Only the
+    calls themselves are timed (CPU s), not the making of the audio. Returns, per name
+    ("limit", "full", "third"), the CPU seconds of each of ROUNDS rounds."""
+    from tingbao.edge.meter import SoundLevelMeter
+
     sa, sc = bilinear_sos("A", iec61672), bilinear_sos("C", iec61672)
-    za = np.zeros((sa.shape[0], 2))
-    zc = np.zeros((sc.shape[0], 2))
+    z = {"A": np.zeros((sa.shape[0], 2)), "C": np.zeros((sc.shape[0], 2))}
+    meters = {"full": SoundLevelMeter(FS), "third": SoundLevelMeter(FS, bands="third")}
 
-    def go():
-        nonlocal za, zc
-        for x in audio:
-            _, za = signal.sosfilt(sa, x, zi=za)
-            _, zc = signal.sosfilt(sc, x, zi=zc)
+    def limit(x):
+        _, z["A"] = signal.sosfilt(sa, x, zi=z["A"])
+        _, z["C"] = signal.sosfilt(sc, x, zi=z["C"])
 
-    return cpu(go)
+    runs = {"limit": limit, "full": meters["full"].process, "third": meters["third"].process}
+    names = list(runs)
+    spent = {name: np.zeros(ROUNDS) for name in names}
+    for i, x in enumerate(audio):
+        r = i * ROUNDS // audio.seconds
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            t = time.process_time()
+            runs[name](x)
+            spent[name][r] += time.process_time() - t
+        if i == audio.seconds // 10:
+            checkpoints["rss_mb_at_10pct"] = rss_mb()
+    checkpoints["rss_mb_at_end"] = rss_mb()
+    return spent
 
 
-def run_tingbao(audio: Audio, bands: str | None, checkpoints: dict,
-                call: int = FS) -> tuple[float, float]:
+def run_tingbao(audio: Audio, bands: str | None, call: int = FS) -> float:
     """The meter on ``audio`` fed in calls of ``call`` samples (1 s by default; the agent
-    feeds 0.1 s, ``AGENT_CALL``); CPU seconds spent in the meter and the total EA."""
+    feeds 0.1 s, ``AGENT_CALL``); CPU seconds spent in the meter."""
     from tingbao.edge.meter import SoundLevelMeter
 
     meter = SoundLevelMeter(FS, bands=bands)
-    ea = 0.0
     spent = 0.0
-    for i, x in enumerate(audio):
+    for x in audio:
         t = time.process_time()
         for start in range(0, x.size, call):
-            for iv in meter.process(x[start : start + call]):
-                ea += float(iv.ea[0])
+            meter.process(x[start : start + call])
         spent += time.process_time() - t
-        if i == audio.seconds // 10:
-            checkpoints[f"{bands or 'full'}_rss_mb_at_10pct"] = rss_mb()
-    checkpoints[f"{bands or 'full'}_rss_mb_at_end"] = rss_mb()
-    return spent, ea
+    return spent
 
 
-def run_limit_multichannel(audio: Audio, channels: int, iec61672) -> float:
-    """The bare limit on ``channels`` channels: sosfilt A + C along the time axis of
-    (channels, n) blocks, states carried."""
+def run_multichannel(audio: Audio, channels: int, iec61672) -> tuple[float, float]:
+    """The bare limit (sosfilt A + C along the time axis of (channels, n) blocks, states
+    carried) and the full metric set of one meter on ``channels`` channels ((n, channels)
+    blocks), interleaved second by second in alternating order as in
+    :func:`run_interleaved`. Returns their CPU seconds."""
+    from tingbao.edge.meter import SoundLevelMeter
+
     sa, sc = bilinear_sos("A", iec61672), bilinear_sos("C", iec61672)
     za = np.zeros((sa.shape[0], channels, 2))
     zc = np.zeros((sc.shape[0], channels, 2))
-    spent = 0.0
-    for x in audio.multichannel(channels):
-        t = time.process_time()
-        _, za = signal.sosfilt(sa, x, axis=-1, zi=za)
-        _, zc = signal.sosfilt(sc, x, axis=-1, zi=zc)
-        spent += time.process_time() - t
-    return spent
-
-
-def run_tingbao_multichannel(audio: Audio, channels: int) -> float:
-    """The full metric set on ``channels`` channels of one meter, (n, channels) blocks."""
-    from tingbao.edge.meter import SoundLevelMeter
-
     meter = SoundLevelMeter(FS, channels=channels)
-    spent = 0.0
-    for x in audio.multichannel(channels):
+    t_limit = t_full = 0.0
+    for i, x in enumerate(audio.multichannel(channels)):
         block = np.ascontiguousarray(x.T)
-        t = time.process_time()
-        meter.process(block)
-        spent += time.process_time() - t
-    return spent
+        for j in range(2):
+            t = time.process_time()
+            if (i + j) % 2:
+                meter.process(block)
+                t_full += time.process_time() - t
+            else:
+                _, za = signal.sosfilt(sa, x, axis=-1, zi=za)
+                _, zc = signal.sosfilt(sc, x, axis=-1, zi=zc)
+                t_limit += time.process_time() - t
+    return t_limit, t_full
 
 
 def run_peer_documented(audio: Audio, chunk_s: int = 60):
@@ -296,28 +312,26 @@ def main() -> int:
     extra: dict = {"audio_seconds": seconds, "samplerate": FS}
     print(f"audio: {seconds} s of 48 kHz mono, synthesised in 1 s blocks", file=sys.stderr)
 
-    t_limit = run_limit(audio, iec61672)
+    spent = run_interleaved(audio, iec61672, extra)
+    t_limit, t_full, t_bands = (float(spent[k].sum()) for k in ("limit", "full", "third"))
     print(f"(a) bare limit, sosfilt A + C: {t_limit:.2f} CPU s", file=sys.stderr)
-    t_full, _ = run_tingbao(audio, None, extra)
     print(f"(b) tingbao full metric set: {t_full:.2f} CPU s", file=sys.stderr)
-    t_bands, _ = run_tingbao(audio, "third", extra)
     print(f"(c) tingbao + 1/3-octave bands: {t_bands:.2f} CPU s", file=sys.stderr)
     agent = Audio(min(seconds, 600))
-    t_agent, _ = run_tingbao(agent, None, {}, call=AGENT_CALL)
+    t_agent = run_tingbao(agent, None, call=AGENT_CALL)
     print(f"(b') tingbao full metric set in calls of {AGENT_CALL} samples, {agent.seconds} s: "
           f"{t_agent:.2f} CPU s", file=sys.stderr)
 
     multi = Audio(int(args.multi_minutes * 60), seed=1)
-    t_limit8 = run_limit_multichannel(multi, CHANNELS, iec61672)
-    t_full8 = run_tingbao_multichannel(multi, CHANNELS)
+    t_limit8, t_full8 = run_multichannel(multi, CHANNELS, iec61672)
     per_ch8 = multi.seconds * CHANNELS
     print(f"(e) {CHANNELS} channels, {multi.seconds} s: bare limit {t_limit8:.2f} CPU s, "
           f"tingbao full metric set {t_full8:.2f} CPU s", file=sys.stderr)
 
     rtf_full, rtf_bands = seconds / t_full, seconds / t_bands
     ratio = t_full / t_limit
-    flat = extra["full_rss_mb_at_end"] - extra["full_rss_mb_at_10pct"]
-    flat_bands = extra["third_rss_mb_at_end"] - extra["third_rss_mb_at_10pct"]
+    flat = flat_bands = extra["rss_mb_at_end"] - extra["rss_mb_at_10pct"]
+    per_round = seconds / ROUNDS
     result = {
         "rtf_full": round(rtf_full, 1),
         "rtf_bands": round(rtf_bands, 1),
@@ -328,6 +342,14 @@ def main() -> int:
         "rtf_limit_8ch_per_channel": round(per_ch8 / t_limit8, 1),
         "limit_ratio_8ch": round(t_full8 / t_limit8, 3),
         "rss_growth_mb_10pct_to_end": round(max(flat, flat_bands), 1),
+        # the same figures per sixth of the run: how much the machine's speed moved
+        "rounds": {
+            "rtf_limit": [round(per_round / t, 1) for t in spent["limit"]],
+            "rtf_full": [round(per_round / t, 1) for t in spent["full"]],
+            "rtf_bands": [round(per_round / t, 1) for t in spent["third"]],
+            "limit_ratio": [round(a / b, 3) for a, b in zip(spent["full"], spent["limit"],
+                                                              strict=True)],
+        },
         "targets": {
             "limit_ratio": {"value": round(ratio, 3), "target": "<= 0.75",
                             "met": bool(ratio <= 0.75)},
