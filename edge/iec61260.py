@@ -125,6 +125,8 @@ most this many elements (a few bands); otherwise the state terms are weighted el
 _AA_ROW = 16
 """Row length of the anti-alias products: 16 decimated outputs from two rows of 16 even samples
 (the half-band FIR has 16 even taps)."""
+_SCAN_ROW = 16
+"""Blocks per row of the one-channel scan's elementwise operations."""
 _SCAN_TOL = 1e-18
 """The prefix scan over blocks keeps every term larger than this fraction of a state."""
 
@@ -371,6 +373,12 @@ class _Level:
                 cross = (self.cross[:, :, None] * lane[:, None, :]).reshape(2 * Mb * L, K)
                 oo = self.OO.reshape(K, w * w)[:, :, None] * np.eye(K)[:, None, :]
                 self.W = np.vstack([self.Q, cross, oo.reshape(K * w * w, K)])
+            else:
+                # many bands (the lowest rate): Σ x xᵀ is symmetric, so its upper triangle
+                # meets Q with the off-diagonal weights doubled (half the weights to read)
+                iu = np.triu_indices(L)
+                self.tri = iu[0] * L + iu[1]
+                self.Qtri = self.Q[self.tri] * np.where(iu[0] == iu[1], 1.0, 2.0)[:, None]
         if self.has_aa:
             # decimated output y[2i] = Σ_k h[k] x[2i − k] of the half-band FIR: the even taps
             # act on the even samples (relative to a block start; the block and the hist_len
@@ -390,6 +398,7 @@ class _Level:
             self.centre = float(h[P // 2])
         self._work: dict[int, tuple[np.ndarray, ...]] = {}
         self._tile = np.zeros((len(self.steps) if K else 0, 0), dtype=complex)
+        self._row_tiles = [np.tile(mud, _SCAN_ROW) for _, mud in self.steps] if K else []
         self.reset(channels)
 
     def reset(self, channels: int) -> None:
@@ -408,9 +417,9 @@ class _Level:
             if len(self._work) > 4:  # calls of varying size: keep a few shapes only
                 self._work.clear()
             L, Mb = self.L, self.pb.size
-            self._work[nblk] = (
-                np.empty((C, nblk + 1, Mb), dtype=complex),
-                np.empty((C, nblk + 1, Mb), dtype=complex),
+            self._work[nblk] = (  # R spare rows for the scan's last row
+                np.empty((C, nblk + 1 + _SCAN_ROW, Mb), dtype=complex),
+                np.empty((C, nblk + 1 + _SCAN_ROW, Mb), dtype=complex),
                 np.empty((C, L * L + 2 * Mb * L + self.OO.size)),
             )
         return self._work[nblk]
@@ -445,19 +454,31 @@ class _Level:
         if K:
             E, tmp, cov = self._buffers(C, nblk)
             Er = E.view(np.float64)  # (C, nblk + 1, 2Mb): interleaved (Re, Im)
-            np.matmul(X, self.gamma, out=Er[:, 1:])
+            np.matmul(X, self.gamma, out=Er[:, 1 : nblk + 1])
             # states at the block starts: E[b] = μ E[b-1] + g_(b-1), E[0] the carried state,
             # by a Hillis–Steele scan over blocks (step d adds the terms of lags d … 2d − 1)
             E[:, 0] = self.sb
-            if C == 1:  # μ^d broadcast over the blocks (no tiled copy to pull through cache)
-                for d, mud in self.steps:
+            if C == 1:
+                # in rows of R blocks with μ^d tiled R times along a row: R·Mb-long inner
+                # loops and a small factor row (a factor array as long as the states costs
+                # more in cache than it saves); the last row of a step may run into the R
+                # spare rows after the states, which nothing reads back
+                R = _SCAN_ROW
+                E[:, nblk + 1 :] = 0.0
+                E2, tmp2 = E.reshape(C, -1), tmp.reshape(C, -1)
+                for (d, _), tile in zip(self.steps, self._row_tiles, strict=False):
                     if d > nblk:
                         break
-                    k = nblk + 1 - d
-                    np.multiply(E[:, :k], mud, out=tmp[:, :k])
-                    np.add(E[:, d:], tmp[:, :k], out=E[:, d:])
+                    n = -(-(nblk + 1 - d) // R) * R * Mb
+                    src = E2[:, :n].reshape(C, -1, R * Mb)
+                    t = tmp2[:, :n].reshape(C, -1, R * Mb)
+                    dst = E2[:, d * Mb : d * Mb + n].reshape(C, -1, R * Mb)
+                    np.multiply(src, tile, out=t)
+                    np.add(dst, t, out=dst)
             else:  # on the flattened (block, mode) axis with μ^d tiled: one loop per channel
-                E2, tmp2, tiles = E.reshape(C, -1), tmp.reshape(C, -1), self._tiles(nblk)
+                # (the states only: the spare rows must not take part)
+                E2, tmp2 = E.reshape(C, -1)[:, : (nblk + 1) * Mb], tmp.reshape(C, -1)
+                tiles = self._tiles(nblk)
                 for (d, _), tile in zip(self.steps, tiles, strict=False):
                     if d > nblk:
                         break
@@ -477,7 +498,7 @@ class _Level:
             if self.W is not None:
                 energy = cov @ self.W
             else:
-                energy = cov[:, : L * L] @ self.Q
+                energy = cov[:, self.tri] @ self.Qtri
                 rows = np.multiply(cvx, self.cross, out=cvx).sum(axis=2)  # (C, 2Mb)
                 energy += rows.reshape(C, K, w).sum(axis=2)
                 energy += np.multiply(cvv, self.OO, out=cvv).sum(axis=(2, 3))
