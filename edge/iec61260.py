@@ -61,26 +61,29 @@ the top three rates at 48 kHz, whose slowest μ is 0.06), and the energy of a ba
 blocks is Σ_b ‖T x_b + O s_b‖² = ⟨TᵀT, Σ x_b x_bᵀ⟩ + 2⟨OᵀT, Σ s_b x_bᵀ⟩ + ⟨OᵀO, Σ s_b s_bᵀ⟩;
 the block covariance Σ x_b x_bᵀ is computed once per rate and serves all bands there; of Σ s_b
 s_bᵀ only each band's own block is formed (O is zero outside the band's modes), and all three
-covariances meet their weights in one product per rate. The anti-alias FIR is evaluated on its
-polyphase components: its odd taps other than the centre are zero (set exactly to zero; the
-window design leaves them at rounding level, below 2e-17), so the even taps act on the even
-samples and the centre tap on the odd samples in one axpy. The even samples, one zero in front,
-are cut into rows of 16; the 16 outputs of row r come from rows r and r + 1 (a 16-tap FIR spans
-two rows), in two products with 16 × 16 matrices: 32 multiplications per output where the 16
-taps need 16, and a third fewer than one product per 64-sample block with its history. This is
-exact algebra: it agrees with ``scipy.signal.sosfilt`` of the same sections to about 1e-13
-(tested). Where the time goes (1/3 octave, 25 Hz–10 kHz, 48 kHz mono, 1 s calls, one core of
-the development machine, 2026-12-02): the block covariance takes about a quarter, the scan, the
-state products and the anti-alias filter about a sixth each, plus 0.15–0.3 ms per call (four
-rates of some thirty numpy calls each); in all 1.0–1.4 ms per second of audio as the machine's
-speed swings, 8 % less than with five rates, tiled scan factors and one anti-alias product per
-block (measured side by side, interleaved call by call), and against 7–10 ms for the same chain
-written with ``sosfilt``/``lfilter`` and carried ``zi``. The products stay in float64: the
-covariance of a band far below the broadband level would lose all its digits in float32 (1e-7
-of the total energy). At each rate the samples that do not fill a block wait for the next call;
-with the 15-sample delay of each anti-alias FIR, band energies lag the input by at most 1.3 ms
-for the top octave at 48 kHz and about 25 ms for the bands at the lowest rate. The sums over
-calls do not depend on how the input was cut.
+covariances meet their weights in one product per rate (at the lowest rate, with eighteen
+bands, the weights of Σ x_b x_bᵀ are read for its upper triangle only and those of the state
+terms element by element). The anti-alias FIR is evaluated on its polyphase components: its odd
+taps other than the centre are zero (set exactly to zero; the window design leaves them at
+rounding level, below 2e-17), so the even taps act on the even samples and the centre tap on
+the odd samples in one axpy. The even samples, one zero in front, are cut into rows of 16; the
+16 outputs of row r come from rows r and r + 1 (a 16-tap FIR spans two rows), in two products
+with 16 × 16 matrices: 32 multiplications per output where the 16 taps need 16, and a third
+fewer than one product per 64-sample block with its history. This is exact algebra: it agrees
+with ``scipy.signal.sosfilt`` of the same sections to about 1e-13 (tested). Where the time goes
+(1/3 octave, 25 Hz–10 kHz, 48 kHz mono, 1 s calls, one core of the development machine,
+2026-12-02): the block covariance takes about a quarter, the scan, the state products and the
+anti-alias filter about a sixth each, plus 0.15–0.3 ms per call (four rates of some thirty
+numpy calls each); in all 1.0–1.4 ms per second of audio as the machine's speed swings, about
+12 % less than with five rates, scan factors tiled as long as the states, one anti-alias
+product per block and the whole Σ x_b x_bᵀ weighted at every rate (measured side by side,
+interleaved call by call), and against 7–10 ms for the same chain written with
+``sosfilt``/``lfilter`` and carried ``zi``. The products stay in float64: the covariance of a
+band far below the broadband level would lose all its digits in float32 (1e-7 of the total
+energy). At each rate the samples that do not fill a block wait for the next call; with the
+15-sample delay of each anti-alias FIR, band energies lag the input by at most 1.3 ms for the
+top octave at 48 kHz and about 25 ms for the bands at the lowest rate. The sums over calls do
+not depend on how the input was cut.
 """
 
 from __future__ import annotations
