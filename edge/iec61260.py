@@ -330,6 +330,67 @@ def _scan_steps(poles: np.ndarray, L: int) -> list[tuple[int, np.ndarray]]:
     return steps
 
 
+class _Work:
+    """The work arrays of one :class:`_Level` for calls of ``nblk`` blocks of C channels, and
+    the views of them that such a call uses, made once (a call at the top rate would
+    otherwise make some sixty views, about 12 µs, at every rate)."""
+
+    def __init__(self, lv: _Level, C: int, nblk: int):
+        L, Mb, K, R = lv.L, lv.pb.size, lv.nbands, _SCAN_ROW
+        if K:
+            # E: the block states (complex; row 0 the carried state, row b + 1 first the
+            # zero-start state g_b at the end of block b), R spare rows for the scan's last
+            # row; tmp its scratch; cov per channel Σ x xᵀ (L, L), Σ v xᵀ (2Mb, L) and the
+            # bands' own blocks of Σ v vᵀ (K, w, w), flattened one after the other
+            E = np.empty((C, nblk + 1 + R, Mb), dtype=complex)
+            tmp = np.empty_like(E)
+            self.cov = np.empty((C, L * L + 2 * Mb * L + lv.OO.size))
+            Er = E.view(np.float64)  # (C, rows, 2Mb): interleaved (Re, Im)
+            self.g = Er[:, 1 : nblk + 1]
+            self.first, self.last = E[:, 0], E[:, nblk]
+            self.steps = []
+            if C == 1:
+                # in rows of R blocks with μ^d tiled R times along a row: R·Mb-long inner
+                # loops and a small factor row (a factor array as long as the states costs
+                # more in cache than it saves); the last row of a step may run into the R
+                # spare rows after the states, which nothing reads back
+                self.spare = E[:, nblk + 1 :]
+                E2, tmp2 = E.reshape(C, -1), tmp.reshape(C, -1)
+                for (d, _), tile in zip(lv.steps, lv._row_tiles, strict=False):
+                    if d > nblk:
+                        break
+                    n = -(-(nblk + 1 - d) // R) * R * Mb
+                    self.steps.append((E2[:, :n].reshape(C, -1, R * Mb), tile,
+                                       tmp2[:, :n].reshape(C, -1, R * Mb),
+                                       E2[:, d * Mb : d * Mb + n].reshape(C, -1, R * Mb)))
+            else:
+                # on the flattened (block, mode) axis with μ^d tiled: one loop per channel
+                # (the states only: the spare rows must not take part)
+                self.spare = None
+                E2, tmp2 = E.reshape(C, -1)[:, : (nblk + 1) * Mb], tmp.reshape(C, -1)
+                for (d, _), tile in zip(lv.steps, lv._tiles(nblk), strict=False):
+                    if d > nblk:
+                        break
+                    k = (nblk + 1 - d) * Mb
+                    self.steps.append((E2[:, :k], tile[:k], tmp2[:, :k], E2[:, d * Mb :]))
+            V = Er[:, :nblk]  # (C, nblk, 2Mb): the states at the block starts
+            w = lv.modes_per_band
+            self.Vt = V.transpose(0, 2, 1)
+            self.Vk = V.reshape(C, nblk, K, w).transpose(0, 2, 3, 1)  # (C, K, w, nblk)
+            self.VkT = self.Vk.transpose(0, 1, 3, 2)
+            cov = self.cov
+            self.cxx = cov[:, : L * L].reshape(C, L, L)
+            self.cvx = cov[:, L * L : (L + 2 * Mb) * L].reshape(C, 2 * Mb, L)
+            self.cvv = cov[:, (L + 2 * Mb) * L :].reshape(C, K, w, w)
+        if lv.has_aa:
+            S = _AA_ROW
+            even = np.zeros((C, S + nblk * L // 2))  # a zero, then the even samples
+            self.even_body = even[:, 1:]
+            rows = even.reshape(C, -1, S)
+            self.rows_a, self.rows_b = rows[:, :-1], rows[:, 1:]
+            self.aa_tmp = np.empty((C, rows.shape[1] - 1, S))
+
+
 class _Level:
     """Everything that runs at one rate fs/2^k: the bands assigned to it and, unless it is
     the last, the anti-alias filter that feeds the next rate. Holds its own state."""
@@ -399,7 +460,7 @@ class _Level:
                 for j in (S + q - p, q - p)
             )
             self.centre = float(h[P // 2])
-        self._work: dict[int, tuple[np.ndarray, ...]] = {}
+        self._work: dict[int, _Work] = {}
         self._tile = np.zeros((len(self.steps) if K else 0, 0), dtype=complex)
         self._row_tiles = [np.tile(mud, _SCAN_ROW) for _, mud in self.steps] if K else []
         self.reset(channels)
@@ -410,22 +471,15 @@ class _Level:
         # the carry (less than one block, waiting for the next call)
         self.prefix = np.zeros((channels, self.hist_len))
 
-    def _buffers(self, C: int, nblk: int) -> tuple[np.ndarray, ...]:
-        """Work arrays for ``nblk`` blocks of C channels, kept from call to call: E, the block
-        states (complex; row 0 the carried state, row b + 1 first the zero-start state g_b at
-        the end of block b), its scratch for the scan, and per channel Σ x xᵀ (L, L), Σ v xᵀ
-        (2Mb, L) and the bands' own blocks of Σ v vᵀ (K, w, w), flattened one after the
-        other."""
-        if nblk not in self._work:
+    def _buffers(self, C: int, nblk: int) -> _Work:
+        """Work arrays for ``nblk`` blocks of C channels and the views of them that a call
+        uses, kept from call to call (see :class:`_Work`)."""
+        work = self._work.get(nblk)
+        if work is None:
             if len(self._work) > 4:  # calls of varying size: keep a few shapes only
                 self._work.clear()
-            L, Mb = self.L, self.pb.size
-            self._work[nblk] = (  # R spare rows for the scan's last row
-                np.empty((C, nblk + 1 + _SCAN_ROW, Mb), dtype=complex),
-                np.empty((C, nblk + 1 + _SCAN_ROW, Mb), dtype=complex),
-                np.empty((C, L * L + 2 * Mb * L + self.OO.size)),
-            )
-        return self._work[nblk]
+            work = self._work[nblk] = _Work(self, C, nblk)
+        return work
 
     def _tiles(self, nblk: int) -> np.ndarray:
         """(steps, (nblk + 1)·Mb) complex: the μ^d of each scan step repeated for every block
@@ -451,73 +505,41 @@ class _Level:
         if not nblk:
             self.prefix = u.copy()
             return None, None
-        K, Mb = self.nbands, self.pb.size
+        K = self.nbands
         X = u[:, P:end].reshape(C, nblk, L)
         energy = None
+        w = self._buffers(C, nblk)
         if K:
-            E, tmp, cov = self._buffers(C, nblk)
-            Er = E.view(np.float64)  # (C, nblk + 1, 2Mb): interleaved (Re, Im)
-            np.matmul(X, self.gamma, out=Er[:, 1 : nblk + 1])
+            np.matmul(X, self.gamma, out=w.g)
             # states at the block starts: E[b] = μ E[b-1] + g_(b-1), E[0] the carried state,
             # by a Hillis–Steele scan over blocks (step d adds the terms of lags d … 2d − 1)
-            E[:, 0] = self.sb
-            if C == 1:
-                # in rows of R blocks with μ^d tiled R times along a row: R·Mb-long inner
-                # loops and a small factor row (a factor array as long as the states costs
-                # more in cache than it saves); the last row of a step may run into the R
-                # spare rows after the states, which nothing reads back
-                R = _SCAN_ROW
-                E[:, nblk + 1 :] = 0.0
-                E2, tmp2 = E.reshape(C, -1), tmp.reshape(C, -1)
-                for (d, _), tile in zip(self.steps, self._row_tiles, strict=False):
-                    if d > nblk:
-                        break
-                    n = -(-(nblk + 1 - d) // R) * R * Mb
-                    src = E2[:, :n].reshape(C, -1, R * Mb)
-                    t = tmp2[:, :n].reshape(C, -1, R * Mb)
-                    dst = E2[:, d * Mb : d * Mb + n].reshape(C, -1, R * Mb)
-                    np.multiply(src, tile, out=t)
-                    np.add(dst, t, out=dst)
-            else:  # on the flattened (block, mode) axis with μ^d tiled: one loop per channel
-                # (the states only: the spare rows must not take part)
-                E2, tmp2 = E.reshape(C, -1)[:, : (nblk + 1) * Mb], tmp.reshape(C, -1)
-                tiles = self._tiles(nblk)
-                for (d, _), tile in zip(self.steps, tiles, strict=False):
-                    if d > nblk:
-                        break
-                    k = (nblk + 1 - d) * Mb
-                    np.multiply(E2[:, :k], tile[:k], out=tmp2[:, :k])
-                    np.add(E2[:, d * Mb :], tmp2[:, :k], out=E2[:, d * Mb :])
-            self.sb = E[:, nblk].copy()
-            V = Er[:, :nblk]  # (C, nblk, 2Mb): the states at the block starts
-            w = self.modes_per_band
-            cxx = cov[:, : L * L].reshape(C, L, L)
-            cvx = cov[:, L * L : (L + 2 * Mb) * L].reshape(C, 2 * Mb, L)
-            cvv = cov[:, (L + 2 * Mb) * L :].reshape(C, K, w, w)
-            np.matmul(X.transpose(0, 2, 1), X, out=cxx)
-            np.matmul(V.transpose(0, 2, 1), X, out=cvx)
-            Vk = V.reshape(C, nblk, K, w).transpose(0, 2, 3, 1)  # (C, K, w, nblk)
-            np.matmul(Vk, Vk.transpose(0, 1, 3, 2), out=cvv)  # own blocks of Σ v vᵀ
+            w.first[...] = self.sb
+            if w.spare is not None:
+                w.spare[...] = 0.0
+            for src, tile, t, dst in w.steps:
+                np.multiply(src, tile, out=t)
+                np.add(dst, t, out=dst)
+            self.sb = w.last.copy()
+            np.matmul(X.transpose(0, 2, 1), X, out=w.cxx)
+            np.matmul(w.Vt, X, out=w.cvx)
+            np.matmul(w.Vk, w.VkT, out=w.cvv)  # own blocks of Σ v vᵀ
             if self.W is not None:
-                energy = cov @ self.W
+                energy = w.cov @ self.W
             else:
-                energy = cov[:, self.tri] @ self.Qtri
-                rows = np.multiply(cvx, self.cross, out=cvx).sum(axis=2)  # (C, 2Mb)
-                energy += rows.reshape(C, K, w).sum(axis=2)
-                energy += np.multiply(cvv, self.OO, out=cvv).sum(axis=(2, 3))
+                energy = w.cov[:, self.tri] @ self.Qtri
+                rows = np.multiply(w.cvx, self.cross, out=w.cvx).sum(axis=2)  # (C, 2Mb)
+                energy += rows.reshape(C, K, self.modes_per_band).sum(axis=2)
+                energy += np.multiply(w.cvv, self.OO, out=w.cvv).sum(axis=(2, 3))
         out = None
         if nxt is not None:
             n0 = nxt.prefix.shape[1]
             out = np.empty((C, n0 + nblk * L // 2))
             out[:, :n0] = nxt.prefix
-            S = _AA_ROW
-            even = np.empty((C, S + nblk * L // 2))  # a zero, P/2 before the blocks, L/2 each
-            even[:, 0] = 0.0
-            even[:, 1:] = u[:, 0 : end : 2]
-            rows = even.reshape(C, -1, S)
-            D = out[:, n0:].reshape(C, -1, S)
-            np.matmul(rows[:, :-1], self.Ha, out=D)
-            D += rows[:, 1:] @ self.Hb
+            # the even samples after a zero: P/2 before the blocks, L/2 of each block
+            w.even_body[...] = u[:, 0 : end : 2]
+            D = out[:, n0:].reshape(C, -1, _AA_ROW)
+            np.matmul(w.rows_a, self.Ha, out=D)
+            D += np.matmul(w.rows_b, self.Hb, out=w.aa_tmp)
             flat_u, flat_out = u.reshape(-1), out.reshape(-1)  # += centre · odd samples
             for c in range(C):
                 blas.daxpy(flat_u, flat_out, n=nblk * L // 2, a=self.centre,
