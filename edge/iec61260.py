@@ -72,18 +72,20 @@ with 16 × 16 matrices: 32 multiplications per output where the 16 taps need 16,
 fewer than one product per 64-sample block with its history. This is exact algebra: it agrees
 with ``scipy.signal.sosfilt`` of the same sections to about 1e-13 (tested). Where the time goes
 (1/3 octave, 25 Hz–10 kHz, 48 kHz mono, 1 s calls, one core of the development machine,
-2026-12-02): the block covariance takes about a quarter, the scan, the state products and the
-anti-alias filter about a sixth each, plus 0.15–0.3 ms per call (four rates of some thirty
-numpy calls each); in all 1.0–1.4 ms per second of audio as the machine's speed swings, about
-12 % less than with five rates, scan factors tiled as long as the states, one anti-alias
-product per block and the whole Σ x_b x_bᵀ weighted at every rate (measured side by side,
-interleaved call by call), and against 7–10 ms for the same chain written with
-``sosfilt``/``lfilter`` and carried ``zi``. The products stay in float64: the covariance of a
-band far below the broadband level would lose all its digits in float32 (1e-7 of the total
-energy). At each rate the samples that do not fill a block wait for the next call; with the
-15-sample delay of each anti-alias FIR, band energies lag the input by at most 1.3 ms for the
-top octave at 48 kHz and about 25 ms for the bands at the lowest rate. The sums over calls do
-not depend on how the input was cut.
+2026-12-02): 0.8–0.95 ms per second of audio as the machine's speed swings, about 40 % of it at
+the top rate (the block covariance the largest part, then the anti-alias filter, the scan and
+the state products), a quarter for the eighteen bands at 6 kHz, and about 0.13 ms per call for
+the four rates' numpy calls. The work arrays of a rate come with the views of them that a call
+uses, made once per call size (:class:`_Work`). Measured side by side with the bank as it was
+in the morning of 2026-12-02 (five rates, scan factors tiled as long as the states, one
+anti-alias product per block, the whole Σ x_b x_bᵀ weighted at every rate, views made at every
+call): 12–14 % less time in 1 s calls, 15 % at 44.1 kHz, 25 % in 0.1 s calls, 5 % with 8
+channels; against 7–10 ms for the same chain written with ``sosfilt``/``lfilter`` and carried
+``zi``. The products stay in float64: the covariance of a band far below the broadband level
+would lose all its digits in float32 (1e-7 of the total energy). At each rate the samples that
+do not fill a block wait for the next call; with the 15-sample delay of each anti-alias FIR,
+band energies lag the input by at most 1.3 ms for the top octave at 48 kHz and about 25 ms for
+the bands at the lowest rate. The sums over calls do not depend on how the input was cut.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ _AA_TAPS, _AA_BETA = 31, 8.4
 (stop-band attenuation about 85 dB above 0.339·rate, pass-band flat within 0.001 dB)."""
 _MIN_RATE = 5000.0
 """Bands that would run below this rate (Hz) run at the lowest rate fs/2^k >= 5000 Hz instead:
-fewer stages, each with enough samples per call to keep per-call overhead small (5 kHz: 8 %
-less time than 2.5 kHz, 10 kHz: 3 % more; measured side by side)."""
+fewer stages, each with enough samples per call to keep per-call overhead small (5 kHz: about
+3.5 % less time than 2.5 kHz; 10 kHz: about 5 % more than 5 kHz; measured side by side)."""
 _BLOCK = 64
 """Block length (samples) of the blockwise evaluation; even, so decimation phases stay aligned."""
 _DENSE_WEIGHTS = 50_000
