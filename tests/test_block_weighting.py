@@ -245,3 +245,27 @@ def test_pink_noise_laeq_and_lceq_equal_the_fft_computation_and_sosfilt(fs):
         w[1:] = 10 ** (w_db(f[1:]) / 10)
         ms = np.sum(spec * w * scale) / n**2
         assert lv == pytest.approx(10 * np.log10(ms / P0**2), abs=0.1)
+
+
+def test_calls_of_many_sizes_reuse_the_scan_plans_correctly():
+    # The scan's work arrays and views are kept per call size (a few sizes at a time): calls
+    # of twenty different sizes, one and two channels, some longer than the 4 096 samples
+    # above which channels run one by one, must still give sosfilt's output (to rounding,
+    # 1e-9 of the 1 Pa signal asked) and carry sosfilt's state.
+    fs = 48_000.0
+    x = np.stack([_pink(60_000, fs, seed=5), _pink(60_000, fs, seed=6)])
+    ref_c, ref_a = _sosfilt(fs, x)
+    sizes = np.random.default_rng(11).integers(1, 9_000, size=20)
+    cuts = np.cumsum(sizes)[np.cumsum(sizes) < x.shape[1]]
+    assert len(set(np.diff(np.r_[0, cuts]) // 16)) > 5  # more block counts than plans kept
+    for channels in (x[:1], x):
+        bc = BlockCascade(_sections(fs), (2, 3))
+        state = np.zeros((channels.shape[0], bc.order))
+        cs, as_ = [], []
+        for part in np.split(channels, cuts, axis=1):
+            (c, a), state = bc.run(part, state)
+            cs.append(c)
+            as_.append(a)
+        n = channels.shape[0]
+        assert np.max(np.abs(np.concatenate(cs, axis=1) - ref_c[:n])) < 1e-9
+        assert np.max(np.abs(np.concatenate(as_, axis=1) - ref_a[:n])) < 1e-9
