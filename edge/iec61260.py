@@ -383,6 +383,7 @@ class _Work:
             cov = self.cov
             self.cxx = cov[:, : L * L].reshape(C, L, L)
             self.cvx = cov[:, L * L : (L + 2 * Mb) * L].reshape(C, 2 * Mb, L)
+            self.cvx_k = self.cvx.reshape(C, K, w, L)  # the rows of each band
             self.cvv = cov[:, (L + 2 * Mb) * L :].reshape(C, K, w, w)
         if lv.has_aa:
             S = _AA_ROW
@@ -445,6 +446,7 @@ class _Level:
                 iu = np.triu_indices(L)
                 self.tri = iu[0] * L + iu[1]
                 self.Qtri = self.Q[self.tri] * np.where(iu[0] == iu[1], 1.0, 2.0)[:, None]
+                self.cross_k = self.cross.reshape(K, w, L)
         if self.has_aa:
             # decimated output y[2i] = Σ_k h[k] x[2i − k] of the half-band FIR: the even taps
             # act on the even samples (relative to a block start; the block and the hist_len
@@ -529,9 +531,8 @@ class _Level:
                 energy = w.cov @ self.W
             else:
                 energy = w.cov[:, self.tri] @ self.Qtri
-                rows = np.multiply(w.cvx, self.cross, out=w.cvx).sum(axis=2)  # (C, 2Mb)
-                energy += rows.reshape(C, K, self.modes_per_band).sum(axis=2)
-                energy += np.multiply(w.cvv, self.OO, out=w.cvv).sum(axis=(2, 3))
+                energy += np.einsum("ckwl,kwl->ck", w.cvx_k, self.cross_k)
+                energy += np.einsum("ckij,kij->ck", w.cvv, self.OO)
         out = None
         if nxt is not None:
             n0 = nxt.prefix.shape[1]
