@@ -113,39 +113,54 @@ ROUNDS = 6
 """The interleaved run is reported per round (a sixth of the audio each) as well as whole."""
 
 
-def run_interleaved(audio: Audio, iec61672, checkpoints: dict) -> dict[str, np.ndarray]:
-    """(a), (b) and (c) on the same audio, second by second: each second of audio goes
-    through the bare limit (sosfilt A + C, states carried), the full metric set and the
-    full metric set with 1/3-octave bands, in an order that rotates every second (whoever
-    goes first reads the freshly made samples from memory), so that all three see the machine
-    in the same state: on the development machine, speed swings by up to half from minute to
-    minute, and three runs one after the other gave ratios that moved with it. Only the
-    calls themselves are timed (CPU s), not the making of the audio. Returns, per name
-    ("limit", "full", "third"), the CPU seconds of each of ROUNDS rounds."""
-    from tingbao.edge.meter import SoundLevelMeter
-
+def bare_limit(iec61672, channels: int | None = None):
+    """The bare limit as a function of one block: scipy ``sosfilt`` of a plain bilinear A and
+    C weighting, states carried; blocks of shape (n,), or (channels, n) filtered along the
+    time axis."""
     sa, sc = bilinear_sos("A", iec61672), bilinear_sos("C", iec61672)
-    z = {"A": np.zeros((sa.shape[0], 2)), "C": np.zeros((sc.shape[0], 2))}
-    meters = {"full": SoundLevelMeter(FS), "third": SoundLevelMeter(FS, bands="third")}
+    lead = () if channels is None else (channels,)
+    z = {"A": np.zeros((sa.shape[0], *lead, 2)), "C": np.zeros((sc.shape[0], *lead, 2))}
 
     def limit(x):
-        _, z["A"] = signal.sosfilt(sa, x, zi=z["A"])
-        _, z["C"] = signal.sosfilt(sc, x, zi=z["C"])
+        _, z["A"] = signal.sosfilt(sa, x, axis=-1, zi=z["A"])
+        _, z["C"] = signal.sosfilt(sc, x, axis=-1, zi=z["C"])
 
-    runs = {"limit": limit, "full": meters["full"].process, "third": meters["third"].process}
+    return limit
+
+
+def interleave(blocks, seconds: int, runs: dict, checkpoints: dict | None = None):
+    """Each of ``seconds`` blocks through every function of ``runs`` in an order that
+    rotates every block (whoever goes first reads the freshly made samples from memory), so
+    that all see the machine in the same state: on the development machine, speed swings by
+    up to half from minute to minute, and runs one after the other gave ratios that moved
+    with it. Only the calls themselves are timed (CPU s), not the making of the blocks.
+    Returns, per name of ``runs``, the CPU seconds of each of ROUNDS rounds; with
+    ``checkpoints``, records the peak RSS after a tenth of the blocks and at the end."""
     names = list(runs)
     spent = {name: np.zeros(ROUNDS) for name in names}
-    for i, x in enumerate(audio):
-        r = i * ROUNDS // audio.seconds
+    for i, block in enumerate(blocks):
+        r = i * ROUNDS // seconds
         for j in range(len(names)):
             name = names[(i + j) % len(names)]
             t = time.process_time()
-            runs[name](x)
+            runs[name](block)
             spent[name][r] += time.process_time() - t
-        if i == audio.seconds // 10:
+        if checkpoints is not None and i == seconds // 10:
             checkpoints["rss_mb_at_10pct"] = rss_mb()
-    checkpoints["rss_mb_at_end"] = rss_mb()
+    if checkpoints is not None:
+        checkpoints["rss_mb_at_end"] = rss_mb()
     return spent
+
+
+def run_interleaved(audio: Audio, iec61672, checkpoints: dict) -> dict[str, np.ndarray]:
+    """(a), (b) and (c) on the same audio, second by second (:func:`interleave`): the bare
+    limit, the full metric set and the full metric set with 1/3-octave bands. Returns, per
+    name ("limit", "full", "third"), the CPU seconds of each of ROUNDS rounds."""
+    from tingbao.edge.meter import SoundLevelMeter
+
+    runs = {"limit": bare_limit(iec61672), "full": SoundLevelMeter(FS).process,
+            "third": SoundLevelMeter(FS, bands="third").process}
+    return interleave(audio, audio.seconds, runs, checkpoints)
 
 
 def run_tingbao(audio: Audio, bands: str | None, call: int = FS) -> float:
@@ -164,29 +179,16 @@ def run_tingbao(audio: Audio, bands: str | None, call: int = FS) -> float:
 
 
 def run_multichannel(audio: Audio, channels: int, iec61672) -> tuple[float, float]:
-    """The bare limit (sosfilt A + C along the time axis of (channels, n) blocks, states
-    carried) and the full metric set of one meter on ``channels`` channels ((n, channels)
-    blocks), interleaved second by second in alternating order as in
-    :func:`run_interleaved`. Returns their CPU seconds."""
+    """The bare limit (along the time axis of (channels, n) blocks) and the full metric set
+    of one meter on ``channels`` channels ((n, channels) blocks, made outside the timing),
+    interleaved second by second (:func:`interleave`). Returns their CPU seconds."""
     from tingbao.edge.meter import SoundLevelMeter
 
-    sa, sc = bilinear_sos("A", iec61672), bilinear_sos("C", iec61672)
-    za = np.zeros((sa.shape[0], channels, 2))
-    zc = np.zeros((sc.shape[0], channels, 2))
-    meter = SoundLevelMeter(FS, channels=channels)
-    t_limit = t_full = 0.0
-    for i, x in enumerate(audio.multichannel(channels)):
-        block = np.ascontiguousarray(x.T)
-        for j in range(2):
-            t = time.process_time()
-            if (i + j) % 2:
-                meter.process(block)
-                t_full += time.process_time() - t
-            else:
-                _, za = signal.sosfilt(sa, x, axis=-1, zi=za)
-                _, zc = signal.sosfilt(sc, x, axis=-1, zi=zc)
-                t_limit += time.process_time() - t
-    return t_limit, t_full
+    limit, meter = bare_limit(iec61672, channels), SoundLevelMeter(FS, channels=channels)
+    blocks = ((x, np.ascontiguousarray(x.T)) for x in audio.multichannel(channels))
+    spent = interleave(blocks, audio.seconds, {"limit": lambda xb: limit(xb[0]),
+                                               "full": lambda xb: meter.process(xb[1])})
+    return float(spent["limit"].sum()), float(spent["full"].sum())
 
 
 def run_peer_documented(audio: Audio, chunk_s: int = 60):
