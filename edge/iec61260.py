@@ -358,11 +358,11 @@ class _Work:
                 # spare rows after the states, which nothing reads back
                 self.spare = E[:, nblk + 1 :]
                 E2, tmp2 = E.reshape(C, -1), tmp.reshape(C, -1)
-                for (d, _), tile in zip(lv.steps, lv._row_tiles, strict=False):
+                for d, mud in lv.steps:
                     if d > nblk:
                         break
                     n = -(-(nblk + 1 - d) // R) * R * Mb
-                    self.steps.append((E2[:, :n].reshape(C, -1, R * Mb), tile,
+                    self.steps.append((E2[:, :n].reshape(C, -1, R * Mb), np.tile(mud, R),
                                        tmp2[:, :n].reshape(C, -1, R * Mb),
                                        E2[:, d * Mb : d * Mb + n].reshape(C, -1, R * Mb)))
             else:
@@ -370,11 +370,12 @@ class _Work:
                 # (the states only: the spare rows must not take part)
                 self.spare = None
                 E2, tmp2 = E.reshape(C, -1)[:, : (nblk + 1) * Mb], tmp.reshape(C, -1)
-                for (d, _), tile in zip(lv.steps, lv._tiles(nblk), strict=False):
+                for d, mud in lv.steps:
                     if d > nblk:
                         break
                     k = (nblk + 1 - d) * Mb
-                    self.steps.append((E2[:, :k], tile[:k], tmp2[:, :k], E2[:, d * Mb :]))
+                    self.steps.append((E2[:, :k], np.tile(mud, nblk + 1 - d), tmp2[:, :k],
+                                       E2[:, d * Mb :]))
             V = Er[:, :nblk]  # (C, nblk, 2Mb): the states at the block starts
             w = lv.modes_per_band
             self.Vt = V.transpose(0, 2, 1)
@@ -465,8 +466,6 @@ class _Level:
             )
             self.centre = float(h[P // 2])
         self._work: dict[int, _Work] = {}
-        self._tile = np.zeros((len(self.steps) if K else 0, 0), dtype=complex)
-        self._row_tiles = [np.tile(mud, _SCAN_ROW) for _, mud in self.steps] if K else []
         self.reset(channels)
 
     def reset(self, channels: int) -> None:
@@ -484,18 +483,6 @@ class _Level:
                 self._work.clear()
             work = self._work[nblk] = _Work(self, C, nblk)
         return work
-
-    def _tiles(self, nblk: int) -> np.ndarray:
-        """(steps, (nblk + 1)·Mb) complex: the μ^d of each scan step repeated for every block
-        (grown to the longest call seen; used for several channels, where one tile serves
-        them all)."""
-        need = (nblk + 1) * self.pb.size
-        if self._tile.shape[1] < need:
-            reps = -(-need // max(self.pb.size, 1))
-            self._tile = np.zeros((len(self.steps), reps * self.pb.size), dtype=complex)
-            for i, (_, mud) in enumerate(self.steps):
-                self._tile[i] = np.tile(mud, reps)
-        return self._tile
 
     def run(self, u: np.ndarray, nxt: _Level | None):
         """Filter ``u`` = [prefix | new samples] (channels, n), C-contiguous. Returns (E, v):
