@@ -28,7 +28,6 @@ import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 
-import jinja2
 from markupsafe import Markup
 
 from tingbao.collector.influx import InfluxClient
@@ -36,7 +35,7 @@ from tingbao.collector.registry.site import Registry
 
 from .. import pilot_results as pr
 from . import plots
-from .render import Bilingual, _css, _data_uri
+from .render import Bilingual, _css, _data_uri, _environment
 
 __all__ = ["PilotReport", "build_pilot_report", "pilot_html", "pilot_paths"]
 
@@ -312,11 +311,6 @@ def figures(data: PilotReport, bi: Bilingual) -> PilotFigures:
 
 
 # ---------------------------------------------------------------------------------- HTML
-def _fmt(x, spec: str = ".1f") -> str:
-    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) \
-        else format(float(x), spec)
-
-
 def method_notes(data: PilotReport) -> list[tuple[str, str]]:
     """(Chinese, English) paragraphs of how the numbers were obtained and are judged."""
     ms = data.results.milestones
@@ -369,11 +363,7 @@ def method_notes(data: PilotReport) -> list[tuple[str, str]]:
 def pilot_html(data: PilotReport, lang: str = "zh") -> str:
     """The pilot report as one self-contained HTML document (CSS and figures inlined)."""
     bi = Bilingual(lang)
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("tingbao.analysis.report", "templates"),
-        autoescape=jinja2.select_autoescape(("html", "j2", "html.j2"), default=True),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(f=_fmt)
+    env = _environment()
 
     def pair(p: tuple[str, str] | None, fallback: str = "—") -> Markup:
         return bi.html(*p) if p else bi.html(fallback, fallback)
