@@ -30,6 +30,8 @@ import math
 
 import numpy as np
 
+from tingbao.edge.levels import energy_sum
+
 __all__ = ["ALPHA", "A_WEIGHTING_DB", "C_WEIGHTING_DB", "OCTAVE_BANDS_HZ", "THIRDS_OF_OCTAVE",
            "a_weighted", "alpha_for", "apv", "c_weighted", "hml_level", "octave_band_level",
            "octaves_from_thirds", "pnr", "round_rating", "snr_from_apv", "snr_level"]
@@ -83,8 +85,8 @@ def _octaves(levels_db) -> np.ndarray:
 
 
 def _energy_sum_db(x: np.ndarray) -> np.ndarray | float:
-    with np.errstate(divide="ignore"):
-        out = 10.0 * np.log10(np.sum(10.0 ** (0.1 * x), axis=-1))
+    """:func:`tingbao.edge.levels.energy_sum` over the last axis; a float for one spectrum."""
+    out = energy_sum(x, axis=-1)
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -149,5 +151,5 @@ def octaves_from_thirds(thirds_db: dict[str, float | None]) -> dict[int, float]:
     for fc, labels in THIRDS_OF_OCTAVE.items():
         vals = [thirds_db.get(label) for label in labels]
         if all(v is not None and math.isfinite(float(v)) for v in vals):
-            out[fc] = float(10.0 * np.log10(np.sum(10.0 ** (0.1 * np.asarray(vals, float)))))
+            out[fc] = float(energy_sum(vals))
     return out
