@@ -204,8 +204,8 @@ class JobProtection:
     that fits every measured task (``by_method``), the ``derating`` rule, the GB/T 23466
     ``verdict``, ``flags`` and the notes a report must print. ``eu_status`` is the
     EU 2003/10/EC Article 3 status with the 87 dB(A) limit value checked under the protector
-    (:func:`tingbao.analysis.eu_2003_10.classify_protected` with attenuation LEX,8h −
-    protected LEX,8h; the action values stay on the unprotected level); None without both."""
+    (:func:`tingbao.analysis.eu_2003_10.classify` with the protected LEX,8h; the action
+    values stay on the unprotected level); None without both."""
 
     enterprise: str
     job: str
@@ -278,7 +278,7 @@ def _job(reg, job, rec: dict, spectra: dict, date: dt.date) -> JobProtection:
             lv = [t.by_method[m].level_db if m in t.by_method else t.laeq_db for t in measured]
             by_method[m] = float(lex_8h_from_tasks(lv, [t.hours for t in measured]))
     ok = math.isfinite(protected)
-    eu = (eu_2003_10.classify_protected(lex, lex - float(protected)).lex_status
+    eu = (eu_2003_10.classify(lex, protected_lex_db=float(protected)).lex_status
           if ok and lex is not None and math.isfinite(lex) else None)
     return JobProtection(job.enterprise, job.id, date, lex,
                          tuple(p.id for p in protectors), tuple(tasks),
@@ -313,11 +313,10 @@ def compute(reader: InfluxClient, reg, enterprise: str, date: dt.date) -> DayPro
         spec = spectra.get(key)
         la = rec.get("laeq")
         ranked: tuple[Ranked, ...] = ()
-        if la is not None and spec is not None and spec.octave_db is not None:
+        if la is not None and spec is not None and (spec.octave_db is not None
+                                                    or spec.lc_db is not None):
             ranked = tuple(rank_protectors(Spectrum(float(la), spec.lc_db, spec.octave_db),
                                            prof))
-        elif la is not None and spec is not None and spec.lc_db is not None:
-            ranked = tuple(rank_protectors(Spectrum(float(la), spec.lc_db), prof))
         posts.append(PostProtection(enterprise, key[0], key[1], date, rec.get("lex_8h"), la,
                                     spec, ranked, prof.protector_derating))
     jobs = []
