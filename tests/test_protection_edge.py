@@ -4,6 +4,7 @@ attenuation filters, and the protection contract against hostile payloads."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 
@@ -503,3 +504,26 @@ def test_batched_and_one_by_one_decisions_agree_with_pauses_and_breaks():
         parts += list(r.state)
         i += k
     assert parts == list(whole.state) and st2 == st
+
+
+def test_a_block_that_completes_no_interval_returns_what_classify_returns_for_none():
+    # ProtectionMonitor skips classify when the meter completed no interval; its answer must
+    # be classify's own for n = 0 (empty arrays of the same dtypes and shapes) and the wear
+    # state must stay as it was. 0.5 s of 95 dB(A) at 48 kHz: half a 1 s interval, none done.
+    cfg = ProtectionSettings(required_db=REQUIRED)
+    m = ProtectionMonitor(FS, cfg, full_scale=FULL_SCALE_PA)
+    worn = outer_at(95.0, 2.0)
+    m.process(np.stack([worn, signal.sosfilt(PLUG, worn) * PLUG_GAIN], axis=1))
+    before = m.wear_state
+    assert before.latched  # 2 worn intervals: the state is not the fresh one
+    half = np.stack([worn[:FS // 2], worn[:FS // 2] * PLUG_GAIN], axis=1)
+    got = m.process(half)
+    expected, state = classify(m.meter.process(np.zeros((0, 2))), cfg, before)
+    assert state == before and m.wear_state == before
+    assert len(got) == 0 and got.records() == []
+    for f in dataclasses.fields(expected):
+        a, b = getattr(got, f.name), getattr(expected, f.name)
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape, f.name
+        else:
+            assert a == b, f.name
