@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 import math
 import time
-import zoneinfo
 from collections.abc import Callable
 
 from tingbao.collector import schema
@@ -33,7 +32,7 @@ from .device_health import calibration_overdue, gone_by_last_will
 from .exposure import PostSums
 from .gbzt189_8 import laeq as laeq_of
 from .records import day_records
-from .shifts import ShiftWindow, shift_at, shift_window
+from .shifts import ShiftWindow, local_date, shift_at, shift_window
 
 __all__ = ["Analyzer", "ClosedDay"]
 
@@ -311,8 +310,7 @@ class Analyzer:
         out = []
         delay = int(self.reg.analysis.close_delay_s * NS)
         tz = self.reg.deployment.timezone
-        today = dt.datetime.fromtimestamp(now_ns / NS, dt.UTC).astimezone(
-            zoneinfo.ZoneInfo(tz)).date()
+        today = local_date(now_ns, tz)
         for e in self.reg.enterprises:
             for back in (3, 2, 1, 0):
                 d = today - dt.timedelta(days=back)
@@ -371,8 +369,7 @@ class Analyzer:
         rates rewritten (:func:`tingbao.analysis.pilot_evaluation.daily`)."""
         from .pilot_evaluation import daily
 
-        today = dt.datetime.fromtimestamp(now_ns / NS, dt.UTC).astimezone(
-            zoneinfo.ZoneInfo(self.reg.deployment.timezone)).date()
+        today = local_date(now_ns, self.reg.deployment.timezone)
         if self.evaluated_on == today:
             return
         try:
@@ -390,8 +387,7 @@ class Analyzer:
         check (:func:`tingbao.analysis.screening.run_screening`)."""
         from .screening import run_screening
 
-        today = dt.datetime.fromtimestamp(now_ns / NS, dt.UTC).astimezone(
-            zoneinfo.ZoneInfo(self.reg.deployment.timezone)).date()
+        today = local_date(now_ns, self.reg.deployment.timezone)
         if self.screened_on == today:
             return []
         try:

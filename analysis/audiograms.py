@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import zoneinfo
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from tingbao.collector.lineprotocol import line
 from tingbao.edge import contract
 
 from .gbz49 import FREQUENCIES_HZ
-from .shifts import local_midnight_ns
+from .shifts import local_date, local_midnight_ns
 from .spreadsheets import (
     Duplicate,
     Row,
@@ -287,10 +286,9 @@ def write_audiograms(writer: InfluxClient, audiograms: Sequence[Audiogram], time
 def read_audiograms(reader: InfluxClient, timezone: str, *, enterprise: str | None = None,
                     worker: str | None = None) -> list[Audiogram]:
     """The stored audiograms (of ``enterprise`` / ``worker`` when given), by worker then date."""
-    tz = zoneinfo.ZoneInfo(timezone)
     out = []
     for r in reader.query_rows(schema.audiograms_query(enterprise=enterprise, worker=worker)):
-        day = dt.datetime.fromtimestamp(int(r["time"]) / 1e9, dt.UTC).astimezone(tz).date()
+        day = local_date(int(r["time"]), timezone)
         out.append(Audiogram(
             r["enterprise"], r["worker"], day, int(r["age"]), r["sex"],
             tuple(float(r[f"l_{f}"]) for f in FREQUENCIES_HZ),

@@ -39,6 +39,7 @@ from pathlib import Path
 from tingbao.collector.schema import observations_query
 from tingbao.edge import contract
 
+from .shifts import local_date
 from .spreadsheets import (
     Duplicate,
     Row,
@@ -276,9 +277,8 @@ def load_observations(reader, start_ns: int, end_ns: int, tz: str,
                       enterprises: Iterable[str] | None = None
                       ) -> list[tuple[dt.date, str, str, bool]]:
     """The stored observations as (local date, enterprise, worker, worn correctly)."""
-    zone = zoneinfo.ZoneInfo(tz)
     out = []
     for r in reader.query_rows(observations_query(start_ns, end_ns, enterprises)):
-        date = dt.datetime.fromtimestamp(int(r["time"]) / 1e9, zone).date()
+        date = local_date(int(r["time"]), tz)
         out.append((date, r["enterprise"], r["worker"], bool(r["correct"])))
     return out

@@ -36,7 +36,6 @@ import datetime as dt
 import logging
 import math
 import time
-import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -48,6 +47,7 @@ from tingbao.collector.lineprotocol import line
 from . import gbz49, gbz188, iso1999, osha_sts
 from .alert_store import Alert, AlertStore, NotPublished
 from .audiograms import Audiogram, read_audiograms
+from .shifts import local_date
 
 __all__ = ["RULES", "ScreeningResult", "ScreeningRun", "TEXTS", "alerts_for", "job_lex",
            "run_screening", "screen", "write_screening"]
@@ -277,8 +277,7 @@ def run_screening(reg, reader: InfluxClient, writer: InfluxClient | None,
     (already stored ids are left alone)."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     tz = reg.deployment.timezone
-    today = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC).astimezone(
-        zoneinfo.ZoneInfo(tz)).date()
+    today = local_date(now_ns, tz)
     known = {e.id for e in reg.enterprises}
     audiograms = [a for a in read_audiograms(reader, tz, enterprise=enterprise)
                   if a.enterprise in known]

@@ -20,7 +20,7 @@ from tingbao.collector.registry.site import Enterprise, Registry
 from tingbao.collector.schema import Period
 
 __all__ = ["ShiftWindow", "shift_window", "shifts_between", "shift_at", "iso_week",
-           "local_midnight_ns", "local_days"]
+           "local_midnight_ns", "local_date", "local_days"]
 
 NS = 1_000_000_000
 
@@ -55,6 +55,13 @@ def local_midnight_ns(date: dt.date, timezone: str) -> int:
     """UTC ns of ``date``'s 00:00 in ``timezone`` (what a "local date" point is stamped
     with: exposure days, observations, audiograms, fit tests, rates)."""
     return _to_ns(dt.datetime.combine(date, dt.time(), zoneinfo.ZoneInfo(timezone)))
+
+
+def local_date(ns: int, timezone: str) -> dt.date:
+    """The local calendar date in ``timezone`` of the instant ``ns`` (UTC ns): the day a
+    stored point belongs to (the inverse of :func:`local_midnight_ns` on its day); resolved
+    to the microsecond, as :mod:`datetime` is."""
+    return _from_ns(ns, timezone).date()
 
 
 def local_days(first: dt.date, last: dt.date, timezone: str) -> Period:
@@ -100,7 +107,7 @@ def shift_at(reg: Registry, enterprise_id: str, now_ns: int) -> ShiftWindow | No
     (its date is yesterday)."""
     e = reg.enterprise(enterprise_id)
     tz = reg.deployment.timezone
-    today = _from_ns(now_ns, tz).date()
+    today = local_date(now_ns, tz)
     for d in (today, today - dt.timedelta(days=1)):
         if not e.shift.works_on(d):
             continue

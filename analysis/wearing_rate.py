@@ -82,7 +82,6 @@ import functools
 import math
 import tomllib
 import warnings
-import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 
@@ -90,7 +89,7 @@ import numpy as np
 
 from tingbao.collector.schema import wear_daily_query
 
-from .shifts import local_midnight_ns
+from .shifts import local_date, local_midnight_ns
 
 __all__ = [
     "ActionPlan", "DidResult", "Estimate", "FEW_CLUSTERS", "Milestone", "RateRow",
@@ -495,10 +494,9 @@ def edge_worker_days(rows: Iterable[Mapping], tz: str, plan: ActionPlan | None =
     ``min_assessed_s`` left out) and (date, enterprise, worn_s, assessed_s) for the time
     shares. A worker measured by two meters on one day is one worker-day (times added)."""
     plan = plan or load_plan()
-    zone = zoneinfo.ZoneInfo(tz)
     days: dict[tuple[dt.date, str, str], list[float]] = {}
     for r in rows:
-        date = dt.datetime.fromtimestamp(int(r["time"]) / 1e9, zone).date()
+        date = local_date(int(r["time"]), tz)
         acc = days.setdefault((date, r["enterprise"], r["worker"]), [0.0, 0.0])
         acc[0] += float(r.get("worn_s") or 0.0)
         acc[1] += float(r.get("assessed_s") or 0.0)
