@@ -143,7 +143,7 @@ from . import iec61672
 from .contract import ATTENUATION_RANGE_DB
 from .contract import LEVEL_RANGE_DB as _CONTRACT_LEVEL_RANGE_DB
 from .iec61260 import FractionalOctaveBank
-from .levels import level_from_mean_square
+from .levels import leq_from_exposure
 from .meter import PCM16_FULL_SCALE
 
 STATES = ("worn", "removed", "poor_fit", "voice", "quiet", "no_audio")
@@ -532,14 +532,12 @@ def classify(spectra: IntervalSpectra, settings: ProtectionSettings,
     n = len(spectra)
     labels = spectra.band_labels
     cov = np.asarray(spectra.coverage_s, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        safe = np.where(cov > 0, cov, 1.0)
-        lo = np.where(cov > 0, level_from_mean_square(spectra.outer_ea / safe), np.nan)
-        li = np.where(cov > 0, level_from_mean_square(spectra.inner_ea / safe), np.nan)
-        bo = level_from_mean_square(spectra.outer_bands / safe[:, None])
-        bi = level_from_mean_square(spectra.inner_bands / safe[:, None])
-        band_att = np.where(np.isfinite(bo) & np.isfinite(bi) & (cov[:, None] > 0),
-                            bo - bi, np.nan)
+    lo = leq_from_exposure(spectra.outer_ea, cov)  # NaN where cov is not > 0
+    li = leq_from_exposure(spectra.inner_ea, cov)
+    bo = leq_from_exposure(spectra.outer_bands, cov[:, None])
+    bi = leq_from_exposure(spectra.inner_bands, cov[:, None])
+    with np.errstate(invalid="ignore"):
+        band_att = np.where(np.isfinite(bo) & np.isfinite(bi), bo - bi, np.nan)
     hf = np.array([labels.index(b) for b in HF_BANDS])
     lm = np.array([labels.index(b) for b in LM_BANDS])
     lf = np.array([labels.index(b) for b in LF_BANDS])
