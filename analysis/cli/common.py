@@ -82,3 +82,38 @@ def open_publisher(reg, args, hint: str = STACK_HINT) -> tuple:
     except StackError as e:
         raise CliError(f"{e} ({hint})") from None
     return mqtt_publisher(endpoint)
+
+
+def report_arguments(p: argparse.ArgumentParser) -> None:
+    """``--lang zh|en``, ``--out DIR`` (required) and ``--no-pdf`` of the report commands."""
+    p.add_argument("--lang", choices=("zh", "en"), default="zh",
+                   help="zh: Chinese first, English beside (default); en: the reverse")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
+
+
+def require_report_font() -> None:
+    """The report's CJK font is installed, or one line saying how to install it."""
+    from tingbao.edge.cli.main import CliError
+
+    from ..report import plots
+
+    try:
+        plots.cjk_font()
+    except plots.FontMissing as e:
+        raise CliError(str(e)) from None
+
+
+def write_report(args, html: str, html_path, pdf_path) -> None:
+    """Write a report's HTML into ``args.out`` (created), and its PDF unless ``--no-pdf``;
+    print each path written."""
+    from pathlib import Path
+
+    from ..report import render
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    html_path.write_text(html, encoding="utf-8")
+    print(html_path)
+    if not args.no_pdf:
+        render.write_pdf(html, pdf_path)
+        print(pdf_path)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import sys
 
-from .common import date_arg, open_site, site_arguments
+from .common import (
+    date_arg,
+    open_site,
+    report_arguments,
+    require_report_font,
+    site_arguments,
+    write_report,
+)
 
 
 def register(sub) -> None:
@@ -21,37 +28,22 @@ def register(sub) -> None:
                    help="first period start date (local), e.g. 2020-01-01")
     p.add_argument("--to", dest="last", required=True, type=date_arg, metavar="YYYY-MM-DD",
                    help="last period start date (local, inclusive), e.g. 2025-12-31")
-    p.add_argument("--lang", choices=("zh", "en"), default="zh",
-                   help="zh: Chinese first, English beside (default); en: the reverse")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
+    report_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from tingbao.edge.cli.main import CliError
 
-    from ..report import plots, render
     from ..report.pilot import build_pilot_report, pilot_html, pilot_paths
 
     if args.last < args.first:
         raise CliError(f"--to {args.last} is before --from {args.first}")
-    try:
-        plots.cjk_font()
-    except plots.FontMissing as e:
-        raise CliError(str(e)) from None
+    require_report_font()
     site = open_site(args)
     data = build_pilot_report(site.reader, site.reg, args.first, args.last)
     html_path, pdf_path = pilot_paths(args.out, args.first, args.last)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    html = pilot_html(data, args.lang)
-    html_path.write_text(html, encoding="utf-8")
-    print(html_path)
-    if not args.no_pdf:
-        render.write_pdf(html, pdf_path)
-        print(pdf_path)
+    write_report(args, pilot_html(data, args.lang), html_path, pdf_path)
     if data.results.empty:
         print(f"tingbao pilot-report: no pilot results stored for periods from {args.first} "
               f"to {args.last} (run tingbao wearing-rate / screening first): the report says "

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from .common import date_arg, open_site, site_arguments
+from .common import (
+    date_arg,
+    open_site,
+    report_arguments,
+    require_report_font,
+    site_arguments,
+    write_report,
+)
 
 
 def register(sub) -> None:
@@ -21,10 +28,7 @@ def register(sub) -> None:
                    help="first shift date (local)")
     p.add_argument("--to", dest="last", required=True, type=date_arg, metavar="YYYY-MM-DD",
                    help="last shift date (local, inclusive)")
-    p.add_argument("--lang", choices=("zh", "en"), default="zh",
-                   help="zh: Chinese first, English beside (default); en: the reverse")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
+    report_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -33,21 +37,16 @@ MAX_DAYS = 366
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from tingbao.edge.cli.main import CliError
 
-    from ..report import plots, render
+    from ..report import render
     from ..report.build import build_report
 
     if args.last < args.first:
         raise CliError(f"--to {args.last} is before --from {args.first}")
     if (args.last - args.first).days + 1 > MAX_DAYS:
         raise CliError(f"the period has more than {MAX_DAYS} days; split it")
-    try:
-        plots.cjk_font()
-    except plots.FontMissing as e:
-        raise CliError(str(e)) from None
+    require_report_font()
     site = open_site(args)  # the registry, the enterprise checked, the reader
     reg, reader = site.reg, site.reader
 
@@ -63,13 +62,7 @@ def run(args) -> int:
                         progress=progress)
     html_path, pdf_path = render.report_paths(args.out, args.enterprise, args.first,
                                               args.last)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    html = render.report_html(data, args.lang)
-    html_path.write_text(html, encoding="utf-8")
-    print(html_path)
-    if not args.no_pdf:
-        render.write_pdf(html, pdf_path)
-        print(pdf_path)
+    write_report(args, render.report_html(data, args.lang), html_path, pdf_path)
     if data.empty:
         print(f"tingbao report: no closed exposure records for {args.enterprise} from "
               f"{args.first} to {args.last}: the report says so (not closed yet)",
