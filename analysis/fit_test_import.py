@@ -48,7 +48,7 @@ from tingbao.collector.lineprotocol import line
 from tingbao.edge import contract
 
 from .fit_tests import COLUMN_ALIASES, FitResult, FitTest, assess, parse_record, problems_text
-from .shifts import local_midnight_ns
+from .shifts import local_days
 from .spreadsheets import (
     Duplicate,
     RowError,
@@ -69,7 +69,6 @@ TOPIC_FILTER = contract.FIT_TESTS_TOPIC_FILTER
 """The topic filter of fit-test records (one level: the enterprise)."""
 DEAD_LETTER_STAGE = schema.STAGE_FIT_TEST
 """``stage`` tag of a refused fit-test message's dead letter."""
-DAY_NS = 86_400 * 1_000_000_000
 topic = contract.fit_tests_topic
 """``tingbao/v1/{enterprise}/fittests`` (:func:`tingbao.edge.contract.fit_tests_topic`)."""
 
@@ -79,15 +78,14 @@ def job_lex(reader: InfluxClient, enterprise: str, job: str, date: dt.date, prof
             timezone: str) -> float | None:
     """The LEX,8h (dB(A)) of ``job``'s latest stored shift starting before the end of local
     ``date`` (the ledger's ``exposure`` point of ``profile_id``), or None."""
-    end = local_midnight_ns(date, timezone) + DAY_NS
+    end = local_days(date, date, timezone).end_ns
     rows = reader.query_rows(schema.job_lex_latest(enterprise, job, profile_id, end))
     v = rows[0].get(schema.LEX_8H) if rows else None
     return None if v is None else float(v)
 
 
-def _stored_records(reader: InfluxClient, enterprise: str, start_ns: int) -> list[str]:
-    rows = reader.query_rows(schema.fit_test_records(
-        enterprise, schema.Period(start_ns, start_ns + DAY_NS)))
+def _stored_records(reader: InfluxClient, enterprise: str, day: schema.Period) -> list[str]:
+    rows = reader.query_rows(schema.fit_test_records(enterprise, day))
     return [r.get(schema.FIT_TEST_RECORD) for r in rows]
 
 
@@ -137,8 +135,9 @@ def store(reader: InfluxClient, writer: InfluxClient, reg, results: Sequence[Fit
         by_day.setdefault((r.test.enterprise, r.test.date), []).append(r)
     lines, written, already = [], [], []
     for (ent, date), group in by_day.items():
-        start = local_midnight_ns(date, tz)
-        existing = _stored_records(reader, ent, start)
+        day = local_days(date, date, tz)
+        start = day.start_ns
+        existing = _stored_records(reader, ent, day)
         seen = set(existing)
         index = len(existing)
         for r in group:
@@ -347,9 +346,7 @@ def read_fit_tests(reader: InfluxClient, enterprise: str, start: dt.date, end: d
                    timezone: str) -> list[dict]:
     """The stored fit tests of ``enterprise`` with local dates in [start, end], oldest
     first: rows with the tags and fields of ``schema.FIT_TESTS`` and ``time`` (ns)."""
-    t0 = local_midnight_ns(start, timezone)
-    t1 = local_midnight_ns(end, timezone) + DAY_NS
-    q = schema.fit_tests_query(enterprise, schema.Period(t0, t1))
+    q = schema.fit_tests_query(enterprise, local_days(start, end, timezone))
     out = []
     for s in reader.query(q):
         for r in s.rows:

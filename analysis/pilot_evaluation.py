@@ -27,6 +27,7 @@ from tingbao.collector import schema
 
 from . import wearing_rate as wr
 from .observations import load_observations
+from .shifts import local_days
 
 DAILY_PERIODS = ("year", "quarter")
 """The periods :func:`daily` writes (months are left to ``tingbao wearing-rate``)."""
@@ -61,13 +62,11 @@ def evaluate(reader, reg, *, first: dt.date | None = None, last: dt.date | None 
     if did:
         load_lo = min(load_lo, wr.period_days(did[0])[0])
         load_hi = max(load_hi, wr.period_days(did[1])[1] - dt.timedelta(days=1))
-    start_ns = wr.local_midnight_ns(load_lo, tz)
-    end_ns = wr.local_midnight_ns(load_hi + dt.timedelta(days=1), tz)
-    units = load_observations(reader, start_ns, end_ns, tz)
+    loaded = local_days(load_lo, load_hi, tz)
+    units = load_observations(reader, loaded.start_ns, loaded.end_ns, tz)
     in_range = [u for u in units if lo <= u[0] <= hi]
-    edge_rows = reader.query_rows(wr.wear_daily_query(wr.local_midnight_ns(lo, tz),
-                                                      wr.local_midnight_ns(
-                                                          hi + dt.timedelta(days=1), tz)))
+    span = local_days(lo, hi, tz)
+    edge_rows = reader.query_rows(wr.wear_daily_query(span.start_ns, span.end_ns))
     days = times = None
     if edge_rows:
         days, times = wr.edge_worker_days(edge_rows, tz)
