@@ -363,11 +363,13 @@ class ProtectionMeter:
         if x.ndim != 2 or x.shape[1] != self.channels:
             raise ValueError(f"block of shape {x.shape} does not match (n, {self.channels})")
         raw = x[:, [self.outer, self.inner]].T  # (2, n) raw units, a new array
-        ok = np.isfinite(raw).all(axis=0)
+        p = raw * self._pa[:, None]  # Pa
+        # finite in Pa, not only in raw units: a raw sample whose scaling overflows is not
+        # audio either, and the band bank is fed without its own finiteness check
+        ok = np.isfinite(p).all(axis=0)
         with np.errstate(invalid="ignore"):
             clip = ok & (np.abs(raw) >= self._clip_at).any(axis=0)
         self.clipped_samples += int(clip.sum())
-        p = raw * self._pa[:, None]  # Pa
         if not ok.all():
             self.bad_samples += int((~ok).sum())
             p[:, ~ok] = 0.0
@@ -407,7 +409,7 @@ class ProtectionMeter:
         for s in range(starts.size):  # one step per interval, not per sample
             lo, hi = bounds[s], bounds[s + 1]
             self._ea += ea[:, s]
-            self._eb += self._bank.process(p[:, lo:hi].T)
+            self._eb += self._bank.exposures(p[:, lo:hi])  # (channels, n), finite
             self._valid += int(valid[s])
             self._clipped += int(clipped[s])
             self._clock += hi - lo
