@@ -117,3 +117,25 @@ def write_report(args, html: str, html_path, pdf_path) -> None:
     if not args.no_pdf:
         render.write_pdf(html, pdf_path)
         print(pdf_path)
+
+
+def emit_rows(rows: list[dict], fmt: str, table) -> None:
+    """Rows on stdout: ``json`` one object a line, ``csv`` with a header of every key whose
+    values are not lists or dicts (None as an empty cell), otherwise ``table(rows)``."""
+    import csv
+    import json
+    import sys
+
+    out = sys.stdout
+    if fmt == "json":
+        for r in rows:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        keys = list(dict.fromkeys(k for r in rows for k, v in r.items()
+                                  if not isinstance(v, (list, dict))))
+        w = csv.DictWriter(out, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+    else:
+        out.write(table(rows))

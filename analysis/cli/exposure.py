@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import sys
 
-from .common import date_arg, open_site, site_arguments
+from .common import date_arg, emit_rows, open_site, site_arguments
 
 
 def register(sub) -> None:
@@ -58,19 +58,7 @@ def run(args) -> int:
     for ent in site.enterprises:
         day, views = compute_days(reader, reg, ent, args.date)
         rows += list(objects(day, views))
-    out = sys.stdout
-    if args.format == "json":
-        for r in rows:
-            out.write(json.dumps(r, ensure_ascii=False) + "\n")
-    elif args.format == "csv":
-        keys = list(dict.fromkeys(k for r in rows for k, v in r.items()
-                                  if not isinstance(v, (list, dict))))
-        w = csv.DictWriter(out, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
-    else:
-        out.write(table(rows))
+    emit_rows(rows, args.format, table)
     return 0
 
 

@@ -12,11 +12,7 @@ have rows."""
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
-
-from .common import date_arg, open_site, site_arguments
+from .common import date_arg, emit_rows, open_site, site_arguments
 
 
 def register(sub) -> None:
@@ -101,16 +97,5 @@ def run(args) -> int:
             rows += objects(compute(site.reader, site.reg, ent, args.date))
         except ValueError as e:  # a catalogue id the registry names wrongly
             raise CliError(str(e)) from None
-    out = sys.stdout
-    if args.format == "json":
-        for r in rows:
-            out.write(json.dumps(r, ensure_ascii=False) + "\n")
-    elif args.format == "csv":
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        w = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if r.get(k) is None else r.get(k) for k in keys})
-    else:
-        out.write(table(rows))
+    emit_rows(rows, args.format, table)  # every value a scalar: every key a column
     return 0
