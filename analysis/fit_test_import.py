@@ -113,14 +113,18 @@ class Stored:
 
 def assess_all(reader: InfluxClient | None, reg, tests: Iterable[FitTest]) -> list[FitResult]:
     """Judge each test in the profile in force; a test naming a job but no exposure gets the
-    job's stored LEX,8h (:func:`job_lex`) when ``reader`` is given."""
+    job's stored LEX,8h (:func:`job_lex`) when ``reader`` is given, asked once per
+    (enterprise, job, date) of the call."""
     prof = reg.profile
+    lex: dict[tuple[str, str, dt.date], float | None] = {}
     out = []
     for t in tests:
         exposure = None
         if t.exposure_db is None and t.job is not None and reader is not None:
-            exposure = job_lex(reader, t.enterprise, t.job, t.date, prof.id,
-                               reg.deployment.timezone)
+            key = (t.enterprise, t.job, t.date)
+            if key not in lex:
+                lex[key] = job_lex(reader, *key, prof.id, reg.deployment.timezone)
+            exposure = lex[key]
         out.append(assess(t, prof, exposure_db=exposure))
     return out
 

@@ -17,6 +17,7 @@ from support.wait import wait_for
 from tingbao.analysis.fit_test_import import (
     DEAD_LETTER_STAGE,
     FitTestListener,
+    assess_all,
     import_file,
     read_fit_tests,
     topic,
@@ -144,6 +145,33 @@ group = "pilot"
         "enterprise": "ft", "kind": "job", "job": "press", "profile": "CN-GBZ"},
         {"lex_8h": 96.0}, start)], rp=schema.RP_FOREVER)
     return path
+
+
+class CountingReader:
+    """A real InfluxDB reader that records the queries it is asked."""
+
+    def __init__(self, reader):
+        self.reader, self.queries = reader, []
+
+    def query_rows(self, q: str):
+        self.queries.append(q)
+        return self.reader.query_rows(q)
+
+
+def test_assess_all_asks_each_job_day_once(stack, site):
+    # four tests name job "press" of ft: three on DAY, one on DAY + 1 → two (enterprise, job,
+    # date) keys, two queries; the latest press shift before the end of either day is the one
+    # of DAY, LEX 96. A test with its own exposure (100) asks nothing. PAR 20 − u 3 = 17 ≥
+    # 96 − 85 = 11 → pass; LEX − PAR = 96 − 20 = 76
+    reg = load_registry(site)
+    reader = CountingReader(stack.influx("reader"))
+    later = DAY + dt.timedelta(days=1)
+    tests = [fit(worker=w, job="press") for w in ("w1", "w2", "w3")]
+    tests += [fit(worker="w4", job="press", date=later), fit(job="press", exposure_db=100.0)]
+    got = assess_all(reader, reg, tests)
+    assert len(reader.queries) == 2
+    assert [r.exposure_db for r in got] == [96.0, 96.0, 96.0, 96.0, 100.0]
+    assert all(r.passed and r.effective_db == 76.0 for r in got[:4])
 
 
 HEADER_ZH = "劳动者,日期,护听器,方法,左耳PAR,右耳PAR,双耳PAR,不确定度,att_125,工种,接触水平\n"
