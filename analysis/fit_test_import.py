@@ -47,7 +47,15 @@ from tingbao.collector.influx import InfluxClient
 from tingbao.collector.lineprotocol import line
 from tingbao.edge import contract
 
-from .fit_tests import COLUMN_ALIASES, FitResult, FitTest, assess, parse_record, problems_text
+from .fit_tests import (
+    COLUMN_ALIASES,
+    REQUIRED,
+    FitResult,
+    FitTest,
+    assess,
+    parse_record,
+    problems_text,
+)
 from .shifts import local_days
 from .spreadsheets import (
     Duplicate,
@@ -191,8 +199,7 @@ def import_file(path: str | Path, reg, reader: InfluxClient, writer: InfluxClien
     known = {e.id for e in reg.enterprises}
     if enterprise is not None and enterprise not in known:
         raise ValueError(f"unknown enterprise {enterprise!r}; one of {', '.join(sorted(known))}")
-    required = ["worker", "date", "protector", "method", "par_binaural", "par_u"]
-    table = read_table(path, aliases=COLUMN_ALIASES, required=required)
+    table = read_table(path, aliases=COLUMN_ALIASES, required=REQUIRED)
     if enterprise is None and "enterprise" not in table.columns:
         raise TableError(f"{Path(path).name}: no enterprise column; give the enterprise to "
                          "import for (--enterprise ID)")
@@ -351,9 +358,6 @@ def read_fit_tests(reader: InfluxClient, enterprise: str, start: dt.date, end: d
     """The stored fit tests of ``enterprise`` with local dates in [start, end], oldest
     first: rows with the tags and fields of ``schema.FIT_TESTS`` and ``time`` (ns)."""
     q = schema.fit_tests_query(enterprise, local_days(start, end, timezone))
-    out = []
-    for s in reader.query(q):
-        for r in s.rows:
-            out.append({**s.tags, **{k: v for k, v in r.items() if v is not None}})
+    out = [{k: v for k, v in r.items() if v is not None} for r in reader.query_rows(q)]
     out.sort(key=lambda r: int(r["time"]))
     return out
