@@ -106,8 +106,7 @@ def run_listen(args) -> int:
 
 def _rows(site, args) -> list[dict]:
     from ..fit_test_import import read_fit_tests
-    from ..fit_tests import METHODS
-    from ..gbt23466 import verdict
+    from ..fit_tests import METHODS, individual_exposure
 
     prof = site.reg.profile
     rows = []
@@ -116,8 +115,8 @@ def _rows(site, args) -> list[dict]:
                                 site.reg.deployment.timezone):
             rec = json.loads(r.get("record") or "{}")
             exposure = r.get("exposure_db")
-            eff = None if exposure is None else float(exposure) - float(r["par_binaural"])
-            v = verdict(eff, prof) if eff is not None else None
+            eff, v = (individual_exposure(exposure, r["par_binaural"], prof)
+                      if exposure is not None else (None, None))
             rows.append({
                 "enterprise": ent, "date": rec.get("date"), "worker": r.get("worker"),
                 "protector": r.get("protector"),
