@@ -472,7 +472,7 @@ def write_wear_day(reg, reader, writer, date: dt.date) -> int:
                 record = {"duration": WEAR_STEP_S, "coverage": WEAR_STEP_S, "outer_laeq": outer,
                           "inner_laeq": outer - att, "att_a": att, "required_db": required,
                           "state": state,
-                          "worn_s": WEAR_STEP_S if state in ("worn", "voice") else 0.0,
+                          "worn_s": WEAR_STEP_S if state in contract.WORN_STATES else 0.0,
                           "assessed_s": WEAR_STEP_S,
                           "bands": {"fc": fc, "att": [att * (0.6 + 0.1 * j)
                                                       for j in range(len(fc))]}}

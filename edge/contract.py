@@ -131,7 +131,13 @@ MAX_IMPULSES_PER_S = 100
 above this rate × ``duration_s`` + 1 is forged or broken."""
 
 PROTECTION_STATES = ("worn", "removed", "poor_fit", "voice", "quiet", "no_audio")
-"""States of a ``protection`` interval (:data:`tingbao.edge.protection.STATES`)."""
+"""States of a ``protection`` interval (decided in :mod:`tingbao.edge.protection`)."""
+ASSESSED_STATES = ("worn", "voice", "removed", "poor_fit")
+"""Protection states whose valid seconds count as assessed (``assessed_s`` = coverage; the
+others, quiet and no_audio, have ``assessed_s`` = 0)."""
+WORN_STATES = ("worn", "voice")
+"""Protection states whose assessed seconds all count as worn (``worn_s`` = ``assessed_s``;
+the other assessed states have ``worn_s`` = 0)."""
 ATTENUATION_RANGE_DB = (-60.0, 100.0)
 """Plausible measured attenuation outer − inner, dB: bone conduction caps what any protector
 can achieve near 40–50 dB, and a voice or the open ear's resonance makes the inner level at
@@ -518,14 +524,15 @@ def _protection(p: dict, now_ns: int) -> None:
     if not worn <= assessed + tol or not assessed <= coverage + tol:
         raise ContractError(f"seconds must satisfy worn_s <= assessed_s <= coverage, got "
                             f"{worn!r}, {assessed!r}, {coverage!r}")
-    if state in ("worn", "voice") and abs(worn - assessed) > tol:
+    assessed_state = state in ASSESSED_STATES
+    if state in WORN_STATES and abs(worn - assessed) > tol:
         raise ContractError(f"state {state!r} counts every assessed second as worn, got "
                             f"worn_s {worn!r} and assessed_s {assessed!r}")
-    if state in ("removed", "poor_fit") and worn > tol:
+    if assessed_state and state not in WORN_STATES and worn > tol:
         raise ContractError(f"state {state!r} has no worn seconds, got worn_s {worn!r}")
-    if state in ("quiet", "no_audio") and assessed > tol:
+    if not assessed_state and assessed > tol:
         raise ContractError(f"state {state!r} is not assessed, got assessed_s {assessed!r}")
-    if state not in ("quiet", "no_audio") and None in (outer, inner, att):
+    if assessed_state and None in (outer, inner, att):
         raise ContractError(f"state {state!r} needs outer_laeq, inner_laeq and att_a")
     if None not in (outer, inner, att) and abs(outer - inner - att) > 0.02:
         raise ContractError(f"att_a = {att!r} is not outer_laeq - inner_laeq = "

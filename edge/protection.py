@@ -140,18 +140,16 @@ import numpy as np
 from scipy import signal
 
 from . import iec61672
-from .contract import ATTENUATION_RANGE_DB
+from .contract import ASSESSED_STATES, ATTENUATION_RANGE_DB, PROTECTION_STATES, WORN_STATES
 from .contract import LEVEL_RANGE_DB as _CONTRACT_LEVEL_RANGE_DB
 from .iec61260 import FractionalOctaveBank
 from .levels import leq_from_exposure
 from .meter import PCM16_FULL_SCALE
 
-STATES = ("worn", "removed", "poor_fit", "voice", "quiet", "no_audio")
-"""The states of an interval (see the module docstring)."""
-ASSESSED_STATES = ("worn", "voice", "removed", "poor_fit")
-"""States whose valid seconds count as assessed."""
-WORN_STATES = ("worn", "voice")
-"""States whose valid seconds count as worn."""
+STATES = PROTECTION_STATES
+"""The states of an interval (see the module docstring); the contract's list, as are
+:data:`ASSESSED_STATES` (valid seconds count as assessed) and :data:`WORN_STATES` (and as
+worn)."""
 
 BAND_LABELS = ("63", "125", "250", "500", "1000", "2000", "4000", "8000")
 """Nominal midband frequencies (Hz) of the octave bands measured, ISO 4869-2's 63 Hz–8 kHz."""
