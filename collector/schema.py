@@ -292,6 +292,11 @@ def _scope(enterprise: str | Iterable[str] | None, meters: Iterable[str] | None
     return cond
 
 
+def _group_by(tags: Iterable[str]) -> str:
+    """``GROUP BY "a", "b"`` of tag names."""
+    return "GROUP BY " + ", ".join(quote_ident(t) for t in tags)
+
+
 # ------------------------------------------------------------------------------- queries
 @dataclasses.dataclass(frozen=True)
 class Period:
@@ -341,7 +346,7 @@ def exposure_sums(period: Period, *, enterprise: str | Iterable[str] | None = No
     False (a third aggregate costs InfluxDB about a third more), ``n``; tags:
     :data:`SERIES_TAGS`."""
     scope = _scope(enterprise, meters)
-    group = "GROUP BY " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
+    group = _group_by(SERIES_TAGS)
 
     def stmt(from_: str, start: int, end: int, n_col: str) -> str:
         cond = " AND ".join([*scope, Period(start, end).where()])
@@ -391,7 +396,7 @@ def period_peaks(period: Period, *, enterprise: str | None = None,
     whole minutes from ``levels_1m``, the ragged edges from ``levels``, as
     :func:`exposure_sums`. Combine the rows with :func:`add_peaks`."""
     scope = _scope(enterprise, meters)
-    group = "GROUP BY " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
+    group = _group_by(SERIES_TAGS)
     cols = (f"MAX({quote_ident('lcpeak')}) AS max_lcpeak, MAX({quote_ident('lzpeak')}) AS "
             f"max_lzpeak, MAX({quote_ident('lafmax')}) AS max_lafmax")
 
@@ -532,7 +537,7 @@ def dose_sums(period: Period, *, criterion_db: float, exchange_db: float, thresh
     q = _plain_number(exchange_db, "exchange rate")
     threshold = _plain_number(threshold_db, "threshold")
     laeq, cov = quote_ident("laeq"), quote_ident(COVERAGE)
-    group = "GROUP BY " + ", ".join(quote_ident(t) for t in SERIES_TAGS)
+    group = _group_by(SERIES_TAGS)
     when = period.where()
     inner_cond = " AND ".join([*_scope(enterprise, meters), f"{laeq} >= {threshold}", when])
     term = f"{cov} * POW(2, ({laeq} - {lc}) / {q}) / 28800"  # 8 h = 28 800 s
@@ -543,23 +548,12 @@ def dose_sums(period: Period, *, criterion_db: float, exchange_db: float, thresh
 
 
 # ------------------------------------------------------- hearing protection and the pilots
-def _enterprises(enterprises: Iterable[str] | None) -> list[str]:
-    """WHERE condition of ``enterprises`` (an OR of equalities; none when None)."""
-    if enterprises is None:
-        return []
-    return [where_any("enterprise", [contract.check_id(e, "enterprise") for e in enterprises])]
-
-
-def _group_by(tags: Iterable[str]) -> str:
-    return "GROUP BY " + ", ".join(quote_ident(t) for t in tags)
-
-
 def observations_query(start_ns: int, end_ns: int, enterprises: Iterable[str] | None = None
                        ) -> str:
     """The stored :data:`OBSERVATIONS` in [start_ns, end_ns) (UTC ns), of ``enterprises``
     when given: columns ``time``, ``wearing``, ``correct`` and the tags of
     :data:`OBSERVATION_TAGS`."""
-    cond = [*_enterprises(enterprises), Period(start_ns, end_ns).where()]
+    cond = [*_scope(enterprises, None), Period(start_ns, end_ns).where()]
     return (f"SELECT {quote_ident('wearing')}, {quote_ident('correct')} FROM "
             f"{source(OBSERVATIONS, RP_FOREVER)} WHERE {' AND '.join(cond)} "
             + _group_by(OBSERVATION_TAGS))
@@ -570,7 +564,7 @@ def wear_daily_query(start_ns: int, end_ns: int, enterprises: Iterable[str] | No
     """The stored :data:`WEAR_DAILY` points in [start_ns, end_ns) (UTC ns), of
     ``enterprises`` when given: columns ``time``, ``worn_s``, ``assessed_s`` (s) and the tags
     of :data:`WEAR_DAILY_TAGS`."""
-    cond = [*_enterprises(enterprises), Period(start_ns, end_ns).where()]
+    cond = [*_scope(enterprises, None), Period(start_ns, end_ns).where()]
     return (f"SELECT {quote_ident('worn_s')}, {quote_ident('assessed_s')} FROM "
             f"{source(WEAR_DAILY, RP_FOREVER)} WHERE {' AND '.join(cond)} "
             + _group_by(WEAR_DAILY_TAGS))
@@ -595,7 +589,7 @@ def wear_sums(period: Period, enterprise: str, states: Iterable[str], rp: str | 
     return out
 
 
-_POST_GROUP = "GROUP BY " + ", ".join(quote_ident(t) for t in ("meter", "channel"))
+_POST_GROUP = _group_by(("meter", "channel"))
 
 
 def energy_sums_query(measurement: str, level_fields: Iterable[tuple[str, str]], weight: str,
