@@ -130,9 +130,10 @@ SURVEY_HEADER_EN = ["date", "enterprise", "workshop", "post", "worker", "wearing
                     "protector"]
 
 
-def write_csv(path: Path, rows: list[list[str]], *, encoding: str = "utf-8",
+def write_csv(path: Path, rows: list[list[object]], *, encoding: str = "utf-8",
               header: list[str] = SURVEY_HEADER_ZH) -> Path:
-    """``rows`` under ``header`` as a CSV in ``encoding`` (e.g. ``gbk``)."""
+    """``rows`` under ``header`` (a survey's by default) as a CSV in ``encoding`` (e.g.
+    ``gbk``)."""
     with open(path, "w", encoding=encoding, newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -329,16 +330,9 @@ def write_files(reg, directory: Path, today: dt.date, *, seed: int = DEMO_SEED) 
                          encoding="gbk"),
                write_xlsx(directory / f"survey-{follow}-comparison.xlsx", comp_rows,
                           header=SURVEY_HEADER_EN, sheet="spot checks"))
-    audiograms = directory / "audiograms.csv"
-    with open(audiograms, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(AUDIOGRAM_HEADER)
-        w.writerows(_audiogram_rows(reg, today, seed))
-    fits = directory / "fit-tests.csv"
-    with open(fits, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(FIT_HEADER)
-        w.writerows(_fit_rows(reg, today))
+    audiograms = write_csv(directory / "audiograms.csv", _audiogram_rows(reg, today, seed),
+                           header=AUDIOGRAM_HEADER)
+    fits = write_csv(directory / "fit-tests.csv", _fit_rows(reg, today), header=FIT_HEADER)
     return PilotFiles(directory, surveys, audiograms, fits, base, follow)
 
 
