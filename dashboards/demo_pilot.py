@@ -460,6 +460,7 @@ def write_wear_day(reg, reader, writer, date: dt.date) -> int:
         for k in range(WEAR_WORKERS):
             meter = f"{e.id[:20]}-ear{k + 1}-sim"
             worker = f"{e.id}-a{k + 1:02d}"
+            topic = contract.topic(e.id, sites[0], meter, "protection")
             outer = 94.0
             for i, state in enumerate(_wear_states(k, n)):
                 att = att_of[state]
@@ -474,7 +475,6 @@ def write_wear_day(reg, reader, writer, date: dt.date) -> int:
                 payload = contract.protection_payload(record, meter=meter, seq=i + 1,
                                                       start_ns=t_ns, worker=worker,
                                                       protector="foam-earplug")
-                topic = f"tingbao/v1/{e.id}/{sites[0]}/{meter}/protection"
                 msg = contract.validate(topic, json.dumps(payload).encode(), now_ns=t_ns)
                 lines.append(protection_line(msg))
         writer.write(lines, rp=schema.RP_LEVELS)
