@@ -306,19 +306,30 @@ def pilot_queries(profile_id: str, limit_db: float,
     return out
 
 
-def _share_transform() -> list[dm.DataTransformerConfig]:
-    """Join A (post-days) and B (over the limit) and add over_limit / post_days × 100."""
+def _merge() -> list[dm.DataTransformerConfig]:
+    """Grafana's merge: the panel's query results joined into one table."""
+    return [dm.DataTransformerConfig(id_val="merge", options={})]
+
+
+def _ratio_pct_transform(num: str, den: str, alias: str) -> list[dm.DataTransformerConfig]:
+    """Merge the panel's results and add the column ``alias`` = ``num`` / ``den`` × 100 (a
+    per cent, from two count columns)."""
     return [
-        dm.DataTransformerConfig(id_val="merge", options={}),
+        *_merge(),
         dm.DataTransformerConfig(id_val="calculateField", options={
-            "mode": "binary", "alias": "share_pct",
-            "binary": {"left": "over_limit", "operator": "/", "right": "post_days"},
+            "mode": "binary", "alias": alias,
+            "binary": {"left": num, "operator": "/", "right": den},
             "replaceFields": False}),
         dm.DataTransformerConfig(id_val="calculateField", options={
-            "mode": "binary", "alias": "share_pct",
-            "binary": {"left": "share_pct", "operator": "*", "right": "100"},
+            "mode": "binary", "alias": alias,
+            "binary": {"left": alias, "operator": "*", "right": "100"},
             "replaceFields": False}),
     ]
+
+
+def _share_transform() -> list[dm.DataTransformerConfig]:
+    """Join A (post-days) and B (over the limit) and add over_limit / post_days × 100."""
+    return _ratio_pct_transform("over_limit", "post_days", "share_pct")
 
 
 RATE_COLUMNS = ("rate", "lo95", "hi95", "lower95", "milestone", "met", "n", "x", "clusters",
@@ -401,10 +412,6 @@ def milestone_thresholds(milestones_pct: Mapping[int, float], baseline_pct: floa
     colours = ["#EAB839"] * max(0, len(ms) - len(colours)) + colours
     steps: list[tuple[float | None, str]] = [(None, "red"), (baseline_pct, "#8e8e8e")]
     return steps + [(m, colours[len(colours) - len(ms) + i]) for i, m in enumerate(ms)]
-
-
-def _merge() -> list[dm.DataTransformerConfig]:
-    return [dm.DataTransformerConfig(id_val="merge", options={})]
 
 
 def pilot_evaluation(uid: str, prof: Profile, groups: Mapping[str, Sequence[str]] | None = None,
@@ -504,16 +511,7 @@ def pilot_evaluation(uid: str, prof: Profile, groups: Mapping[str, Sequence[str]
                           "tests, B those passed, pass_pct = B / A × 100")
              .with_target(_target(uid, "A", pq["fit_tests"], table_format=True))
              .with_target(_target(uid, "B", pq["fit_passed"], table_format=True))
-             .transformations([
-                 *_merge(),
-                 dm.DataTransformerConfig(id_val="calculateField", options={
-                     "mode": "binary", "alias": "pass_pct",
-                     "binary": {"left": "passed", "operator": "/", "right": "tests"},
-                     "replaceFields": False}),
-                 dm.DataTransformerConfig(id_val="calculateField", options={
-                     "mode": "binary", "alias": "pass_pct",
-                     "binary": {"left": "pass_pct", "operator": "*", "right": "100"},
-                     "replaceFields": False})]))
+             .transformations(_ratio_pct_transform("passed", "tests", "pass_pct")))
          .with_panel(
              table.Panel().title("超限岗位占比（按企业）· share over the limit, per enterprise")
              .height(9).span(24).description(desc)
