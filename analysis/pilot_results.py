@@ -48,6 +48,8 @@ from tingbao.collector.influx import InfluxClient
 from tingbao.collector.influx import finite_number as _float
 from tingbao.collector.registry.site import Registry
 
+from .action_plan import load_plan
+from .action_plan import milestones as plan_milestones
 from .shifts import local_days
 
 __all__ = ["BASELINE", "DidResult", "EnterpriseCounts", "PilotResults", "Rate",
@@ -73,27 +75,19 @@ class ReferenceLine:
     source_en: str
 
 
-PLAN_FILE = "data/hearing_action_plan.toml"
-"""The action plan's data (indicator, baseline, milestones) in the ``tingbao.analysis``
-package, shared with ``analysis/wearing_rate.py``: its ``[baseline]`` table gives the
-reference line."""
-
-
 def _baseline() -> ReferenceLine:
-    import tomllib
-    from importlib import resources
-
-    b = tomllib.loads((resources.files("tingbao.analysis") / PLAN_FILE).read_text(
-        encoding="utf-8"))["baseline"]
-    return ReferenceLine(float(b["rate_pct"]), int(b["year"]),
-                         f"广东省 {int(b['year'])} 年基线（听力保护行动）",
-                         f"Guangdong {int(b['year'])} baseline (hearing-protection action)")
+    plan = load_plan()
+    year = plan.baseline_year
+    return ReferenceLine(round(100.0 * plan.baseline_rate, 6), year,
+                         f"广东省 {year} 年基线（听力保护行动）",
+                         f"Guangdong {year} baseline (hearing-protection action)")
 
 
 BASELINE = _baseline()
 """The 2020 baseline of the indicator in Guangdong, 53.7 % (noise-standards.md, "The
-indicator the pilots are judged by"; ``[baseline]`` of :data:`PLAN_FILE`): the reference
-line of the evaluator's charts, not a milestone (those are the registry's)."""
+indicator the pilots are judged by"; ``[baseline]`` of the action plan's data,
+:func:`.action_plan.load_plan`): the reference line of the evaluator's charts, not a
+milestone (those are the registry's)."""
 
 
 def verdict(rate_pct: float | None, lower95_pct: float | None,
@@ -130,10 +124,9 @@ def period_year(period: str) -> int | None:
 
 
 def milestones(reg: Registry) -> dict[int, float]:
-    """{year: milestone %} of the registry's ``[deployment]`` (fractions there)."""
-    d = reg.deployment
-    return {int(y): round(100.0 * float(r), 6)
-            for y, r in zip(d.milestone_years, d.wearing_rate_milestones, strict=True)}
+    """{year: milestone %} of the registry's ``[deployment]`` (fractions there;
+    :func:`.action_plan.milestones` in per cent)."""
+    return {y: round(100.0 * m.rate, 6) for y, m in plan_milestones(reg).items()}
 
 
 

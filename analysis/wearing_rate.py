@@ -48,7 +48,7 @@ repeated simulated pilots.
 **Milestones** (:func:`judge`): "met" only when the one-sided 95 % lower bound reaches the
 milestone of the period's year; the point estimate is shown beside it. A deployment under
 another plan gives its own steps in the registry's ``[deployment]`` (they win when they
-differ from the data file's: :func:`milestones`).
+differ from the data file's: :func:`.action_plan.milestones`).
 
 **Periods**: ``2025`` (year), ``2025-Q3`` (quarter), ``2025-07`` (month) of the local date of
 the observation, in the deployment's time zone (the registry has one for all enterprises); a
@@ -78,24 +78,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import math
-import tomllib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
 
 import numpy as np
 
 from tingbao.collector.schema import wear_daily_query
 
+from .action_plan import ActionPlan, Milestone, load_plan, milestones
 from .shifts import local_date, local_midnight_ns
 
 __all__ = [
-    "ActionPlan", "DidResult", "Estimate", "FEW_CLUSTERS", "Milestone", "RateRow",
+    "DidResult", "Estimate", "FEW_CLUSTERS", "RateRow",
     "WEBB_AT_MOST", "anova_icc", "clustered_rate", "design_effect_rate", "did_lines",
-    "difference_in_differences", "edge_worker_days", "gee_rate", "judge", "load_plan",
-    "milestones", "period_key", "period_start", "proportion_interval", "rate_lines",
+    "difference_in_differences", "edge_worker_days", "gee_rate", "judge",
+    "period_key", "period_start", "proportion_interval", "rate_lines",
     "rates", "single_rate", "wild_cluster_bootstrap", "wear_daily_query", "did_from_units",
     "period_days", "time_shares", "local_midnight_ns",
 ]
@@ -112,58 +110,6 @@ SINGLE_METHODS = ("wilson", "beta")
 GROUP_METHODS = ("gee_bias_reduced", "design_effect")
 SCOPES = ("enterprise", "industry", "group", "all")
 PERIODS = ("month", "quarter", "year")
-
-
-# ------------------------------------------------------------------------------- the plan
-@dataclasses.dataclass(frozen=True)
-class Milestone:
-    """The rate the plan asks for by the end of ``year`` (fraction), and where it is from."""
-
-    year: int
-    rate: float
-    source: str
-    provisional: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class ActionPlan:
-    """``data/hearing_action_plan.toml``: baseline, milestones, edge rule."""
-
-    baseline_year: int
-    baseline_rate: float
-    milestones: tuple[Milestone, ...]
-    worn_share_min: float
-    min_assessed_s: float
-    plan_zh: str
-    plan_en: str
-
-
-@functools.cache
-def load_plan() -> ActionPlan:
-    """The plan data shipped with the package."""
-    text = resources.files("tingbao.analysis").joinpath(
-        "data/hearing_action_plan.toml").read_text(encoding="utf-8")
-    d = tomllib.loads(text)
-    return ActionPlan(
-        baseline_year=int(d["baseline"]["year"]), baseline_rate=d["baseline"]["rate_pct"] / 100,
-        milestones=tuple(Milestone(int(m["year"]), m["rate_pct"] / 100, m["source"],
-                                   bool(m.get("provisional", False)))
-                         for m in d["milestones"]),
-        worn_share_min=float(d["edge"]["worn_share_min"]),
-        min_assessed_s=float(d["edge"]["min_assessed_s"]),
-        plan_zh=d["plan_zh"], plan_en=d["plan_en"])
-
-
-def milestones(reg=None) -> dict[int, Milestone]:
-    """{year: Milestone}: the data file's, or the registry's ``[deployment]``
-    ``wearing_rate_milestones``/``milestone_years`` when a deployment set other ones."""
-    plan = {m.year: m for m in load_plan().milestones}
-    if reg is not None:
-        d = reg.deployment
-        own = dict(zip(d.milestone_years, d.wearing_rate_milestones, strict=True))
-        if own != {y: m.rate for y, m in plan.items()}:
-            return {y: Milestone(y, r, "site registry [deployment]") for y, r in own.items()}
-    return plan
 
 
 # ------------------------------------------------------------------------------- estimates

@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import binomtest
 from support.pilot import TRUE_DID_PP, TRUE_RATES, mean_rate, simulate
 
+from tingbao.analysis import action_plan
 from tingbao.analysis import wearing_rate as wr
 
 # Newcombe RG (1998), "Two-sided confidence intervals for the single proportion: comparison of
@@ -45,9 +46,9 @@ def test_single_enterprise_intervals_against_newcombe_and_scipy(x, n, wilson, ex
 
 
 def test_milestone_judged_by_the_lower_bound():
-    plan = wr.milestones()
+    plan = action_plan.milestones()
     assert {y: m.rate for y, m in plan.items()} == {2023: 0.65, 2024: 0.70, 2025: 0.80}
-    assert wr.load_plan().baseline_rate == pytest.approx(0.537)
+    assert action_plan.load_plan().baseline_rate == pytest.approx(0.537)
     # 2025, milestone 80 %: 332 of 400 = 83.0 % is above it, but its one-sided 95 % Wilson
     # lower bound is 79.69 % (scipy binomtest 90 % two-sided: 0.79691) → not met;
     # 334 of 400 = 83.5 %, lower bound 80.22 % → met
@@ -56,11 +57,37 @@ def test_milestone_judged_by_the_lower_bound():
     assert wr.judge(below, 2025, plan) == (0.80, False)
     assert wr.judge(above, 2025, plan) == (0.80, True)
     # the edge itself: a milestone equal to the bound is met, one 1e-9 above is not
-    edge = {2025: wr.Milestone(2025, below.lower95, "test")}
+    edge = {2025: action_plan.Milestone(2025, below.lower95, "test")}
     assert wr.judge(below, 2025, edge)[1] is True
-    edge = {2025: wr.Milestone(2025, below.lower95 + 1e-9, "test")}
+    edge = {2025: action_plan.Milestone(2025, below.lower95 + 1e-9, "test")}
     assert wr.judge(below, 2025, edge)[1] is False
     assert wr.judge(below, 2026, plan) == (None, None)  # no milestone after the plan
+
+
+def test_one_plan_serves_the_statistics_and_the_views():
+    # pilot_results (the page, the board, the report) reads the same plan data in per cent:
+    # baseline 0.537 → 53.7 %; milestones 0.65/0.70/0.80 → 65/70/80 %; a registry with other
+    # steps (2026: 0.6) wins in both; and the views load no numpy through it
+    import subprocess
+    import sys
+
+    from tingbao.analysis import pilot_results as pr
+    from tingbao.collector.registry.site import registry_from_mapping
+
+    assert (pr.BASELINE.value_pct, pr.BASELINE.year) == (53.7, 2020)
+    ent = {"id": "e1", "name_zh": "甲", "industry": "machinery", "group": "pilot"}
+    for dep, want in (({}, {2023: 65.0, 2024: 70.0, 2025: 80.0}),
+                      ({"wearing_rate_milestones": [0.6], "milestone_years": [2026]},
+                       {2026: 60.0})):
+        reg = registry_from_mapping({"deployment": {"timezone": "Asia/Shanghai", **dep},
+                                     "enterprises": [ent]})
+        assert pr.milestones(reg) == want
+        assert {y: 100 * m.rate for y, m in action_plan.milestones(reg).items()} == \
+            pytest.approx(want)
+    out = subprocess.run([sys.executable, "-c", "import sys, tingbao.analysis.pilot_results;"
+                          " print('numpy' in sys.modules)"], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_anova_icc_and_design_effect_by_hand():
@@ -419,7 +446,8 @@ def test_all_worn_across_enterprises_is_not_treated_as_independent():
         assert e.rate == 1.0 and e.hi95 == 1.0 and e.deff == pytest.approx(500)
         assert e.lower95 == pytest.approx(0.05 ** 0.5, abs=1e-9)
         assert e.lo95 == pytest.approx(0.025 ** 0.5, abs=1e-9)
-        assert "all 0 or all 1" in e.note and wr.judge(e, 2025, wr.milestones())[1] is False
+        assert "all 0 or all 1" in e.note
+        assert wr.judge(e, 2025, action_plan.milestones())[1] is False
     # all 0 across 4 enterprises of 30: upper 1 − 0.025^(1/4) = 0.60237, lower 0
     e = wr.clustered_rate([0, 0, 0, 0], [30, 30, 30, 30])
     assert (e.lo95, e.lower95) == (0.0, 0.0) and e.hi95 == pytest.approx(1 - 0.025 ** 0.25)
