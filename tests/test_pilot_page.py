@@ -186,3 +186,30 @@ def test_hostile_key_is_text_and_english_page(pilot):
     assert r.status_code == 400 and "from/to" in r.json()["error"]
     # the chart script and ECharts are served
     assert c.get("/static/pilot.js").status_code == 200
+
+
+def test_both_languages_share_one_read_of_the_store(pilot, stack):
+    # the /pilot cache holds the store's results per range, not per language: with a TTL
+    # of 60 s, /api/pilot in zh then in en (same range) computes once (cache.computed + 1)
+    # and each answer carries its own language's labels; apart from the labels (rates'
+    # and enterprises' "label", the baseline's) the two answers are the same numbers
+    reader = stack.influx("reader")
+    app = create_app(pilot["reg"], AlertStore(reader, stack.influx("writer")),
+                     FloorData(pilot["reg"], reader), sse_period_s=60.0)
+    c = TestClient(app)
+    before = app.state.cache.computed
+    zh = c.get("/api/pilot?lang=zh&from=2020-01-01&to=2025-12-31").json()
+    en = c.get("/api/pilot?lang=en&from=2020-01-01&to=2025-12-31").json()
+    assert app.state.cache.computed == before + 1
+    zh_label = {(r["scope"], r["key"]): r["label"] for r in zh["rates"]}
+    en_label = {(r["scope"], r["key"]): r["label"] for r in en["rates"]}
+    assert en_label[("group", "pilot")] == "pilot enterprises"
+    assert zh_label[("group", "pilot")] != "pilot enterprises"
+    assert en["baseline"]["label"] != zh["baseline"]["label"]
+
+    def numbers(snap):
+        return {**snap, "baseline": {**snap["baseline"], "label": None},
+                "rates": [{**r, "label": None} for r in snap["rates"]],
+                "enterprises": [{**e, "label": None} for e in snap["enterprises"]]}
+
+    assert numbers(zh) == numbers(en) and len(zh["rates"]) == len(fx.RATES)

@@ -63,7 +63,7 @@ from tingbao.collector.registry.site import Registry
 
 from . import auth
 from .data import FloorData, SharedCache
-from .pilot_data import PilotData
+from .pilot_data import PilotData, to_json
 from .texts import PILOT_TEXT, STATE_TEXT, T
 
 STATIC = Path(__file__).parent / "static"
@@ -343,9 +343,11 @@ def create_app(reg: Registry, store: AlertStore, data: FloorData, *,
         return (first, last) if first <= last else None
 
     async def pilot_snapshot(request: Request, first: dt.date, last: dt.date) -> dict:
-        lang = lang_of(request)
-        return await run_in_threadpool(cache.get, ("pilot", first, last, lang),
-                                       lambda: pilot_data.snapshot(first, last, lang))
+        # the store's reads are cached per range, for both languages; the labels are applied
+        # to the cached results per request (to_json: no I/O)
+        res = await run_in_threadpool(cache.get, ("pilot", first, last),
+                                      lambda: pilot_data.results(first, last))
+        return to_json(res, reg, first, last, lang_of(request))
 
     async def pilot(request: Request) -> Response:
         rng = pilot_range(request)
