@@ -30,9 +30,8 @@ def registry_toml(stack_dir, *, pilots: int, comparisons: int, tz: str = "Asia/S
     """A site registry of the simulated enterprises ``pe01``… (pilots, machinery) and
     ``ce01``… (comparison, light industry), each with one workshop, no meters."""
     out = [f'[deployment]\ntimezone = "{tz}"\n[stack]\ndata_dir = "{stack_dir}"\n']
-    for i in range(pilots + comparisons):
+    for i, eid in enumerate(enterprise_ids(pilots, comparisons)):
         pilot = i < pilots
-        eid = f"pe{i + 1:02d}" if pilot else f"ce{i - pilots + 1:02d}"
         out.append(f'[[enterprises]]\nid = "{eid}"\nname_zh = "模拟企业{eid}"\n'
                    f'industry = "{"machinery" if pilot else "light_industry"}"\n'
                    f'group = "{"pilot" if pilot else "comparison"}"\n'
@@ -41,6 +40,7 @@ def registry_toml(stack_dir, *, pilots: int, comparisons: int, tz: str = "Asia/S
 
 
 def enterprise_ids(pilots: int, comparisons: int) -> list[str]:
+    """``pe01``… (``pilots`` of them) then ``ce01``… (``comparisons``)."""
     return ([f"pe{i + 1:02d}" for i in range(pilots)]
             + [f"ce{i + 1:02d}" for i in range(comparisons)])
 
