@@ -56,8 +56,6 @@ __all__ = ["BASELINE", "DidResult", "EnterpriseCounts", "PilotResults", "Rate",
            "ReferenceLine", "SCOPES", "VERDICTS", "milestones", "period_kind", "read_pilot",
            "verdict"]
 
-NS = 1_000_000_000
-
 SCOPES = ("all", "group", "industry", "enterprise")
 """``wearing_rate`` scopes, in the order the views list them."""
 VERDICTS = ("met", "not_yet_shown", "not_met")
@@ -242,11 +240,6 @@ class EnterpriseCounts:
         return 100.0 * self.fit_passed / self.fit_tests if self.fit_tests else None
 
 
-GRADES = ("mild", "moderate", "severe")
-"""GBZ 49-2014 grades of suspected occupational noise deafness (better ear 26–40, 41–55,
-≥ 56 dB HL), as the ``screening`` point's ``grade`` field spells them."""
-
-
 @dataclasses.dataclass(frozen=True)
 class PilotResults:
     """Everything the evaluator's views show for one span of time (``start_ns`` …
@@ -275,20 +268,11 @@ class PilotResults:
         return any(c.fit_tests for c in self.counts)
 
 
-def _rows(reader: InfluxClient, statement: str) -> list[dict]:
-    return reader.query_rows(statement)
-
-
-def local_span(first: dt.date, last: dt.date, timezone: str) -> schema.Period:
-    """[first 00:00, last + 1 day 00:00) local time as UTC ns."""
-    return local_days(first, last, timezone)
-
-
 def read_rates(reader: InfluxClient, span: schema.Period) -> list[Rate]:
     """Every ``wearing_rate`` point of periods starting in ``span``, sorted by scope (all,
     group, industry, enterprise), key, period, source (observed before edge)."""
     got: dict[tuple, Rate] = {}
-    for r in _rows(reader, schema.wearing_rates_query(span)):
+    for r in reader.query_rows(schema.wearing_rates_query(span)):
         tags = tuple(r.get(t) or "" for t in schema.WEARING_RATE_TAGS)
         rate = Rate(*tags, time_ns=int(r["time"]), n=_int(r.get("n")), x=_int(r.get("x")),
                     rate=_float(r.get("rate")), lo95=_float(r.get("lo95")),
@@ -308,7 +292,7 @@ def read_did(reader: InfluxClient, span: schema.Period) -> list[DidResult]:
     """Every ``pilot_did`` point whose follow-up starts in ``span``, by (baseline,
     follow-up)."""
     got: dict[tuple, DidResult] = {}
-    for r in _rows(reader, schema.pilot_did_query(span)):
+    for r in reader.query_rows(schema.pilot_did_query(span)):
         d = DidResult(
             r.get("baseline") or "", r.get("followup") or "", int(r["time"]),
             *(_float(r.get(k)) for k in ("did_pp", "lo_pp", "hi_pp", "p")),
@@ -343,12 +327,12 @@ def read_counts(reader: InfluxClient, span: schema.Period,
         return out.setdefault(e, EnterpriseCounts(e))
 
     statements = schema.pilot_counts_queries(span)
-    for r in _rows(reader, statements["audiograms"]):
+    for r in reader.query_rows(statements["audiograms"]):
         c = acc(r["enterprise"])
         c.exams += int(r.get("n") or 0)
         c.workers_examined += 1
     latest: dict[tuple[str, str], dict] = {}
-    for r in _rows(reader, statements["screening"]):
+    for r in reader.query_rows(statements["screening"]):
         k = (r["enterprise"], r["worker"])
         if k not in latest or int(r["time"]) >= int(latest[k]["time"]):
             latest[k] = r
@@ -364,7 +348,7 @@ def read_counts(reader: InfluxClient, span: schema.Period,
         c.sts_age += r.get("sts_age_left") is True or r.get("sts_age_right") is True
         c.overdue += r.get("overdue") is True
     workers: dict[str, set] = {}
-    for r in _rows(reader, statements["fit_tests"]):
+    for r in reader.query_rows(statements["fit_tests"]):
         c = acc(r["enterprise"])
         c.fit_tests += 1
         c.fit_passed += r.get("passed") is True
@@ -372,13 +356,13 @@ def read_counts(reader: InfluxClient, span: schema.Period,
         workers.setdefault(r["enterprise"], set()).add(r["worker"])
     for e, ws in workers.items():
         out[e].fit_workers = len(ws)
-    for r in _rows(reader, statements["observations"]):
+    for r in reader.query_rows(statements["observations"]):
         c = acc(r["enterprise"])
         c.observations += int(r.get("n") or 0)
         c.observed_workers += 1
-    for r in _rows(reader, statements["observations_correct"]):
+    for r in reader.query_rows(statements["observations_correct"]):
         acc(r["enterprise"]).observed_correct += int(r.get("n") or 0)
-    for r in _rows(reader, statements["wear_days"]):
+    for r in reader.query_rows(statements["wear_days"]):
         c = acc(r["enterprise"])
         c.wear_days += int(r.get("n") or 0)
         c.wear_workers += 1
@@ -389,7 +373,7 @@ def read_pilot(reader: InfluxClient, reg: Registry, first: dt.date, last: dt.dat
                ) -> PilotResults:
     """The stored pilot evaluation of the periods starting from ``first`` to ``last`` (local
     dates of the deployment's time zone, inclusive)."""
-    span = local_span(first, last, reg.deployment.timezone)
+    span = local_days(first, last, reg.deployment.timezone)
     return PilotResults(span.start_ns, span.end_ns, tuple(read_rates(reader, span)),
                         tuple(read_did(reader, span)),
                         tuple(read_counts(reader, span, [e.id for e in reg.enterprises])),

@@ -59,7 +59,6 @@ T = TypeVar("T")
 HEADER_SEARCH_ROWS = 10
 """With ``required`` columns, the header is looked for among this many first rows."""
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
-CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 
 
 class TableError(ValueError):

@@ -26,9 +26,8 @@ import datetime as dt
 from tingbao.collector import schema
 from tingbao.collector.lineprotocol import line
 
-from .shifts import local_days
+from .shifts import local_days, local_midnight_ns
 
-NS = 1_000_000_000
 STATE_SECONDS = (("removed", "removed_s"), ("poor_fit", "poor_fit_s"), ("voice", "voice_s"))
 """(edge state, WEAR_DAILY field of its assessed seconds)."""
 
@@ -53,11 +52,6 @@ class WearDay:
         return self.worn_s / self.assessed_s if self.assessed_s > 0 else None
 
 
-def local_day(date: dt.date, timezone: str) -> schema.Period:
-    """[00:00, next 00:00) of ``date`` in ``timezone`` as UTC ns (23 or 25 h across DST)."""
-    return local_days(date, date, timezone)
-
-
 def wear_sums(period: schema.Period, enterprise: str, rp: str | None = None) -> list[str]:
     """InfluxQL statements of the sums of ``period`` per (meter, worker)
     (:func:`tingbao.collector.schema.wear_sums`): first ``worn`` = SUM(worn_s) and
@@ -69,7 +63,7 @@ def wear_sums(period: schema.Period, enterprise: str, rp: str | None = None) -> 
 def wear_days(reader, enterprise: str, date: dt.date, timezone: str) -> list[WearDay]:
     """Every (meter, worker) with protection records on local ``date`` of ``enterprise``,
     with its sums (InfluxDB's), sorted by worker and meter."""
-    first, *by_state = wear_sums(local_day(date, timezone), enterprise)
+    first, *by_state = wear_sums(local_days(date, date, timezone), enterprise)
     acc: dict[tuple[str, str], dict[str, float]] = {}
     for r in reader.query_rows(first):
         acc[(r["meter"], r["worker"])] = {"worn_s": float(r["worn"] or 0.0),
@@ -90,7 +84,7 @@ def wear_lines(days: list[WearDay], timezone: str) -> list[str]:
         fields = {"worn_s": w.worn_s, "assessed_s": w.assessed_s, "removed_s": w.removed_s,
                   "poor_fit_s": w.poor_fit_s, "voice_s": w.voice_s, "share": w.share}
         tags = {"enterprise": w.enterprise, "meter": w.meter, "worker": w.worker}
-        out.append(line(schema.WEAR_DAILY, tags, fields, local_day(w.date, timezone).start_ns))
+        out.append(line(schema.WEAR_DAILY, tags, fields, local_midnight_ns(w.date, timezone)))
     return out
 
 
