@@ -39,7 +39,7 @@ from pathlib import Path
 from tingbao.collector.schema import observations_query
 from tingbao.edge import contract
 
-from .shifts import local_date
+from .shifts import local_date, local_midnight_ns
 from .spreadsheets import (
     Duplicate,
     Row,
@@ -51,7 +51,7 @@ from .spreadsheets import (
 )
 
 __all__ = ["ALIASES", "COLUMNS", "EARLIEST", "Observation", "ObservationImport",
-           "load_observations", "observation_lines", "observations_query", "parse_date",
+           "load_observations", "observation_lines", "parse_date",
            "parse_yes_no", "read_observations", "write_observations"]
 
 COLUMNS = ("date", "enterprise", "workshop", "post", "worker", "wearing", "correct")
@@ -242,8 +242,6 @@ def observation_lines(obs: Iterable[Observation], source: str, tz: str, imported
     the local date's 00:00 (UTC ns)."""
     from tingbao.collector import schema
     from tingbao.collector.lineprotocol import line
-
-    from .wearing_rate import local_midnight_ns
 
     out = []
     for o in obs:

@@ -66,7 +66,7 @@ def evaluate(reader, reg, *, first: dt.date | None = None, last: dt.date | None 
     units = load_observations(reader, loaded.start_ns, loaded.end_ns, tz)
     in_range = [u for u in units if lo <= u[0] <= hi]
     span = local_days(lo, hi, tz)
-    edge_rows = reader.query_rows(wr.wear_daily_query(span.start_ns, span.end_ns))
+    edge_rows = reader.query_rows(schema.wear_daily_query(span.start_ns, span.end_ns))
     days = times = None
     if edge_rows:
         days, times = wr.edge_worker_days(edge_rows, tz)

@@ -84,8 +84,6 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tingbao.collector.schema import wear_daily_query
-
 from .action_plan import ActionPlan, Milestone, load_plan, milestones
 from .shifts import local_date, local_midnight_ns
 
@@ -94,8 +92,8 @@ __all__ = [
     "WEBB_AT_MOST", "anova_icc", "clustered_rate", "design_effect_rate", "did_lines",
     "difference_in_differences", "edge_worker_days", "gee_rate", "judge",
     "period_key", "period_start", "proportion_interval", "rate_lines",
-    "rates", "single_rate", "wild_cluster_bootstrap", "wear_daily_query", "did_from_units",
-    "period_days", "time_shares", "local_midnight_ns",
+    "rates", "single_rate", "wild_cluster_bootstrap", "did_from_units",
+    "period_days", "time_shares",
 ]
 
 FEW_CLUSTERS = 30

@@ -14,6 +14,7 @@ from support.pilot import TRUE_DID_PP, TRUE_RATES, mean_rate, simulate
 
 from tingbao.analysis import action_plan
 from tingbao.analysis import wearing_rate as wr
+from tingbao.analysis.shifts import local_midnight_ns
 
 # Newcombe RG (1998), "Two-sided confidence intervals for the single proportion: comparison of
 # seven methods", Stat Med 17:857–872, Table I, 95 % intervals to 4 decimals: method 3
@@ -235,7 +236,7 @@ def test_edge_worker_days_and_time_share(tmp_path):
     site = tmp_path / "site.toml"
     site.write_text(registry_toml(tmp_path, pilots=1, comparisons=1), "utf-8")
     reg = load_registry(site)
-    day = wr.local_midnight_ns(dt.date(2025, 5, 6), "Asia/Shanghai")
+    day = local_midnight_ns(dt.date(2025, 5, 6), "Asia/Shanghai")
     rows = [  # worn_s / assessed_s: 0.95 ✓, 0.90 ✓ (at the edge), 0.85 ✗, too short
         {"time": day, "enterprise": "pe01", "worker": "a", "worn_s": 27360.0,
          "assessed_s": 28800.0},
