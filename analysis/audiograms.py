@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tingbao.collector import schema
@@ -51,6 +51,7 @@ from .spreadsheets import (
     read_table,
     split_duplicates,
 )
+from .storage import write_batches
 
 __all__ = ["ALIASES", "Audiogram", "AudiogramImport", "KINDS", "MAX_AGE", "MIN_AGE",
            "THRESHOLD_RANGE_DB", "THRESHOLD_COLUMNS", "lines", "parse_audiograms",
@@ -275,12 +276,13 @@ def lines(audiograms: Iterable[Audiogram], timezone: str) -> list[str]:
 
 
 def write_audiograms(writer: InfluxClient, audiograms: Sequence[Audiogram], timezone: str,
-                     *, batch: int = 5000) -> int:
-    """Store the audiograms (retention policy ``forever``); returns how many."""
-    out = lines(audiograms, timezone)
-    for i in range(0, len(out), batch):
-        writer.write(out[i:i + batch], rp=schema.RP_FOREVER)
-    return len(out)
+                     *, batch: int = 5000, progress: Callable[[int], None] | None = None
+                     ) -> int:
+    """Store the audiograms (retention policy ``forever``) ``batch`` per request
+    (:func:`.storage.write_batches`; ``progress`` gets each batch's size); returns how
+    many."""
+    return write_batches(writer, lines(audiograms, timezone), schema.RP_FOREVER, batch,
+                         progress)
 
 
 def read_audiograms(reader: InfluxClient, timezone: str, *, enterprise: str | None = None,

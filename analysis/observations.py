@@ -49,6 +49,7 @@ from .spreadsheets import (
     read_table,
     split_duplicates,
 )
+from .storage import write_batches
 
 __all__ = ["ALIASES", "COLUMNS", "EARLIEST", "Observation", "ObservationImport",
            "load_observations", "observation_lines", "parse_date",
@@ -264,11 +265,7 @@ def write_observations(writer, imp: ObservationImport, tz: str, *,
 
     imported_ns = time.time_ns() if imported_ns is None else imported_ns
     lines = observation_lines(imp.observations, Path(imp.path).name, tz, imported_ns)
-    for i in range(0, len(lines), batch):
-        writer.write(lines[i:i + batch], rp=schema.RP_FOREVER)
-        if progress:
-            progress(len(lines[i:i + batch]))
-    return len(lines)
+    return write_batches(writer, lines, schema.RP_FOREVER, batch, progress)
 
 
 def load_observations(reader, start_ns: int, end_ns: int, tz: str,

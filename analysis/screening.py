@@ -48,6 +48,7 @@ from . import gbz49, gbz188, iso1999, osha_sts
 from .alert_store import Alert, AlertStore, NotPublished
 from .audiograms import Audiogram, read_audiograms
 from .shifts import local_date
+from .storage import write_batches
 
 __all__ = ["RULES", "ScreeningResult", "ScreeningRun", "TEXTS", "alerts_for", "job_lex",
            "run_screening", "screen", "write_screening"]
@@ -207,9 +208,7 @@ def write_screening(writer: InfluxClient, results: Sequence[ScreeningResult], ti
     out = [line(schema.SCREENING, {"enterprise": r.audiogram.enterprise,
                                    "worker": r.audiogram.worker},
                 r.fields(computed_ns), r.audiogram.time_ns(timezone)) for r in results]
-    for i in range(0, len(out), 5000):
-        writer.write(out[i:i + 5000], rp=schema.RP_FOREVER)
-    return len(out)
+    return write_batches(writer, out, schema.RP_FOREVER)
 
 
 # ------------------------------------------------------------------------------ alerts

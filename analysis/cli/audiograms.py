@@ -31,10 +31,9 @@ def register(sub) -> None:
 def run_import(args) -> int:
     from tqdm import tqdm
 
-    from tingbao.collector import schema
     from tingbao.edge.cli.main import CliError
 
-    from ..audiograms import lines, parse_audiograms
+    from ..audiograms import parse_audiograms, write_audiograms
     from ..spreadsheets import TableError
 
     site = open_site(args, writer=not args.dry_run)
@@ -47,14 +46,9 @@ def run_import(args) -> int:
     good = list(result.good)
     stored = 0
     if not args.dry_run and good:
-        out = lines(good, tz)
-        step = 2000
-        with tqdm(total=len(out), desc="storing audiograms", unit="row",
+        with tqdm(total=len(good), desc="storing audiograms", unit="row",
                   disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
-            for i in range(0, len(out), step):
-                site.writer.write(out[i:i + step], rp=schema.RP_FOREVER)
-                stored += len(out[i:i + step])
-                bar.update(len(out[i:i + step]))
+            stored = write_audiograms(site.writer, good, tz, batch=2000, progress=bar.update)
     t = result.table
     print(f"{args.file}: {len(t.rows) + len(t.errors)} rows read ({t.encoding}); "
           f"{len(good)} good, {stored} stored 已导入; {len(result.rejected_rows)} rejected "
