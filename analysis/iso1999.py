@@ -34,7 +34,7 @@ from tingbao.edge.settings import ConfigError, load_toml
 from .gbt7582 import data_path
 
 __all__ = ["FREQUENCIES_HZ", "Iso1999", "JobPrediction", "coefficients", "combine_age",
-           "energy_mean_db", "k_of", "n50", "nq", "predict_job"]
+           "energy_mean_db", "k_of", "n50", "nq", "predict_job", "predict_lex"]
 
 FREQUENCIES_HZ = (500, 1000, 2000, 3000, 4000, 6000)
 
@@ -156,14 +156,21 @@ class JobPrediction:
                 "n10_db": np.round(self.n10_db, 1).tolist()}
 
 
+def predict_lex(lex_db: float, days: int, years=(10.0, 20.0, 30.0, 40.0)) -> JobPrediction:
+    """ISO 1999 N50 and N10 after each of ``years`` (years of exposure) at the long-term
+    LEX,8h ``lex_db`` (dB(A)), the energy mean of ``days`` daily values."""
+    ys = tuple(float(y) for y in years)
+    t = np.asarray(ys)
+    lex_t = np.full_like(t, lex_db)
+    return JobPrediction(lex_db, days, ys, n50(lex_t, t), nq(lex_t, t, 0.10))
+
+
 def predict_job(daily_lex_db: Iterable[float], years=(10.0, 20.0, 30.0, 40.0)) -> JobPrediction:
     """ISO 1999 N50 and N10 for a job from its history of daily LEX,8h (dB(A))."""
     levels = [v for v in daily_lex_db if v is not None and math.isfinite(v)]
     lex = energy_mean_db(levels)
-    ys = tuple(float(y) for y in years)
     if not levels:
+        ys = tuple(float(y) for y in years)
         nan = np.full((len(ys), len(FREQUENCIES_HZ)), np.nan)
         return JobPrediction(lex, 0, ys, nan, nan)
-    t = np.asarray(ys)
-    return JobPrediction(lex, len(levels), ys, n50(np.full_like(t, lex), t),
-                         nq(np.full_like(t, lex), t, 0.10))
+    return predict_lex(lex, len(levels), years)

@@ -193,10 +193,7 @@ def job_predictions(lex_history: Mapping[tuple[str, str], tuple[float, int]],
     """ISO 1999 N50/N10 per job from :func:`job_lex`'s long-term LEX,8h (JSON-able dicts)."""
     out = {}
     for key, (lex, days) in sorted(lex_history.items()):
-        t = np.asarray(years, dtype=float)
-        pred = iso1999.JobPrediction(lex, days, tuple(years),
-                                     iso1999.n50(np.full_like(t, lex), t),
-                                     iso1999.nq(np.full_like(t, lex), t, 0.10))
+        pred = iso1999.predict_lex(lex, days, years)
         out[key] = {"enterprise": key[0], "job": key[1], **pred.as_dict()}
     return out
 

@@ -243,6 +243,13 @@ def test_iso1999_age_combination_and_job_prediction():
     assert p.n10_db[0, 4] > p.n50_db[0, 4]
     empty = iso1999.predict_job([])
     assert empty.days == 0 and math.isnan(empty.lex_db)
+    # the screening service's per-job predictions (from job_lex's (energy mean, days)) are
+    # the same prediction: 90.29 dB(A) over 3 days → the numbers above, rounded to 0.1 dB
+    from tingbao.analysis.screening import job_predictions
+
+    (got,) = job_predictions({("e", "press"): (p.lex_db, 3)}, years=(20.0,)).values()
+    assert got == {"enterprise": "e", "job": "press", **p.as_dict()}
+    assert got["n50_db"][0][4] == round(0.025 * (1 + math.log10(20)) * (lex - 75) ** 2, 1)
 
 
 # ------------------------------------------ source checks of the shipped tables (2026-12-02)
