@@ -128,6 +128,12 @@ def normalise_header(name: object, aliases: Mapping[str, str] | None = None) -> 
     and slashes as one ``_``; then looked up in ``aliases`` (whose keys are normalised the
     same way), e.g. ``" Worker  Pseudonym"`` → ``worker_pseudonym``, ``"日期"`` with
     ``{"日期": "date"}`` → ``date``."""
+    key = _header_key(name)
+    return _alias_table(aliases).get(key, key) if aliases else key
+
+
+def _header_key(name: object) -> str:
+    """:func:`normalise_header` without the aliases."""
     text = unicodedata.normalize("NFKC", "" if name is None else str(name)).strip().casefold()
     out, gap = [], False
     for ch in text:
@@ -138,11 +144,12 @@ def normalise_header(name: object, aliases: Mapping[str, str] | None = None) -> 
             out.append("_")
         gap = False
         out.append(ch)
-    key = "".join(out)
-    if aliases:
-        table = {normalise_header(k): v for k, v in aliases.items()}
-        key = table.get(key, key)
-    return key
+    return "".join(out)
+
+
+def _alias_table(aliases: Mapping[str, str] | None) -> dict[str, str]:
+    """``aliases`` with their keys normalised (:func:`_header_key`), once per table read."""
+    return {_header_key(k): v for k, v in (aliases or {}).items()}
 
 
 # ------------------------------------------------------------------------------- decoding
@@ -334,17 +341,23 @@ def _table(p: Path, records: list[tuple[int, list[str]]], encoding: str, sheet: 
     if not nonblank:
         raise TableError(f"{p.name}: the {'sheet' if sheet else 'file'} is empty; the first "
                          f"row must name the columns")
+    table = _alias_table(aliases)
+
+    def column(cell: str) -> str:
+        key = _header_key(cell)
+        return table.get(key, key)
+
     header_at = 0
     if required:
         for i, (_, cells) in enumerate(nonblank[:HEADER_SEARCH_ROWS]):
-            names = {normalise_header(c, aliases) for c in cells}
+            names = {column(c) for c in cells}
             if all(r in names for r in required):
                 header_at = i
                 break
     header_row, raw = nonblank[header_at]
     while raw and not raw[-1]:
         raw = raw[:-1]
-    columns = [normalise_header(c, aliases) for c in raw]
+    columns = [column(c) for c in raw]
     seen: dict[str, int] = {}
     for i, c in enumerate(columns):
         if not c:
