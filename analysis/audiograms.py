@@ -49,6 +49,7 @@ from .spreadsheets import (
     Table,
     collect_rows,
     read_table,
+    rejected_rows,
     split_duplicates,
 )
 from .storage import write_batches
@@ -154,7 +155,7 @@ class AudiogramImport:
 
     @property
     def rejected_rows(self) -> tuple[int, ...]:
-        return tuple(sorted({e.row for e in self.errors}))
+        return rejected_rows(self.errors)
 
 
 # ----------------------------------------------------------------------------- parsing

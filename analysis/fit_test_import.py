@@ -64,6 +64,7 @@ from .spreadsheets import (
     TableError,
     collect_rows,
     read_table,
+    rejected_rows,
     split_duplicates,
 )
 
@@ -185,7 +186,7 @@ class ImportOutcome:
 
     @property
     def rejected_rows(self) -> tuple[int, ...]:
-        return tuple(sorted({e.row for e in self.errors}))
+        return rejected_rows(self.errors)
 
 
 def import_file(path: str | Path, reg, reader: InfluxClient, writer: InfluxClient, *,

@@ -47,6 +47,7 @@ from .spreadsheets import (
     RowProblems,
     collect_rows,
     read_table,
+    rejected_rows,
     split_duplicates,
 )
 from .storage import write_batches
@@ -139,7 +140,7 @@ class ObservationImport:
 
     @property
     def rejected(self) -> tuple[int, ...]:
-        return tuple(sorted({e.row for e in self.errors}))
+        return rejected_rows(self.errors)
 
 
 def _safe_id(what: str, hint: str = "") -> Callable[[str], str]:

@@ -52,7 +52,7 @@ from typing import Generic, TypeVar
 
 __all__ = ["Duplicate", "HEADER_SEARCH_ROWS", "Row", "RowError", "RowInvalid", "RowProblems",
            "Table", "TableError", "Checked", "collect_rows", "decode_csv_bytes",
-           "normalise_header", "read_table", "split_duplicates"]
+           "normalise_header", "read_table", "rejected_rows", "split_duplicates"]
 
 T = TypeVar("T")
 
@@ -431,7 +431,13 @@ class Checked(Generic[T]):
 
     @property
     def rejected(self) -> tuple[int, ...]:
-        return tuple(sorted({e.row for e in self.errors}))
+        return rejected_rows(self.errors)
+
+
+def rejected_rows(errors: Iterable[RowError]) -> tuple[int, ...]:
+    """The numbers of the rows ``errors`` reject, ascending, each once (a row may have
+    several errors)."""
+    return tuple(sorted({e.row for e in errors}))
 
 
 def collect_rows(rows: Iterable[Row], parse: Callable[[Row], T],

@@ -15,6 +15,7 @@ from tingbao.analysis.spreadsheets import (
     decode_csv_bytes,
     normalise_header,
     read_table,
+    rejected_rows,
     split_duplicates,
 )
 
@@ -144,6 +145,8 @@ def test_row_errors_keep_good_rows_and_duplicates(tmp_path):
     assert [r for r, _ in checked.good] == [2, 4, 5]
     assert checked.rejected == (3, 6)
     assert [(e.row, e.column) for e in checked.errors] == [(3, "date"), (3, "n"), (6, None)]
+    # the helper the import outcomes share: rows 6, 3, 3 in any order → (3, 6), each once
+    assert rejected_rows(reversed(checked.errors)) == (3, 6)
     kept, dups = split_duplicates(checked.good, key=lambda v: v)
     assert [r for r, _ in kept] == [2, 4]
     assert [str(d) for d in dups] == ["row 5 repeats row 2 ((datetime.date(2025, 1, 1), 1))"]
