@@ -140,7 +140,20 @@ def _ear(hf: float, low: float = 10.0, k4: float | None = None) -> tuple:
     return (low, low, low, hf, hf if k4 is None else k4, hf)
 
 
-def test_screening_service_alerts(stack, site):
+@pytest.fixture(scope="module")
+def ledger(stack, site) -> None:
+    """The jobs' daily LEX,8h in the ledger, which both the service and the commands read:
+    press 88 and 90 dB(A) → energy mean 10 lg((10^8.8 + 10^9.0)/2) = 89.12; assembly 82."""
+    reg = load_registry(site)
+    day = int(dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.UTC).timestamp()) * S
+    stack.influx("writer").write(
+        [line(schema.EXPOSURE, {"enterprise": ENT, "kind": "job", "job": job,
+                                "profile": reg.profile.id}, {"lex_8h": lex}, day + i * 86400 * S)
+         for job, levels in (("press", (88.0, 90.0)), ("assembly", (82.0,)))
+         for i, lex in enumerate(levels)], rp=schema.RP_FOREVER)
+
+
+def test_screening_service_alerts(stack, site, ledger):
     reg = load_registry(site)
     reader, writer = stack.influx("reader"), stack.influx("writer")
     exams = [
@@ -163,14 +176,6 @@ def test_screening_service_alerts(stack, site):
     ]
     tz = reg.deployment.timezone
     assert write_audiograms(writer, exams, tz) == 5
-    # the jobs' daily LEX,8h in the ledger: press 88 and 90 dB(A) → energy mean
-    # 10 lg((10^8.8 + 10^9.0)/2) = 89.12; assembly 82
-    day = int(dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.UTC).timestamp()) * S
-    writer.write([line(schema.EXPOSURE, {"enterprise": ENT, "kind": "job", "job": job,
-                                         "profile": reg.profile.id},
-                       {"lex_8h": lex}, day + i * 86400 * S)
-                  for job, levels in (("press", (88.0, 90.0)), ("assembly", (82.0,)))
-                  for i, lex in enumerate(levels)], rp=schema.RP_FOREVER)
 
     store = AlertStore(reader, writer)
     analyzer = Analyzer(reg, reader, writer, store, clock=lambda: NOW)
@@ -225,7 +230,7 @@ def test_screening_service_alerts(stack, site):
     assert len(store.list(enterprise=ENT)) == 5
 
 
-def test_commands(stack, site, tmp_path):
+def test_commands(stack, site, ledger, tmp_path):
     path = tmp_path / "exams.csv"
     path.write_bytes(("\n".join([ZH_HEADER, f"w-cli,{ENT},2026-03-01,30,男,press,2,否,{OK}",
                                  f"w-kid,{ENT},2026-03-01,14,男,,,,{OK}"]) + "\n")
